@@ -1,0 +1,184 @@
+"""Load a demo program: tiers, ways to earn, rewards, staff logins, and members with a history.
+
+Members are inserted in batches and their history goes through the ledger's bulk path, so a million members with
+ten entries each is a matter of minutes, not hours.
+"""
+
+import random
+from datetime import timedelta
+from decimal import Decimal
+
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from loyalty.actors import SystemActor
+from loyalty.models import EarnRule, EarnRuleKind, EntryKind, EntryStatus, Member, Order, ProgramSettings, Reward, Store
+from loyalty.services import Posting, entries_post_bulk, reward_give
+from tiers.models import Tier
+
+DEMO_PASSWORD = "demo-pass-2026"
+STAFF = (
+    # username, superuser, role group
+    ("admin", True, "Program manager"),
+    ("manager", False, "Program manager"),
+    ("agent", False, "Support agent"),
+)
+FIRST = "Ada Ben Cleo Dan Eve Finn Gia Hugo Ines Jon Kim Leo Mia Noa Omar Pia Quinn Rosa Sam Tess Uma Vic Wen Yan Zoe"
+LAST = "Abbott Baker Chen Diaz Evans Fox Garcia Hill Ito Jones Khan Lopez Moore Nash Ortiz Patel Reyes Smith Tran Weber"
+CHUNK = 50_000
+
+
+class Command(BaseCommand):
+    help = "Load the demo program (idempotent for the catalog; members are added once per email)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--members", type=int, default=300)
+        parser.add_argument("--entries-per-member", type=int, default=4)
+        parser.add_argument("--seed", type=int, default=7)
+        parser.add_argument("--quiet", action="store_true")
+
+    def handle(self, *args, members, entries_per_member, seed, quiet, **options):
+        rng = random.Random(seed)
+        self._catalog()
+        self._staff()
+        existing = Member.objects.count()
+        if existing >= members:
+            self._say(quiet, f"{existing} members already there; nothing added.")
+        else:
+            ids = self._members(existing, members, rng)
+            self._history(ids, entries_per_member, rng)
+            self._rewards_given([i for i, _ in ids[:20]])
+            self._say(quiet, f"Added {len(ids)} members with about {entries_per_member} entries each.")
+        self._logins()
+
+    def _say(self, quiet, text):
+        if not quiet:
+            self.stdout.write(text)
+
+    def _catalog(self):
+        settings = ProgramSettings.load()
+        settings.program_name = "Demo Rewards"
+        settings.hold_days_default = 14
+        settings.revert_enabled = True
+        settings.revert_on_cancelled = settings.revert_on_refunded = settings.revert_on_partially_refunded = True
+        settings.save()
+        for name, threshold in (("Bronze", 0), ("Silver", 500), ("Gold", 2000)):
+            Tier.objects.get_or_create(name=name, defaults={"threshold": threshold})
+        rules = (
+            ("Sign up", EarnRuleKind.SIGNUP, 200, None, 0),
+            ("Place an order", EarnRuleKind.ORDER, 0, Decimal("1"), 14),
+            ("Closed referral", EarnRuleKind.CONVERSION, 300, None, 0),
+        )
+        for name, kind, points, per_unit, hold in rules:
+            EarnRule.objects.get_or_create(
+                name=name,
+                kind=kind,
+                defaults={"points": points, "points_per_currency_unit": per_unit, "hold_days": hold},
+            )
+        for name, cost, prefix in (
+            ("$5 off", 500, "FIVE"),
+            ("Free shipping", 300, "SHIP"),
+            ("$20 off", 1800, "TWENTY"),
+        ):
+            Reward.objects.get_or_create(name=name, defaults={"points_cost": cost, "coupon_prefix": prefix})
+
+    def _staff(self):
+        for username, superuser, role in STAFF:
+            user, created = User.objects.get_or_create(
+                username=username, defaults={"is_staff": True, "is_superuser": superuser, "email": f"{username}@demo"}
+            )
+            if created:
+                user.set_password(DEMO_PASSWORD)
+                user.save()
+            if group := Group.objects.filter(name=role).first():
+                user.groups.add(group)
+
+    def _members(self, start, total, rng):
+        first, last = FIRST.split(), LAST.split()
+        now = timezone.now()
+        batch = []
+        for n in range(start, total):
+            joined = now - timedelta(days=rng.randint(1, 900))
+            batch.append(
+                Member(
+                    email=f"shopper{n}@demo.example",
+                    customer_id=str(7_000_000 + n),
+                    first_name=rng.choice(first),
+                    last_name=rng.choice(last),
+                    signed_up_at=None if rng.random() < 0.2 else joined,
+                    created_at=joined,
+                )
+            )
+        for i in range(0, len(batch), CHUNK):
+            Member.objects.bulk_create(batch[i : i + CHUNK], batch_size=5000)
+        return list(
+            Member.objects.filter(email__startswith="shopper").order_by("id").values_list("id", "signed_up_at")
+        )[start:]
+
+    def _history(self, member_ids, per_member, rng):
+        """History through the ledger's bulk path: sign-up points, paid orders (some still pending), adjustments."""
+        signup = EarnRule.objects.get(kind=EarnRuleKind.SIGNUP, name="Sign up")
+        order_rule = EarnRule.objects.get(kind=EarnRuleKind.ORDER, name="Place an order")
+        actor = SystemActor("demo data")
+        now = timezone.now()
+        postings, orders = [], []
+        for member_id, signed_up_at in member_ids:
+            if signed_up_at:  # guests have no account, so no sign-up points
+                postings.append(
+                    Posting(member_id, signup.points, "Signed up", kind=EntryKind.EARN, earn_rule_id=signup.pk)
+                )
+            for k in range(max(per_member - 1, 0)):
+                if rng.random() < 0.8:
+                    amount = rng.randint(15, 400)
+                    pending = rng.random() < 0.15
+                    store_id = f"{member_id}-{k}"
+                    orders.append(
+                        Order(
+                            store=Store.SHOPIFY,
+                            store_order_id=store_id,
+                            member_id=member_id,
+                            total=amount,
+                            earnable_amount=amount,
+                            financial_status="paid",
+                            placed_at=now - timedelta(days=rng.randint(0 if pending else 15, 400)),
+                        )
+                    )
+                    postings.append(
+                        Posting(
+                            member_id,
+                            amount,
+                            f"Order {store_id}",
+                            kind=EntryKind.EARN,
+                            status=EntryStatus.PENDING if pending else EntryStatus.ACTIVE,
+                            hold_until=now + timedelta(days=rng.randint(1, 14)) if pending else None,
+                            earn_rule_id=order_rule.pk,
+                            idempotency_key=f"demo:order:{store_id}",
+                        )
+                    )
+                else:
+                    postings.append(Posting(member_id, rng.choice((50, 100, -50)), "Goodwill gesture"))
+            if len(postings) >= CHUNK:
+                self._flush(postings, orders, actor)
+        self._flush(postings, orders, actor)
+
+    @staticmethod
+    def _flush(postings, orders, actor):
+        with transaction.atomic():
+            Order.objects.bulk_create(orders, batch_size=5000)
+            entries_post_bulk(postings=postings, actor=actor, source="system", policy="cap")
+        postings.clear()
+        orders.clear()
+
+    def _rewards_given(self, member_ids):
+        reward = Reward.objects.order_by("points_cost").first()
+        actor = SystemActor("demo data")
+        for member in Member.objects.filter(pk__in=member_ids, available_points__gte=reward.points_cost):
+            reward_give(member=member, reward=reward, deduct_points=True, actor=actor, reason="Demo redemption")
+
+    def _logins(self):
+        self.stdout.write("Admin: http://127.0.0.1:8000/admin/")
+        for username, _superuser, role in STAFF:
+            self.stdout.write(f"  {username:8} / {DEMO_PASSWORD}   ({role})")

@@ -1,0 +1,488 @@
+"""The program's data: members, the append-only points ledger, rewards and coupons, ways to earn, orders, settings.
+
+Balances on Member are a cache of sums over LedgerEntry, written only by loyalty.services.ledger.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class NegativeBalancePolicy(models.TextChoices):
+    FORBID = "forbid", _("Forbid: refuse the debit")
+    CAP = "cap", _("Cap: take what is available, record the shortfall")
+    ALLOW = "allow", _("Allow: the balance may go below zero")
+
+
+class ProgramSettings(models.Model):
+    """The program's settings: one row (pk=1), read with ProgramSettings.load()."""
+
+    program_name = models.CharField(_("program name"), max_length=120, default="Rewards")
+    program_started_at = models.DateTimeField(
+        _("program started at"),
+        default=timezone.now,
+        help_text=_("Reward past actions credits sign-ups and orders from before this moment."),
+    )
+    negative_balance_policy = models.CharField(
+        _("negative-balance policy (staff actions and imports)"),
+        max_length=10,
+        choices=NegativeBalancePolicy.choices,
+        default=NegativeBalancePolicy.FORBID,
+    )
+    revert_negative_balance_policy = models.CharField(
+        _("negative-balance policy (automatic reverts)"),
+        max_length=10,
+        choices=[c for c in NegativeBalancePolicy.choices if c[0] != NegativeBalancePolicy.FORBID],
+        default=NegativeBalancePolicy.CAP,
+        help_text=_("Automatic reverts never fail: cap takes what is available, allow lets the balance go negative."),
+    )
+    support_agent_limit = models.PositiveIntegerField(
+        _("support agent limit per adjustment"),
+        default=1000,
+        help_text=_("The largest number of points (up or down) a support agent may adjust a member by in one action."),
+    )
+    hold_days_default = models.PositiveIntegerField(
+        _("default hold days"),
+        default=0,
+        help_text=_("Days earned points stay pending (the return window) when a way to earn sets none."),
+    )
+    revert_enabled = models.BooleanField(_("revert earned points"), default=True)
+    revert_on_cancelled = models.BooleanField(_("revert when cancelled"), default=True)
+    revert_on_refunded = models.BooleanField(_("revert when refunded"), default=True)
+    revert_on_partially_refunded = models.BooleanField(_("revert the refunded share on partial refunds"), default=True)
+    revert_tags = models.CharField(
+        _("revert when tagged"),
+        max_length=500,
+        blank=True,
+        help_text=_("Comma-separated order tags, e.g. fraud, test."),
+    )
+    last_reconcile_at = models.DateTimeField(_("last ledger check"), null=True, blank=True, editable=False)
+    last_reconcile_ok = models.BooleanField(_("last ledger check clean"), null=True, editable=False)
+    last_reconcile_report = models.TextField(_("last ledger check report"), blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("program settings")
+        verbose_name_plural = _("program settings")
+        constraints = [models.CheckConstraint(condition=models.Q(pk=1), name="program_settings_single_row")]
+
+    def __str__(self):
+        return str(self.program_name)
+
+    @classmethod
+    def load(cls):
+        obj, _created = cls.objects.get_or_create(pk=1)
+        return obj
+
+    def revert_tag_list(self):
+        return [t.strip().lower() for t in self.revert_tags.split(",") if t.strip()]
+
+
+class Member(models.Model):
+    """A customer known to the program. The three point figures are caches of ledger sums."""
+
+    email = models.EmailField(_("email"), max_length=254, unique=True, help_text=_("Stored in lower case."))
+    customer_id = models.CharField(_("store customer id"), max_length=64, null=True, blank=True)
+    first_name = models.CharField(_("first name"), max_length=150, blank=True)
+    last_name = models.CharField(_("last name"), max_length=150, blank=True)
+    signed_up_at = models.DateTimeField(_("signed up"), null=True, blank=True, help_text=_("Empty for a guest."))
+    available_points = models.BigIntegerField(_("available"), default=0, editable=False)
+    pending_points = models.BigIntegerField(_("pending"), default=0, editable=False)
+    lifetime_points = models.BigIntegerField(_("lifetime"), default=0, editable=False)
+    tier = models.ForeignKey(
+        "tiers.Tier",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="members",
+    )
+    created_at = models.DateTimeField(_("known since"), default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [
+            ("adjust_points", "Can adjust points (up to the support-agent limit)"),
+            ("adjust_points_unlimited", "Can adjust points beyond the support-agent limit"),
+            ("give_reward", "Can give a reward"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(email=Lower("email")), name="member_email_lower_case"),
+            models.UniqueConstraint(
+                fields=["customer_id"],
+                condition=models.Q(customer_id__isnull=False),
+                name="member_customer_id_unique",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tier", "-id"], name="member_tier"),
+            models.Index(fields=["signed_up_at"], name="member_signed_up"),
+            models.Index(
+                fields=["-id"],
+                condition=models.Q(pending_points__gt=0),
+                name="member_has_pending",
+            ),
+        ]
+
+    def __str__(self):
+        return self.email
+
+    @property
+    def name(self):
+        return f"{self.first_name} {self.last_name}".strip()
+
+    @property
+    def is_guest(self):
+        return self.signed_up_at is None
+
+
+class EntryKind(models.TextChoices):
+    EARN = "earn", _("Earn")
+    ADJUSTMENT = "adjustment", _("Adjustment")
+    REDEMPTION = "redemption", _("Redemption")
+    REVERSAL = "reversal", _("Reversal")
+    EXPIRATION = "expiration", _("Expiration")
+
+
+class EntryStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    ACTIVE = "active", _("Active")
+    REJECTED = "rejected", _("Rejected")
+
+
+class EntrySource(models.TextChoices):
+    ADMIN = "admin", _("Admin")
+    IMPORT = "import", _("CSV import")
+    BACKFILL = "backfill", _("Reward past actions")
+    ORDER = "order", _("Order")
+    SCHEDULE = "schedule", _("Scheduled job")
+    GROUP = "group", _("Customer group action")
+    SYSTEM = "system", _("System")
+
+
+class LedgerEntry(models.Model):
+    """One change of points. Never edited or deleted: a correction is a new entry.
+
+    The one permitted change is a pending entry's status moving to active or rejected.
+    """
+
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="entries")
+    points = models.BigIntegerField(_("points"))
+    kind = models.CharField(_("kind"), max_length=12, choices=EntryKind.choices)
+    status = models.CharField(
+        _("status"),
+        max_length=10,
+        choices=EntryStatus.choices,
+        default=EntryStatus.ACTIVE,
+    )
+    counts_toward_lifetime = models.BooleanField(_("counts toward lifetime"))
+    reason = models.CharField(_("reason"), max_length=500)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("by"),
+    )
+    actor_system = models.CharField(_("by (system)"), max_length=100, blank=True)
+    source = models.CharField(_("source"), max_length=10, choices=EntrySource.choices)
+    source_ref = models.BigIntegerField(_("source id"), null=True, blank=True)
+    earn_rule = models.ForeignKey("EarnRule", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    reverses = models.OneToOneField(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reversed_by",
+        verbose_name=_("reverses"),
+    )
+    takes_back = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="taken_back_by",
+        help_text=_("For a partial take-back (a partial refund): the earning it takes a share of."),
+    )
+    idempotency_key = models.CharField(_("idempotency key"), max_length=200, null=True, blank=True, unique=True)
+    hold_until = models.DateTimeField(_("pending until"), null=True, blank=True)
+    created_at = models.DateTimeField(_("when"), default=timezone.now)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    status_changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        verbose_name = _("ledger entry")
+        verbose_name_plural = _("ledger entries")
+        ordering = ["-created_at", "-id"]
+        permissions = [
+            ("reverse_entry", "Can reverse a credited entry"),
+            ("approve_pending", "Can approve or reject pending points"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(points=0), name="entry_points_not_zero"),
+            models.CheckConstraint(condition=models.Q(kind__in=EntryKind.values), name="entry_kind_valid"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=EntryStatus.values),
+                name="entry_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(source__in=EntrySource.values),
+                name="entry_source_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(reverses__isnull=True) | models.Q(kind=EntryKind.REVERSAL),
+                name="entry_only_reversals_reverse",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["member", "-created_at", "-id"], name="entry_member_created"),
+            models.Index(fields=["source", "source_ref"], name="entry_source_ref"),
+            models.Index(fields=["created_at"], name="entry_created"),
+            models.Index(
+                fields=["hold_until"],
+                condition=models.Q(status=EntryStatus.PENDING),
+                name="entry_pending_hold",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.points:+d} {self.get_kind_display()} ({self.get_status_display()})"
+
+    @property
+    def actor_label(self):
+        if self.actor_user_id:
+            return self.actor_user.get_username()
+        return self.actor_system or "system"
+
+
+class Shortfall(models.Model):
+    """Points a debit or reversal could not take because the member had already spent them (policy "cap")."""
+
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="shortfalls")
+    points = models.BigIntegerField(_("points not taken"))
+    reason = models.CharField(_("reason"), max_length=500)
+    entry = models.ForeignKey(
+        LedgerEntry,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="shortfalls",
+        help_text=_("The earning that was being taken back, if any."),
+    )
+    posted_entry = models.OneToOneField(
+        LedgerEntry,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="shortfall",
+        help_text=_("The entry that took what was available, if anything was."),
+    )
+    reversal_of = models.OneToOneField(
+        LedgerEntry,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reversal_shortfall",
+        help_text=_("Set when a reversal could take nothing at all: it stands in for the reversal entry."),
+    )
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.CheckConstraint(condition=models.Q(points__gt=0), name="shortfall_points_positive")]
+
+    def __str__(self):
+        return f"{self.points} points not taken from {self.member}"
+
+
+class EarnRuleKind(models.TextChoices):
+    SIGNUP = "signup", _("Sign up")
+    ORDER = "order", _("Place an order")
+    CONVERSION = "conversion", _("Conversion (reward token)")
+
+
+class EarnRule(models.Model):
+    """A way to earn: how many points an action is worth, and how long they stay pending."""
+
+    name = models.CharField(_("name"), max_length=120)
+    kind = models.CharField(_("action"), max_length=12, choices=EarnRuleKind.choices)
+    points = models.PositiveIntegerField(_("fixed points"), default=0)
+    points_per_currency_unit = models.DecimalField(
+        _("points per currency unit"),
+        max_digits=10,
+        decimal_places=4,
+        null=True,
+        blank=True,
+    )
+    hold_days = models.PositiveIntegerField(
+        _("hold days"),
+        null=True,
+        blank=True,
+        help_text=_("Empty: the program's default hold days."),
+    )
+    active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("way to earn")
+        verbose_name_plural = _("ways to earn")
+        ordering = ["kind", "name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Reward(models.Model):
+    """A reward of the catalog: a coupon a member gets for points (or free, given by staff)."""
+
+    name = models.CharField(_("name"), max_length=120)
+    description = models.CharField(_("description"), max_length=255, blank=True)
+    points_cost = models.PositiveIntegerField(_("points cost"))
+    coupon_prefix = models.CharField(_("coupon code prefix"), max_length=20, default="LOYAL")
+    active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        ordering = ["points_cost", "name"]
+
+    def __str__(self):
+        return f"{self.name} ({self.points_cost} points)"
+
+
+class Coupon(models.Model):
+    """A coupon given to a member for a reward; its code is unique across the store."""
+
+    code = models.CharField(_("code"), max_length=40, unique=True)
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="coupons")
+    reward = models.ForeignKey(Reward, on_delete=models.PROTECT, related_name="coupons")
+    redemption_entry = models.OneToOneField(
+        LedgerEntry,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="coupon",
+    )
+    points_spent = models.PositiveIntegerField(_("points spent"), default=0)
+    disabled = models.BooleanField(_("disabled"), default=False)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True, editable=False)
+    created_at = models.DateTimeField(_("given at"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["member", "-created_at"], name="coupon_member_created")]
+
+    def __str__(self):
+        return self.code
+
+
+class Store(models.TextChoices):
+    SHOPIFY = "shopify", "Shopify"
+    WOOCOMMERCE = "woocommerce", "WooCommerce"
+    CSV = "csv", _("CSV import")
+
+
+class Order(models.Model):
+    """An order mirrored from the store: what it earned is on the ledger (source "order")."""
+
+    store = models.CharField(_("store"), max_length=12, choices=Store.choices)
+    store_order_id = models.CharField(_("store order id"), max_length=64)
+    order_number = models.CharField(_("order number"), max_length=64, blank=True)
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, null=True, blank=True, related_name="orders")
+    email = models.EmailField(_("email"), blank=True)
+    customer_id = models.CharField(_("store customer id"), max_length=64, blank=True)
+    total = models.DecimalField(_("total"), max_digits=14, decimal_places=2)
+    earnable_amount = models.DecimalField(
+        _("amount that earns points"),
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text=_("Total less discounts, taxes and shipping, where the store gives them."),
+    )
+    currency = models.CharField(_("currency"), max_length=3, default="USD")
+    financial_status = models.CharField(_("financial status"), max_length=40, blank=True)
+    cancelled = models.BooleanField(_("cancelled"), default=False)
+    tags = models.CharField(_("tags"), max_length=1000, blank=True)
+    placed_at = models.DateTimeField(_("placed at"))
+    updated_at = models.DateTimeField(_("last update"), default=timezone.now)
+    test = models.BooleanField(_("test order"), default=False)
+
+    class Meta:
+        ordering = ["-placed_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["store", "store_order_id"], name="order_store_id_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["member", "-placed_at"], name="order_member_placed"),
+            models.Index(fields=["placed_at"], name="order_placed"),
+            models.Index(fields=["email"], name="order_email"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_store_display()} #{self.order_number or self.store_order_id}"
+
+    def tag_list(self):
+        return [t.strip().lower() for t in self.tags.split(",") if t.strip()]
+
+
+class OrderRefund(models.Model):
+    """A refund of an order, as the store reported it; partial reverts are keyed on it."""
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="refunds")
+    store_refund_id = models.CharField(_("store refund id"), max_length=64)
+    amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2)
+    created_at = models.DateTimeField(_("refunded at"), default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["order", "store_refund_id"], name="refund_order_id_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.amount} on {self.order}"
+
+
+class TokenStatus(models.TextChoices):
+    ISSUED = "issued", _("Issued")
+    CLOSED = "closed", _("Closed (credited)")
+    REJECTED = "rejected", _("Rejected")
+
+
+class RewardToken(models.Model):
+    """A code handed to a member (a referral link, say); when its lead closes as a sale, it credits the member once."""
+
+    token = models.CharField(_("token"), max_length=64, unique=True)
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="reward_tokens")
+    earn_rule = models.ForeignKey(EarnRule, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    status = models.CharField(
+        _("status"),
+        max_length=10,
+        choices=TokenStatus.choices,
+        default=TokenStatus.ISSUED,
+    )
+    amount = models.DecimalField(_("sale amount"), max_digits=14, decimal_places=2, null=True, blank=True)
+    created_at = models.DateTimeField(_("issued at"), default=timezone.now)
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["member", "-created_at"], name="token_member_created")]
+
+    def __str__(self):
+        return self.token

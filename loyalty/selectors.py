@@ -1,0 +1,54 @@
+"""Reads of the loyalty app."""
+
+from dataclasses import dataclass
+
+from django.db import connection
+
+from .services.ledger_bulk import _tier_case
+
+
+@dataclass
+class Difference:
+    member_id: int
+    email: str
+    figure: str
+    cached: int | None
+    ledger: int | None
+
+    def __str__(self):
+        return (
+            f"member #{self.member_id} {self.email}: {self.figure} is {self.cached} but the ledger says {self.ledger}"
+        )
+
+
+def ledger_differences(limit: int = 1000) -> list[Difference]:
+    """Members whose cached figures (available, pending, lifetime, tier) differ from the ledger's sums."""
+    sql = f"""
+        SELECT m.id, m.email, m.available_points, m.pending_points, m.lifetime_points, m.tier_id,
+               COALESCE(s.available, 0), COALESCE(s.pending, 0), COALESCE(s.lifetime, 0),
+               {_tier_case("COALESCE(s.lifetime, 0)")}
+        FROM loyalty_member m LEFT JOIN (
+            SELECT member_id,
+                   SUM(CASE WHEN status = 'active' THEN points ELSE 0 END) AS available,
+                   SUM(CASE WHEN status = 'pending' THEN points ELSE 0 END) AS pending,
+                   SUM(CASE WHEN status = 'active' AND counts_toward_lifetime THEN points ELSE 0 END) AS lifetime
+            FROM loyalty_ledgerentry GROUP BY member_id) s ON s.member_id = m.id
+        WHERE m.available_points <> COALESCE(s.available, 0)
+           OR m.pending_points <> COALESCE(s.pending, 0)
+           OR m.lifetime_points <> COALESCE(s.lifetime, 0)
+           OR COALESCE(m.tier_id, -1) <> COALESCE({_tier_case("COALESCE(s.lifetime, 0)")}, -1)
+        ORDER BY m.id LIMIT %s"""
+    with connection.cursor() as cur:
+        cur.execute(sql, [limit])
+        rows = cur.fetchall()
+    found = []
+    for mid, email, available, pending, lifetime, tier, l_available, l_pending, l_lifetime, l_tier in rows:
+        for figure, cached, ledger in (
+            ("available", available, l_available),
+            ("pending", pending, l_pending),
+            ("lifetime", lifetime, l_lifetime),
+            ("tier", tier, l_tier),
+        ):
+            if cached != ledger:
+                found.append(Difference(mid, email, figure, cached, ledger))
+    return found

@@ -1,0 +1,70 @@
+"""Shared fixtures. After every test that wrote to the database, the ledger must reconcile."""
+
+import pytest
+from django.db import connection
+
+from loyalty.selectors import ledger_differences
+from tests.factories import ManagerFactory, TierFactory, UserFactory
+
+
+def pytest_report_header(config):
+    from django.conf import settings
+
+    return f"database: {settings.DATABASES['default']['ENGINE']} {settings.DATABASES['default'].get('NAME')}"
+
+
+@pytest.fixture(autouse=True)
+def _ledger_reconciles(request):
+    """Every test that touched the database ends with a clean reconcile_ledger."""
+    yield
+    if "django_db_setup" not in request.fixturenames:
+        return
+    if not connection.in_atomic_block and "transactional_db" not in request.fixturenames:
+        return
+    differences = ledger_differences()
+    assert not differences, "ledger does not reconcile: " + "; ".join(map(str, differences))
+
+
+@pytest.fixture
+def tiers(db):
+    return [
+        TierFactory(name="Bronze", threshold=0),
+        TierFactory(name="Silver", threshold=500),
+        TierFactory(name="Gold", threshold=2000),
+    ]
+
+
+@pytest.fixture
+def manager(db):
+    return ManagerFactory()
+
+
+@pytest.fixture
+def agent(db):
+    from django.contrib.auth.models import Group
+
+    user = UserFactory(username="agent")
+    group = Group.objects.filter(name="Support agent").first()
+    if group:
+        user.groups.add(group)
+    return user
+
+
+@pytest.fixture
+def system():
+    from loyalty.actors import SystemActor
+
+    return SystemActor("tests")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests of PostgreSQL-only behaviour (triggers, row locks, a real worker on Redis) run in the PostgreSQL pass
+    of `make test`; on SQLite they are deselected, and the run says so."""
+    if connection.vendor == "postgresql":
+        return
+    keep, drop = [], []
+    for item in items:
+        (drop if item.get_closest_marker("postgres") or item.get_closest_marker("integration") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -1,0 +1,36 @@
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Tier(models.Model):
+    """A VIP tier: a member is in the highest tier whose threshold their lifetime points reach."""
+
+    name = models.CharField(_("name"), max_length=80, unique=True)
+    threshold = models.BigIntegerField(_("lifetime points needed"), unique=True)
+    description = models.TextField(_("description"), blank=True)
+
+    class Meta:
+        ordering = ["threshold"]
+        constraints = [models.CheckConstraint(condition=models.Q(threshold__gte=0), name="tier_threshold_not_negative")]
+
+    def __str__(self):
+        return self.name
+
+
+class TierChange(models.Model):
+    """One move of a member between tiers, with the entry that caused it: the answer to "why is she Gold?"."""
+
+    member = models.ForeignKey("loyalty.Member", on_delete=models.PROTECT, related_name="tier_changes")
+    from_tier = models.ForeignKey(Tier, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    to_tier = models.ForeignKey(Tier, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    lifetime_points = models.BigIntegerField(_("lifetime points after"))
+    entry = models.ForeignKey("loyalty.LedgerEntry", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    reason = models.CharField(_("reason"), max_length=255)
+    created_at = models.DateTimeField(_("when"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["member", "-created_at"], name="tierchange_member_created")]
+
+    def __str__(self):
+        return f"{self.from_tier or '-'} -> {self.to_tier or '-'}"
