@@ -3,7 +3,24 @@
 from django.db import migrations
 
 # Every column but the three a status move may change.
-FROZEN = ["id", "member_id", "points", "kind", "counts_toward_lifetime", "reason", "actor_user_id", "actor_system", "source", "source_ref", "earn_rule_id", "reverses_id", "takes_back_id", "idempotency_key", "hold_until", "created_at"]
+FROZEN = [
+    "id",
+    "member_id",
+    "points",
+    "kind",
+    "counts_toward_lifetime",
+    "reason",
+    "actor_user_id",
+    "actor_system",
+    "source",
+    "source_ref",
+    "earn_rule_id",
+    "reverses_id",
+    "takes_back_id",
+    "idempotency_key",
+    "hold_until",
+    "created_at",
+]
 
 FORWARD = f"""
 CREATE OR REPLACE FUNCTION loyalty_ledger_append_only() RETURNS trigger AS $$

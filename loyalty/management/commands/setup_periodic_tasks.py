@@ -3,8 +3,8 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 
 # name -> (task, schedule kind, schedule arguments). Other apps add theirs here as they arrive.
 SCHEDULES = {
-    "Release matured pending points": ("loyalty.tasks.release_matured_pending", "every", {"minutes": 10}),
-    "Nightly ledger check": ("loyalty.tasks.reconcile_ledger_nightly", "crontab", {"hour": "3", "minute": "0"}),
+    "Release matured pending points": ("loyalty.release_matured_pending", "every", {"minutes": 10}),
+    "Nightly ledger check": ("loyalty.reconcile_ledger_nightly", "crontab", {"hour": "3", "minute": "0"}),
 }
 
 
