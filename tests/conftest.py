@@ -7,22 +7,33 @@ from loyalty.selectors import ledger_differences
 from tests.factories import ManagerFactory, TierFactory, UserFactory
 
 
+def pytest_configure(config):
+    # Unit tests run tasks in-process; the integration tests start a real worker and turn this off.
+    from config.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+
+
 def pytest_report_header(config):
     from django.conf import settings
 
     return f"database: {settings.DATABASES['default']['ENGINE']} {settings.DATABASES['default'].get('NAME')}"
 
 
-@pytest.fixture(autouse=True)
-def _ledger_reconciles(request):
-    """Every test that touched the database ends with a clean reconcile_ledger."""
-    yield
-    if "django_db_setup" not in request.fixturenames:
-        return
-    if not connection.in_atomic_block and "transactional_db" not in request.fixturenames:
-        return
-    differences = ledger_differences()
-    assert not differences, "ledger does not reconcile: " + "; ".join(map(str, differences))
+def _uses_database(item) -> bool:
+    names = set(getattr(item, "fixturenames", ()))
+    return bool(item.get_closest_marker("django_db") or names & {"db", "transactional_db", "live_server"})
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """Every test that touched the database ends with a clean reconcile_ledger (checked before the test's data goes)."""
+    result = yield
+    if _uses_database(item):
+        differences = ledger_differences()
+        assert not differences, "the ledger does not reconcile: " + "; ".join(map(str, differences))
+    return result
 
 
 @pytest.fixture

@@ -12,7 +12,13 @@ from ..services import pending_release_matured
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="loyalty.release_matured_pending", acks_late=True, reject_on_worker_lost=True, time_limit=900)
+@shared_task(
+    name="loyalty.release_matured_pending",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=900,
+    soft_time_limit=840,
+)
 def release_matured_pending():
     """Make pending points whose hold has ended available (every 10 minutes)."""
     result = pending_release_matured()
@@ -20,7 +26,13 @@ def release_matured_pending():
     return result.posted
 
 
-@shared_task(name="loyalty.reconcile_ledger_nightly", acks_late=True, reject_on_worker_lost=True, time_limit=3600)
+@shared_task(
+    name="loyalty.reconcile_ledger_nightly",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=3600,
+    soft_time_limit=3500,
+)
 def reconcile_ledger_nightly():
     """Check every cached figure against the ledger; a difference is logged and shown on the settings page."""
     differences = ledger_differences()

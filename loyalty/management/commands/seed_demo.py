@@ -5,6 +5,7 @@ ten entries each is a matter of minutes, not hours.
 """
 
 import random
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -17,6 +18,7 @@ from accounts.models import User
 from loyalty.actors import SystemActor
 from loyalty.models import EarnRule, EarnRuleKind, EntryKind, EntryStatus, Member, Order, ProgramSettings, Reward, Store
 from loyalty.services import Posting, entries_post_bulk, reward_give
+from loyalty.services.ledger_bulk import fill_table
 from tiers.models import Tier
 
 DEMO_PASSWORD = "demo-pass-2026"
@@ -28,7 +30,29 @@ STAFF = (
 )
 FIRST = "Ada Ben Cleo Dan Eve Finn Gia Hugo Ines Jon Kim Leo Mia Noa Omar Pia Quinn Rosa Sam Tess Uma Vic Wen Yan Zoe"
 LAST = "Abbott Baker Chen Diaz Evans Fox Garcia Hill Ito Jones Khan Lopez Moore Nash Ortiz Patel Reyes Smith Tran Weber"
-CHUNK = 50_000
+CHUNK = 20_000  # members per chunk
+POSTING_CHUNK = 100_000  # postings per call of the ledger's bulk path
+ORDER_COLUMNS = (
+    "store",
+    "store_order_id",
+    "order_number",
+    "member_id",
+    "email",
+    "customer_id",
+    "total",
+    "earnable_amount",
+    "currency",
+    "financial_status",
+    "cancelled",
+    "tags",
+    "placed_at",
+    "updated_at",
+    "test",
+)
+
+
+def _order_row(order):
+    return tuple(getattr(order, column) for column in ORDER_COLUMNS)
 
 
 class Command(BaseCommand):
@@ -48,10 +72,17 @@ class Command(BaseCommand):
         if existing >= members:
             self._say(quiet, f"{existing} members already there; nothing added.")
         else:
-            ids = self._members(existing, members, rng)
-            self._history(ids, entries_per_member, rng)
-            self._rewards_given([i for i, _ in ids[:20]])
-            self._say(quiet, f"Added {len(ids)} members with about {entries_per_member} entries each.")
+            started = time.monotonic()
+            first_ids = []
+            # Members and their history go in chunks, so memory stays flat however many members are asked for.
+            for chunk_start in range(existing, members, CHUNK):
+                ids = self._members(chunk_start, min(chunk_start + CHUNK, members), rng)
+                self._history(ids, entries_per_member, rng)
+                first_ids = first_ids or [i for i, _ in ids[:20]]
+                done = chunk_start + len(ids)
+                self._say(quiet, f"  {done:,} members ({time.monotonic() - started:.0f} s)")
+            self._rewards_given(first_ids)
+            self._say(quiet, f"Added {members - existing} members with {entries_per_member} entries each.")
         self._logins()
 
     def _say(self, quiet, text):
@@ -96,11 +127,12 @@ class Command(BaseCommand):
             if group := Group.objects.filter(name=role).first():
                 user.groups.add(group)
 
-    def _members(self, start, total, rng):
+    def _members(self, start, stop, rng):
+        """Insert members start..stop-1; returns [(id, signed_up_at)] in id order."""
         first, last = FIRST.split(), LAST.split()
         now = timezone.now()
         batch = []
-        for n in range(start, total):
+        for n in range(start, stop):
             joined = now - timedelta(days=rng.randint(1, 900))
             batch.append(
                 Member(
@@ -112,11 +144,13 @@ class Command(BaseCommand):
                     created_at=joined,
                 )
             )
-        for i in range(0, len(batch), CHUNK):
-            Member.objects.bulk_create(batch[i : i + CHUNK], batch_size=5000)
-        return list(
-            Member.objects.filter(email__startswith="shopper").order_by("id").values_list("id", "signed_up_at")
-        )[start:]
+        created = Member.objects.bulk_create(batch, batch_size=5000)
+        if created and created[0].pk is None:  # a database without RETURNING: read the ids back
+            emails = [m.email for m in batch]
+            by_email = dict(Member.objects.filter(email__in=emails).values_list("email", "id"))
+            for m in created:
+                m.pk = by_email[m.email]
+        return sorted((m.pk, m.signed_up_at) for m in created)
 
     def _history(self, member_ids, per_member, rng):
         """History through the ledger's bulk path: sign-up points, paid orders (some still pending), adjustments."""
@@ -130,7 +164,8 @@ class Command(BaseCommand):
                 postings.append(
                     Posting(member_id, signup.points, "Signed up", kind=EntryKind.EARN, earn_rule_id=signup.pk)
                 )
-            for k in range(max(per_member - 1, 0)):
+            # Every member gets exactly `per_member` entries: guests have no sign-up, so one more order instead.
+            for k in range(per_member - 1 if signed_up_at else per_member):
                 if rng.random() < 0.8:
                     amount = rng.randint(15, 400)
                     pending = rng.random() < 0.15
@@ -160,15 +195,15 @@ class Command(BaseCommand):
                     )
                 else:
                     postings.append(Posting(member_id, rng.choice((50, 100, -50)), "Goodwill gesture"))
-            if len(postings) >= CHUNK:
-                self._flush(postings, orders, actor)
         self._flush(postings, orders, actor)
 
     @staticmethod
     def _flush(postings, orders, actor):
+        # Orders are not ledger data, so they go in with COPY (PostgreSQL) like the bulk path's staging rows.
         with transaction.atomic():
-            Order.objects.bulk_create(orders, batch_size=5000)
-            entries_post_bulk(postings=postings, actor=actor, source="system", policy="cap")
+            fill_table(Order._meta.db_table, ORDER_COLUMNS, (_order_row(o) for o in orders))
+            for i in range(0, len(postings), POSTING_CHUNK):
+                entries_post_bulk(postings=postings[i : i + POSTING_CHUNK], actor=actor, source="system", policy="cap")
         postings.clear()
         orders.clear()
 
