@@ -1,0 +1,1 @@
+"""Admin of Reward past actions runs."""

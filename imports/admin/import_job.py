@@ -1,0 +1,1 @@
+"""Admin of CSV upload jobs."""

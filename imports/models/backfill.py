@@ -1,0 +1,1 @@
+"""\"Reward past actions\" runs."""

@@ -1,0 +1,1 @@
+"""CSV upload jobs."""

@@ -1,0 +1,1 @@
+"""Imports services: CSV parsing, checking and applying (one module per concern)."""

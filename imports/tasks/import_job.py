@@ -1,0 +1,1 @@
+"""Tasks of CSV upload jobs."""
