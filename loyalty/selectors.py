@@ -22,7 +22,11 @@ class Difference:
 
 
 def ledger_differences(limit: int = 1000) -> list[Difference]:
-    """Members whose cached figures (available, pending, lifetime, tier) differ from the ledger's sums."""
+    """Members whose cached figures (available, pending, lifetime, tier) differ from the ledger's sums.
+
+    A member whose lifetime has never moved has no tier yet (the admin shows it as "no tier"); from the first change
+    of lifetime on, the tier must be the one the lifetime points reach.
+    """
     sql = f"""
         SELECT m.id, m.email, m.available_points, m.pending_points, m.lifetime_points, m.tier_id,
                COALESCE(s.available, 0), COALESCE(s.pending, 0), COALESCE(s.lifetime, 0),
@@ -36,7 +40,8 @@ def ledger_differences(limit: int = 1000) -> list[Difference]:
         WHERE m.available_points <> COALESCE(s.available, 0)
            OR m.pending_points <> COALESCE(s.pending, 0)
            OR m.lifetime_points <> COALESCE(s.lifetime, 0)
-           OR COALESCE(m.tier_id, -1) <> COALESCE({_tier_case("COALESCE(s.lifetime, 0)")}, -1)
+           OR ((m.tier_id IS NOT NULL OR COALESCE(s.lifetime, 0) <> 0)
+               AND COALESCE(m.tier_id, -1) <> COALESCE({_tier_case("COALESCE(s.lifetime, 0)")}, -1))
         ORDER BY m.id LIMIT %s"""
     with connection.cursor() as cur:
         cur.execute(sql, [limit])
@@ -49,6 +54,6 @@ def ledger_differences(limit: int = 1000) -> list[Difference]:
             ("lifetime", lifetime, l_lifetime),
             ("tier", tier, l_tier),
         ):
-            if cached != ledger:
+            if cached != ledger and (figure != "tier" or tier is not None or lifetime != 0 or l_lifetime != 0):
                 found.append(Difference(mid, email, figure, cached, ledger))
     return found

@@ -16,7 +16,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     username = factory.Sequence(lambda n: f"staff{n}")
     email = factory.LazyAttribute(lambda u: f"{u.username}@store.example")
     is_staff = True
-    password = factory.PostGenerationMethodCall("set_password", "pass-for-tests-1")
+    password = factory.django.Password("pass-for-tests-1")
 
 
 class ManagerFactory(UserFactory):

@@ -412,7 +412,7 @@ def _write_tier_changes(now) -> int:
         INSERT INTO tiers_tierchange
             (member_id, from_tier_id, to_tier_id, lifetime_points, entry_id, reason, created_at)
         SELECT member_id, prev_tier, tier_after, lifetime_after, entry_id, reason, %s FROM (
-            SELECT member_id, entry_id, reason, lifetime_after, tier_after,
+            SELECT member_id, seq, entry_id, reason, lifetime_after, tier_after,
                    CASE WHEN rn = 1 THEN tier0
                         ELSE LAG(tier_after) OVER (PARTITION BY member_id ORDER BY seq) END AS prev_tier
             FROM (
@@ -428,7 +428,8 @@ def _write_tier_changes(now) -> int:
                 ) a
             ) b
         ) c
-        WHERE COALESCE(prev_tier, -1) <> COALESCE(tier_after, -1)"""
+        WHERE COALESCE(prev_tier, -1) <> COALESCE(tier_after, -1)
+        ORDER BY seq"""
     return _exec(sql, [now])
 
 

@@ -1,0 +1,69 @@
+"""Eight agents at once on five shared members: no lost update, no deadlock, no balance below zero under "forbid"."""
+
+import random
+import threading
+
+import pytest
+from django.db import close_old_connections, connection
+
+from loyalty.errors import LoyaltyError
+from loyalty.models import LedgerEntry, Member
+from loyalty.selectors import ledger_differences
+from loyalty.services import entry_reverse, points_adjust, reward_give
+from tests.factories import ManagerFactory, MemberFactory, RewardFactory
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+THREADS, OPS_PER_THREAD = 8, 250
+
+
+def _agent_work(seed, member_ids, reward, actor, errors, refusals):
+    rng = random.Random(seed)
+    credited = []
+    try:
+        for _ in range(OPS_PER_THREAD):
+            roll = rng.random()
+            member_id = rng.choice(member_ids)
+            try:
+                if roll < 0.45:
+                    credited.append(
+                        points_adjust(member=member_id, points=rng.randint(1, 80), reason="credit", actor=actor).entry
+                    )
+                elif roll < 0.75:
+                    points_adjust(member=member_id, points=-rng.randint(1, 120), reason="debit", actor=actor)
+                elif roll < 0.9 and credited:
+                    entry_reverse(entry=credited.pop(rng.randrange(len(credited))), reason="reverse", actor=actor)
+                else:
+                    reward_give(member=member_id, reward=reward, deduct_points=True, actor=actor)
+            except LoyaltyError:
+                refusals.append(1)
+    except Exception as exc:  # a deadlock or a lost lock would land here
+        errors.append(exc)
+    finally:
+        close_old_connections()
+        connection.close()
+
+
+def test_eight_threads_against_five_members_keep_the_ledger_exact(tiers):
+    actor = ManagerFactory()
+    reward = RewardFactory(points_cost=60)
+    member_ids = [MemberFactory().pk for _ in range(5)]
+    errors, refusals = [], []
+    threads = [
+        threading.Thread(target=_agent_work, args=(seed, member_ids, reward, actor, errors, refusals))
+        for seed in range(THREADS)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads), "a thread hung (deadlock?)"
+    assert errors == []
+    assert ledger_differences() == []
+    for member in Member.objects.filter(pk__in=member_ids):
+        assert member.available_points >= 0
+        entries = LedgerEntry.objects.filter(member=member)
+        assert member.available_points == sum(e.points for e in entries if e.status == "active")
+    # Every operation either posted or was refused with a reason; nothing vanished.
+    assert LedgerEntry.objects.count() + len(refusals) >= THREADS * OPS_PER_THREAD - len(refusals)
+    assert LedgerEntry.objects.count() > THREADS * OPS_PER_THREAD // 2
