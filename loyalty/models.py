@@ -486,3 +486,172 @@ class RewardToken(models.Model):
 
     def __str__(self):
         return self.token
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Customer groups, RFM scores and group actions (issue 6). Services: loyalty/services/groups.py, rfm.py;
+# the member queryset of a group: loyalty/selectors_groups.py.
+
+
+class AccountFilter(models.TextChoices):
+    ANY = "", _("Members and guests")
+    ACCOUNT = "account", _("Members with an account")
+    GUEST = "guest", _("Guests only")
+
+
+class RFMSegment(models.TextChoices):
+    """Named segments from the R, F and M scores; the mapping is in loyalty/services/rfm.py (SEGMENT_RULES)."""
+
+    CHAMPIONS = "champions", _("Champions")
+    LOYAL = "loyal", _("Loyal")
+    POTENTIAL = "potential", _("Potential")
+    AT_RISK = "at_risk", _("At risk")
+    HIBERNATING = "hibernating", _("Hibernating")
+    LOST = "lost", _("Lost")
+
+
+class CustomerGroup(models.Model):
+    """A saved filter over members, or a static list of members (uploaded emails) when `is_static` is set."""
+
+    name = models.CharField(_("name"), max_length=120, unique=True)
+    description = models.CharField(_("description"), max_length=500, blank=True)
+    is_static = models.BooleanField(
+        _("static list"),
+        default=False,
+        help_text=_("A fixed list of members from uploaded emails; the filters below are then ignored."),
+    )
+    tier = models.ForeignKey(
+        "tiers.Tier", on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("tier")
+    )
+    account = models.CharField(_("account"), max_length=10, choices=AccountFilter.choices, blank=True, default="")
+    signed_up_from = models.DateField(_("signed up from"), null=True, blank=True)
+    signed_up_to = models.DateField(_("signed up until"), null=True, blank=True)
+    last_order_from = models.DateField(_("last order from"), null=True, blank=True)
+    last_order_to = models.DateField(_("last order until"), null=True, blank=True)
+    orders_min = models.PositiveIntegerField(_("orders at least"), null=True, blank=True)
+    orders_max = models.PositiveIntegerField(_("orders at most"), null=True, blank=True)
+    spent_min = models.DecimalField(_("total spent at least"), max_digits=14, decimal_places=2, null=True, blank=True)
+    spent_max = models.DecimalField(_("total spent at most"), max_digits=14, decimal_places=2, null=True, blank=True)
+    recency_min = models.PositiveSmallIntegerField(_("recency score at least"), null=True, blank=True)
+    recency_max = models.PositiveSmallIntegerField(_("recency score at most"), null=True, blank=True)
+    frequency_min = models.PositiveSmallIntegerField(_("frequency score at least"), null=True, blank=True)
+    frequency_max = models.PositiveSmallIntegerField(_("frequency score at most"), null=True, blank=True)
+    monetary_min = models.PositiveSmallIntegerField(_("monetary score at least"), null=True, blank=True)
+    monetary_max = models.PositiveSmallIntegerField(_("monetary score at most"), null=True, blank=True)
+    segment = models.CharField(_("RFM segment"), max_length=12, choices=RFMSegment.choices, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", editable=False
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("customer group")
+        verbose_name_plural = _("customer groups")
+        ordering = ["name"]
+        permissions = [("act_on_group", "Can adjust the points of a customer group")]
+
+    def __str__(self):
+        return self.name
+
+
+class CustomerGroupMember(models.Model):
+    """One member of a static customer group."""
+
+    group = models.ForeignKey(CustomerGroup, on_delete=models.CASCADE, related_name="static_members")
+    member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="+")
+    added_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["group", "member"], name="group_member_unique")]
+        indexes = [models.Index(fields=["member"], name="group_member_member")]
+
+    def __str__(self):
+        return f"{self.member} in {self.group}"
+
+
+class MemberRFM(models.Model):
+    """A member's RFM scores (1-5, quintiles over members with orders), rewritten by each refresh."""
+
+    member = models.OneToOneField(Member, on_delete=models.CASCADE, primary_key=True, related_name="rfm")
+    last_order_at = models.DateTimeField(_("last order"))
+    order_count = models.PositiveIntegerField(_("orders"))
+    total_spent = models.DecimalField(_("total spent"), max_digits=16, decimal_places=2)
+    recency = models.PositiveSmallIntegerField(_("recency score"))
+    frequency = models.PositiveSmallIntegerField(_("frequency score"))
+    monetary = models.PositiveSmallIntegerField(_("monetary score"))
+    segment = models.CharField(_("segment"), max_length=12, choices=RFMSegment.choices)
+    computed_at = models.DateTimeField(_("computed"))
+
+    class Meta:
+        verbose_name = _("RFM score")
+        verbose_name_plural = _("RFM scores")
+        indexes = [models.Index(fields=["segment"], name="rfm_segment")]
+
+    def __str__(self):
+        return f"{self.member_id}: R{self.recency} F{self.frequency} M{self.monetary} ({self.segment})"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed")
+    UNDOING = "undoing", _("Undoing")
+    UNDONE = "undone", _("Undone")
+
+
+class GroupAction(models.Model):
+    """A points adjustment of every member of a customer group, run in the background as one batch.
+
+    Its entries carry source "group" and source_ref = this row's id, so each member's activity shows the comment and
+    the whole batch can be undone.
+    """
+
+    group = models.ForeignKey(CustomerGroup, on_delete=models.PROTECT, related_name="actions", verbose_name=_("group"))
+    apply_type = models.CharField(
+        _("apply type"),
+        max_length=10,
+        choices=[("relative", _("Add or subtract")), ("set", _("Set absolute value"))],
+        default="relative",
+    )
+    points = models.BigIntegerField(_("points"))
+    comment = models.CharField(_("comment"), max_length=500)
+    status = models.CharField(_("status"), max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    members_total = models.PositiveIntegerField(_("members in the group"), default=0)
+    members_done = models.PositiveIntegerField(_("members processed"), default=0)
+    posted = models.PositiveIntegerField(_("entries posted"), default=0)
+    unchanged = models.PositiveIntegerField(_("members already at the value"), default=0)
+    refused = models.PositiveIntegerField(_("members refused"), default=0)
+    points_credited = models.BigIntegerField(_("points credited"), default=0)
+    points_debited = models.BigIntegerField(_("points debited"), default=0)
+    problems = models.TextField(_("problems"), blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    undone_at = models.DateTimeField(_("undone"), null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = _("group action")
+        verbose_name_plural = _("group actions")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"#{self.pk} {self.group}: {self.comment}"
+
+    @property
+    def progress(self) -> int:
+        """Percent done, for the progress bar."""
+        if self.status in (JobStatus.DONE, JobStatus.UNDONE):
+            return 100
+        if not self.members_total:
+            return 0
+        return min(100, self.members_done * 100 // self.members_total)
+
+
+# End of the customer groups block (issue 6).

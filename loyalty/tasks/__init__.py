@@ -1,5 +1,12 @@
 """Celery tasks of the loyalty app, one module per area; importing them here lets autodiscovery find them."""
 
+from .groups import group_action_run_task, group_action_undo_task, rfm_refresh_task
 from .ledger_jobs import reconcile_ledger_nightly, release_matured_pending
 
-__all__ = ["reconcile_ledger_nightly", "release_matured_pending"]
+__all__ = [
+    "group_action_run_task",
+    "group_action_undo_task",
+    "reconcile_ledger_nightly",
+    "release_matured_pending",
+    "rfm_refresh_task",
+]

@@ -1,0 +1,415 @@
+"""Admin of customer groups, RFM scores and group actions; plus the members-list filter by group.
+
+For the member admin: add `CustomerGroupListFilter` to MemberAdmin.list_filter to filter the members list by group.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.http import urlencode
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from ..errors import LoyaltyError
+from ..models import CustomerGroup, GroupAction, JobStatus, MemberRFM
+from ..selectors_groups import group_member_count, group_members
+from ..services.groups import group_action_create, group_action_undo_request, group_static_members_add
+
+FORM_PAGE = "admin/loyalty/customergroup/form_page.html"
+MAX_EMAILS_UPLOAD_MB = 20
+
+
+class CustomerGroupListFilter(admin.SimpleListFilter):
+    """Members list filter: the members of one customer group (saved filter or static list)."""
+
+    title = _("customer group")
+    parameter_name = "customer_group"
+
+    def lookups(self, request, model_admin):
+        return [(str(g.pk), g.name) for g in CustomerGroup.objects.order_by("name")]
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        group = CustomerGroup.objects.filter(pk=self.value()).first() if self.value().isdigit() else None
+        if group is None:
+            return queryset.none()
+        return queryset.filter(pk__in=group_members(group).values("pk"))
+
+
+class GroupActionForm(forms.Form):
+    apply_type = forms.ChoiceField(
+        label=_("Apply type"),
+        choices=[("relative", _("Add or subtract points")), ("set", _("Set absolute value (each member ends at N)"))],
+        initial="relative",
+    )
+    points = forms.IntegerField(
+        label=_("Points"),
+        help_text=_(
+            "Relative: a signed number (-200 takes 200). Set absolute value: the balance each member ends with; "
+            "0 writes balances off."
+        ),
+    )
+    comment = forms.CharField(
+        label=_("Comment"), max_length=500, help_text=_("Shown in each member's activity, with the points.")
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("apply_type") == "relative" and data.get("points") == 0:
+            self.add_error("points", _("Points must not be 0."))
+        if data.get("apply_type") == "set" and (data.get("points") or 0) < 0:
+            self.add_error("points", _("Set absolute value needs 0 or more."))
+        return data
+
+
+class EmailsUploadForm(forms.Form):
+    emails = forms.CharField(
+        label=_("Emails"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 8, "cols": 60}),
+        help_text=_("One per line, or separated by commas or semicolons."),
+    )
+    file = forms.FileField(
+        label=_("Or a file"), required=False, help_text=_("A .txt or .csv file; every email address in it is used.")
+    )
+
+    def clean(self):
+        data = super().clean()
+        upload = data.get("file")
+        text = data.get("emails") or ""
+        if upload:
+            if upload.size > MAX_EMAILS_UPLOAD_MB * 1024 * 1024:
+                raise forms.ValidationError(_("The file is larger than %(mb)s MB.") % {"mb": MAX_EMAILS_UPLOAD_MB})
+            text += "\n" + upload.read().decode("utf-8-sig", errors="replace")
+        if not text.strip():
+            raise forms.ValidationError(_("Paste emails or choose a file."))
+        data["text"] = text
+        return data
+
+
+@admin.register(CustomerGroup)
+class CustomerGroupAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "members_now", "description"]
+    search_fields = ["name"]
+    actions = ["adjust_group_points"]
+    change_form_template = "admin/loyalty/customergroup/change_form.html"
+    change_list_template = "admin/loyalty/customergroup/change_list.html"
+    fieldsets = [
+        (None, {"fields": ["name", "description", "is_static"]}),
+        (_("Who (a saved filter)"), {"fields": ["tier", "account", ("signed_up_from", "signed_up_to")]}),
+        (
+            _("Orders"),
+            {
+                "fields": [
+                    ("last_order_from", "last_order_to"),
+                    ("orders_min", "orders_max"),
+                    ("spent_min", "spent_max"),
+                ]
+            },
+        ),
+        (
+            _("RFM scores (1-5) or segment"),
+            {
+                "fields": [
+                    ("recency_min", "recency_max"),
+                    ("frequency_min", "frequency_max"),
+                    ("monetary_min", "monetary_max"),
+                    "segment",
+                ],
+                "description": _("Scores come from the last RFM refresh (nightly, or Refresh RFM scores)."),
+            },
+        ),
+    ]
+
+    @admin.display(description=_("kind"))
+    def kind(self, group):
+        return _("Static list") if group.is_static else _("Saved filter")
+
+    @admin.display(description=_("members now"))
+    def members_now(self, group):
+        url = reverse("admin:loyalty_member_changelist") + "?" + urlencode({"customer_group": group.pk})
+        return format_html('<a href="{}">{}</a>', url, f"{group_member_count(group):,}")
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    def get_urls(self):
+        urls = [
+            path(
+                "<int:pk>/upload-emails/",
+                self.admin_site.admin_view(self.upload_emails_view),
+                name="loyalty_customergroup_upload",
+            ),
+            path("refresh-rfm/", self.admin_site.admin_view(self.refresh_rfm_view), name="loyalty_customergroup_rfm"),
+        ]
+        return urls + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        group = CustomerGroup.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        if group is not None:
+            extra_context.update(
+                member_count=group_member_count(group),
+                members_url=reverse("admin:loyalty_member_changelist") + "?" + urlencode({"customer_group": group.pk}),
+                upload_url=reverse("admin:loyalty_customergroup_upload", args=[group.pk]),
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "rfm_refresh_url": reverse("admin:loyalty_customergroup_rfm")}
+        return super().changelist_view(request, extra_context)
+
+    def refresh_rfm_view(self, request):
+        if request.method != "POST" or not self.has_change_permission(request):
+            raise PermissionDenied
+        from ..tasks.groups import rfm_refresh_task
+
+        rfm_refresh_task.delay()
+        self.message_user(request, _("RFM scores are being refreshed in the background."), messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:loyalty_customergroup_changelist"))
+
+    def upload_emails_view(self, request, pk):
+        group = get_object_or_404(CustomerGroup, pk=pk)
+        if not self.has_change_permission(request, group):
+            raise PermissionDenied
+        form = EmailsUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = group_static_members_add(group=group, text=form.cleaned_data["text"])
+            except LoyaltyError as error:
+                form.add_error(None, error.message)
+            else:
+                self._report_upload(request, result)
+                return HttpResponseRedirect(reverse("admin:loyalty_customergroup_change", args=[group.pk]))
+        return self._form_page(
+            request,
+            form,
+            title=_("Upload emails to %(group)s") % {"group": group.name},
+            intro=_("Members are matched by email; emails of no member are listed, not added."),
+            submit_label=_("Add to the group"),
+        )
+
+    def _report_upload(self, request, result):
+        self.message_user(
+            request,
+            _("Added %(added)s members (%(already)s were already in the group).")
+            % {"added": result.added, "already": result.already_in},
+            messages.SUCCESS,
+        )
+        if result.unknown:
+            shown = ", ".join(result.unknown[:20]) + (" ..." if len(result.unknown) > 20 else "")
+            self.message_user(
+                request,
+                ngettext(
+                    "%(n)s email matches no member: %(list)s",
+                    "%(n)s emails match no member: %(list)s",
+                    len(result.unknown),
+                )
+                % {"n": len(result.unknown), "list": shown},
+                messages.WARNING,
+            )
+
+    def _form_page(self, request, form, **context):
+        return TemplateResponse(
+            request,
+            FORM_PAGE,
+            {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form, **context},
+        )
+
+    @admin.action(description=_("Adjust points of the selected groups"), permissions=["act_on_group"])
+    def adjust_group_points(self, request, queryset):
+        form = GroupActionForm(request.POST if request.POST.get("post") == "yes" else None)
+        if form.is_bound and form.is_valid():
+            made = []
+            for group in queryset.order_by("pk"):
+                try:
+                    made.append(group_action_create(group=group, actor=request.user, **form.cleaned_data))
+                except LoyaltyError as error:
+                    self.message_user(request, f"{group.name}: {error.message}", messages.ERROR)
+                    return None
+            self.message_user(
+                request,
+                ngettext(
+                    "Started %(n)s group action; follow it under Group actions.",
+                    "Started %(n)s group actions; follow them under Group actions.",
+                    len(made),
+                )
+                % {"n": len(made)},
+                messages.SUCCESS,
+            )
+            return None
+        return self._form_page(
+            request,
+            form,
+            title=_("Adjust points of a customer group"),
+            intro=_("Runs in the background for every member in the group when it starts."),
+            items=[f"{g.name}: {group_member_count(g):,} members now" for g in queryset],
+            queryset=queryset,
+            action="adjust_group_points",
+            action_checkbox_name=admin.helpers.ACTION_CHECKBOX_NAME,
+            submit_label=_("Adjust points"),
+        )
+
+    def has_act_on_group_permission(self, request):
+        return request.user.has_perm("loyalty.act_on_group")
+
+
+@admin.register(GroupAction)
+class GroupActionAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "group",
+        "apply_type",
+        "points",
+        "comment",
+        "status",
+        "progress_bar",
+        "posted",
+        "refused",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["status", "apply_type"]
+    list_select_related = ["group", "created_by"]
+    change_form_template = "admin/loyalty/customergroup/groupaction_change_form.html"
+    actions = ["undo_group_actions"]
+    readonly_fields = [
+        "group",
+        "apply_type",
+        "points",
+        "comment",
+        "status",
+        "members_total",
+        "members_done",
+        "posted",
+        "unchanged",
+        "refused",
+        "points_credited",
+        "points_debited",
+        "problems",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "undone_at",
+        "undone_by",
+    ]
+
+    def has_add_permission(self, request):
+        return False  # group actions start from the customer group list ("Adjust points of the selected groups")
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the batch row is the record of what was posted
+
+    @admin.display(description=_("progress"))
+    def progress_bar(self, action):
+        return format_html('<progress max="100" value="{}"></progress> {}%', action.progress, action.progress)
+
+    def get_urls(self):
+        urls = [
+            path(
+                "<int:pk>/status.json", self.admin_site.admin_view(self.status_view), name="loyalty_groupaction_status"
+            ),
+            path("<int:pk>/undo/", self.admin_site.admin_view(self.undo_view), name="loyalty_groupaction_undo"),
+        ]
+        return urls + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        action = GroupAction.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        if action is not None:
+            extra_context = {**(extra_context or {}), **status_context(action)}
+            extra_context["status_url"] = reverse("admin:loyalty_groupaction_status", args=[action.pk])
+            extra_context["undo_url"] = reverse("admin:loyalty_groupaction_undo", args=[action.pk])
+            extra_context["can_undo"] = action.status in (JobStatus.DONE, JobStatus.FAILED) and request.user.has_perm(
+                "loyalty.act_on_group"
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def status_view(self, request, pk):
+        action = get_object_or_404(GroupAction, pk=pk)
+        return JsonResponse(status_context(action))
+
+    def undo_view(self, request, pk):
+        action = get_object_or_404(GroupAction, pk=pk)
+        if request.method != "POST" or not request.user.has_perm("loyalty.act_on_group"):
+            raise PermissionDenied
+        self._undo(request, [action])
+        return HttpResponseRedirect(reverse("admin:loyalty_groupaction_change", args=[action.pk]))
+
+    @admin.action(description=_("Undo the selected group actions"), permissions=["act_on_group"])
+    def undo_group_actions(self, request, queryset):
+        self._undo(request, list(queryset.order_by("pk")))
+
+    def has_act_on_group_permission(self, request):
+        return request.user.has_perm("loyalty.act_on_group")
+
+    def _undo(self, request, actions):
+        for action in actions:
+            try:
+                group_action_undo_request(action=action, actor=request.user)
+            except LoyaltyError as error:
+                self.message_user(request, error.message, messages.ERROR)
+            else:
+                self.message_user(request, _("Undoing group action #%(id)s.") % {"id": action.pk}, messages.SUCCESS)
+
+
+def status_context(action: GroupAction) -> dict:
+    """What the progress bar shows (also the JSON the page polls)."""
+    action.refresh_from_db()
+    finished = action.status in (JobStatus.DONE, JobStatus.FAILED, JobStatus.UNDONE)
+    summary = _(
+        "%(done)s of %(total)s members; %(posted)s entries, +%(credited)s / -%(debited)s points; "
+        "%(unchanged)s already at the value; %(refused)s refused"
+    ) % {
+        "done": f"{action.members_done:,}",
+        "total": f"{action.members_total:,}",
+        "posted": f"{action.posted:,}",
+        "credited": f"{action.points_credited:,}",
+        "debited": f"{action.points_debited:,}",
+        "unchanged": f"{action.unchanged:,}",
+        "refused": f"{action.refused:,}",
+    }
+    return {
+        "status": action.status,
+        "status_label": str(action.get_status_display()),
+        "progress": action.progress,
+        "summary": str(summary),
+        "finished": finished,
+        "reload": finished,
+    }
+
+
+@admin.register(MemberRFM)
+class MemberRFMAdmin(admin.ModelAdmin):
+    list_display = [
+        "member",
+        "recency",
+        "frequency",
+        "monetary",
+        "segment",
+        "order_count",
+        "total_spent",
+        "last_order_at",
+        "computed_at",
+    ]
+    list_filter = ["segment", "recency", "frequency", "monetary"]
+    search_fields = ["member__email"]
+    list_select_related = ["member"]
+    readonly_fields = list_display
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

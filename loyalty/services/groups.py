@@ -1,0 +1,218 @@
+"""Customer groups: static lists from uploaded emails, and points actions on a whole group through the bulk path.
+
+A group action posts through the ledger's bulk path in chunks of members, each chunk its own transaction, so the
+admin can draw progress. Every posting carries the key f"group:{action}:member{member}", so a retried or resumed
+run never posts twice for the same member. Undo reverses the action's entries as one batch.
+"""
+
+import re
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from ..actors import SystemActor
+from ..errors import LoyaltyError
+from ..models import (
+    CustomerGroup,
+    CustomerGroupMember,
+    EntryKind,
+    EntrySource,
+    GroupAction,
+    JobStatus,
+    LedgerEntry,
+    Member,
+    ProgramSettings,
+)
+from ..selectors_groups import member_ids_of
+from .ledger import APPLY_TYPES, RELATIVE, SET_TO
+from .ledger_bulk import Posting, entries_post_bulk, entries_reverse_bulk
+
+CHUNK = 5000  # members per transaction of a group action
+MAX_PROBLEMS = 50  # refusals kept on the action for the merchant to read
+EMAIL_SPLIT = re.compile(r"[\s,;]+")
+GROUP_JOB = SystemActor("customer group action")
+
+
+@dataclass
+class StaticListResult:
+    added: int = 0
+    already_in: int = 0
+    unknown: list[str] = field(default_factory=list)
+
+
+def _emails_from(text: str) -> list[str]:
+    """Every email-looking word of an upload (a plain list or a CSV export), lower-cased, in order, once each."""
+    seen = {}
+    for word in EMAIL_SPLIT.split(text or ""):
+        word = word.strip().strip("\"'").lower()
+        if "@" in word:
+            seen.setdefault(word, None)
+    return list(seen)
+
+
+def group_static_members_add(*, group: CustomerGroup, text: str) -> StaticListResult:
+    """Add the members whose emails appear in `text` to a static group; unknown emails are reported, not created."""
+    if not group.is_static:
+        raise LoyaltyError(_("%(group)s is a saved filter, not a static list.") % {"group": group.name})
+    emails = _emails_from(text)
+    if not emails:
+        raise LoyaltyError(_("No email addresses found in the upload."))
+    found = {}
+    for i in range(0, len(emails), 5000):
+        found.update(Member.objects.filter(email__in=emails[i : i + 5000]).values_list("email", "pk"))
+    result = StaticListResult(unknown=[e for e in emails if e not in found])
+    with transaction.atomic():
+        present = set(CustomerGroupMember.objects.filter(group=group).values_list("member_id", flat=True))
+        new = [CustomerGroupMember(group=group, member_id=pk) for pk in found.values() if pk not in present]
+        CustomerGroupMember.objects.bulk_create(new, batch_size=5000, ignore_conflicts=True)
+    result.added = len(new)
+    result.already_in = len(found) - len(new)
+    return result
+
+
+def group_action_create(*, group: CustomerGroup, apply_type: str, points: int, comment: str, actor) -> GroupAction:
+    """Check the request and queue the action; the members are taken when it starts."""
+    comment = (comment or "").strip()
+    if not comment:
+        raise LoyaltyError(_("A comment is required: members see it in their activity."))
+    if apply_type not in APPLY_TYPES:
+        raise LoyaltyError(_("Unknown apply type %(type)r: use relative or set.") % {"type": apply_type})
+    if not isinstance(points, int) or isinstance(points, bool):
+        raise LoyaltyError(_("Points must be a whole number."))
+    if apply_type == RELATIVE and points == 0:
+        raise LoyaltyError(_("Points must not be 0."))
+    if apply_type == SET_TO and points < 0:
+        raise LoyaltyError(_("Set absolute value needs a balance of 0 or more."))
+    with transaction.atomic():
+        action = GroupAction.objects.create(
+            group=group,
+            apply_type=apply_type,
+            points=points,
+            comment=comment[:500],
+            created_by=None if isinstance(actor, SystemActor) else actor,
+        )
+        transaction.on_commit(lambda: _queue("group_action_run_task", action.pk))
+    return action
+
+
+def _queue(task_name: str, *args) -> None:
+    from ..tasks import groups as group_tasks  # the tasks call these services: imported late to avoid a cycle
+
+    getattr(group_tasks, task_name).delay(*args)
+
+
+def _actor_of(action: GroupAction):
+    return action.created_by or GROUP_JOB
+
+
+def group_action_run(*, action_id: int) -> GroupAction:
+    """Post the action for every member of the group (a snapshot taken at the start), chunk by chunk."""
+    action = GroupAction.objects.select_related("group", "created_by").get(pk=action_id)
+    if action.status not in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.FAILED):
+        return action
+    member_ids = member_ids_of(action.group)
+    _reset_counters(action, total=len(member_ids))
+    policy = ProgramSettings.load().negative_balance_policy
+    try:
+        for start in range(0, len(member_ids), CHUNK):
+            _run_chunk(action, member_ids[start : start + CHUNK], policy)
+    except Exception as exc:
+        GroupAction.objects.filter(pk=action.pk).update(
+            status=JobStatus.FAILED, problems=F("problems") + f"Stopped: {exc}\n", finished_at=timezone.now()
+        )
+        raise
+    GroupAction.objects.filter(pk=action.pk).update(status=JobStatus.DONE, finished_at=timezone.now())
+    action.refresh_from_db()
+    return action
+
+
+def _reset_counters(action: GroupAction, *, total: int) -> None:
+    # A resumed run counts again from zero: chunks already posted come back as "already applied".
+    GroupAction.objects.filter(pk=action.pk).update(
+        status=JobStatus.RUNNING,
+        started_at=timezone.now(),
+        members_total=total,
+        members_done=0,
+        posted=0,
+        unchanged=0,
+        refused=0,
+        points_credited=0,
+        points_debited=0,
+        problems="",
+    )
+
+
+def _run_chunk(action: GroupAction, member_ids: list[int], policy: str) -> None:
+    postings = [
+        Posting(
+            member_id,
+            action.points,
+            action.comment,
+            kind=EntryKind.ADJUSTMENT,
+            apply_type=action.apply_type,
+            idempotency_key=f"group:{action.pk}:member{member_id}",
+        )
+        for member_id in member_ids
+    ]
+    result = entries_post_bulk(
+        postings=postings,
+        actor=_actor_of(action),
+        source=EntrySource.GROUP,
+        source_ref=action.pk,
+        policy=policy,
+    )
+    problems = "".join(f"{reason}\n" for _seq, reason in result.refused[:MAX_PROBLEMS])
+    GroupAction.objects.filter(pk=action.pk).update(
+        members_done=F("members_done") + len(member_ids),
+        posted=F("posted") + result.posted + result.already_applied,
+        unchanged=F("unchanged") + result.nothing_to_do,
+        refused=F("refused") + len(result.refused),
+        points_credited=F("points_credited") + result.points_credited,
+        points_debited=F("points_debited") + result.points_debited,
+        problems=F("problems") + problems,
+    )
+
+
+def group_action_undo_request(*, action: GroupAction, actor) -> GroupAction:
+    """Check the action can be undone and queue the undo."""
+    with transaction.atomic():
+        action = GroupAction.objects.select_for_update().get(pk=action.pk)
+        if action.status not in (JobStatus.DONE, JobStatus.FAILED):
+            raise LoyaltyError(
+                _("Group action #%(id)s is %(status)s; only a finished action can be undone.")
+                % {"id": action.pk, "status": action.get_status_display().lower()}
+            )
+        action.status = JobStatus.UNDOING
+        action.undone_by = None if isinstance(actor, SystemActor) else actor
+        action.save(update_fields=["status", "undone_by"])
+        transaction.on_commit(lambda: _queue("group_action_undo_task", action.pk))
+    return action
+
+
+def group_action_undo(*, action_id: int) -> GroupAction:
+    """Reverse every entry the action posted, as one batch. Spent points follow the automatic-revert policy."""
+    action = GroupAction.objects.select_related("undone_by", "created_by").get(pk=action_id)
+    if action.status != JobStatus.UNDOING:
+        return action
+    entry_ids = list(
+        LedgerEntry.objects.filter(source=EntrySource.GROUP, source_ref=action.pk)
+        .exclude(kind=EntryKind.REVERSAL)
+        .values_list("pk", flat=True)
+    )
+    result = entries_reverse_bulk(
+        entry_ids=entry_ids,
+        reason=f"Undo of group action #{action.pk}: {action.comment}"[:500],
+        actor=action.undone_by or GROUP_JOB,
+        source=EntrySource.GROUP,
+        source_ref=action.pk,
+        policy=ProgramSettings.load().revert_negative_balance_policy,
+    )
+    problems = "".join(f"Undo: {reason}\n" for _seq, reason in result.refused[:MAX_PROBLEMS])
+    GroupAction.objects.filter(pk=action.pk).update(
+        status=JobStatus.UNDONE, undone_at=timezone.now(), problems=F("problems") + problems
+    )
+    action.refresh_from_db()
+    return action

@@ -1,0 +1,81 @@
+"""RFM scores: recency, frequency and monetary scores 1-5 by quintiles over the members with orders.
+
+One set-based statement computes every member's figures from the orders that count (placed by a member, not
+cancelled, not a test) and scores them with NTILE(5) window functions; 5 is best (most recent, most orders, most
+spent). Ties are broken by member id so a refresh of unchanged data gives the same scores.
+
+Segments (first rule that matches wins; R = recency, F = frequency, M = monetary):
+
+    champions    R >= 4 and F >= 4 and M >= 4   bought recently, often, and spend the most
+    loyal        R >= 3 and F >= 3              buy regularly and not long ago
+    potential    R >= 3 (and F <= 2)            bought recently, but only once or twice so far
+    at risk      R <= 2 and F >= 3              used to buy often, not lately
+    hibernating  R = 2 (and F <= 2)             few orders, a while ago
+    lost         R = 1 (and F <= 2)             few orders, long ago
+"""
+
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from ..models import MemberRFM, RFMSegment
+
+# (segment, (R low, high), (F low, high), (M low, high)); the first rule that matches wins.
+SEGMENT_RULES = (
+    (RFMSegment.CHAMPIONS, (4, 5), (4, 5), (4, 5)),
+    (RFMSegment.LOYAL, (3, 5), (3, 5), (1, 5)),
+    (RFMSegment.POTENTIAL, (3, 5), (1, 5), (1, 5)),
+    (RFMSegment.AT_RISK, (1, 2), (3, 5), (1, 5)),
+    (RFMSegment.HIBERNATING, (2, 2), (1, 5), (1, 5)),
+    (RFMSegment.LOST, (1, 1), (1, 5), (1, 5)),
+)
+
+
+@dataclass
+class RFMResult:
+    members_scored: int
+    by_segment: dict[str, int]
+
+
+def _segment_case() -> str:
+    whens = []
+    for segment, *ranges in SEGMENT_RULES:
+        checks = " AND ".join(f"{score} BETWEEN {low} AND {high}" for score, (low, high) in zip("rfm", ranges))
+        whens.append(f"WHEN {checks} THEN '{segment.value}'")
+    return f"CASE {' '.join(whens)} END"
+
+
+def segment_for(r: int, f: int, m: int) -> str:
+    """The segment of one set of scores, by the same rules as the SQL."""
+    for segment, *ranges in SEGMENT_RULES:
+        if all(low <= score <= high for score, (low, high) in zip((r, f, m), ranges)):
+            return segment.value
+    raise ValueError(f"no segment for R{r} F{f} M{m}")
+
+
+def rfm_refresh() -> RFMResult:
+    """Recompute every member's scores in one transaction: readers see the old scores until it commits."""
+    table = MemberRFM._meta.db_table
+    sql = f"""
+        INSERT INTO {table}
+            (member_id, last_order_at, order_count, total_spent, recency, frequency, monetary, segment, computed_at)
+        SELECT member_id, last_order_at, order_count, total_spent, r, f, m, {_segment_case()}, %s FROM (
+            SELECT member_id, last_order_at, order_count, total_spent,
+                   NTILE(5) OVER (ORDER BY last_order_at, member_id) AS r,
+                   NTILE(5) OVER (ORDER BY order_count, member_id) AS f,
+                   NTILE(5) OVER (ORDER BY total_spent, member_id) AS m
+            FROM (
+                SELECT member_id, MAX(placed_at) AS last_order_at, COUNT(*) AS order_count, SUM(total) AS total_spent
+                FROM loyalty_order
+                WHERE member_id IS NOT NULL AND NOT cancelled AND NOT test
+                GROUP BY member_id
+            ) figures
+        ) scored"""
+    now = timezone.now()
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(f"DELETE FROM {table}")
+        cur.execute(sql, [connection.ops.adapt_datetimefield_value(now)])
+        cur.execute(f"SELECT segment, COUNT(*) FROM {table} GROUP BY segment")
+        by_segment = dict(cur.fetchall())
+    return RFMResult(members_scored=sum(by_segment.values()), by_segment=by_segment)
