@@ -1,9 +1,236 @@
-from django.contrib import admin
+"""Ledger entries: the list with its filters, and Reverse conversion, Approve pending, Reject pending.
 
+Entries are read-only here: the ledger is append-only, and every change goes through the ledger service.
+"""
+
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
+
+from ..errors import LoyaltyError
+from ..forms import ApproveForm, EntryReasonForm
 from ..models import LedgerEntry
+from ..services import entry_approve, entry_reject, entry_reverse
+from .action_pages import (
+    CappedCountPaginator,
+    action_page,
+    is_confirmed,
+    mark_token_used,
+    new_token,
+    report_refusals,
+    token_was_used,
+    warn_resubmitted,
+)
+from .members import source_link
+
+# The actions work on the rows picked on a page; "select all" on the whole ledger is refused above this.
+MAX_ENTRIES_PER_ACTION = 1000
+
+
+class ActorFilter(admin.SimpleListFilter):
+    """Who did it: a staff user, or the system (imports, runs, jobs)."""
+
+    title = gettext_lazy("by")
+    parameter_name = "by"
+
+    def lookups(self, request, model_admin):
+        staff = get_user_model().objects.filter(is_staff=True).order_by("username").values_list("pk", "username")
+        return [("system", gettext_lazy("The system")), *((str(pk), name) for pk, name in staff)]
+
+    def queryset(self, request, queryset):
+        if self.value() == "system":
+            return queryset.filter(actor_user__isnull=True)
+        if self.value() and self.value().isdigit():
+            return queryset.filter(actor_user_id=int(self.value()))
+        return queryset
 
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "member", "points", "kind", "status", "reason", "source"]
-    list_select_related = ["member"]
+    list_display = ["id", "created_at", "member", "points", "kind", "status", "reason", "by", "source_page"]
+    list_display_links = ["id"]
+    list_select_related = ["member", "actor_user"]
+    list_filter = ["kind", "status", "source", ("created_at", admin.DateFieldListFilter), ActorFilter]
+    search_fields = ["=member__email", "=id"]
+    search_help_text = gettext_lazy("A member's exact email, or an entry number.")
+    list_per_page = 100
+    list_max_show_all = 0
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    paginator = CappedCountPaginator
+    raw_id_fields = ["member"]
+    actions = ["reverse_conversion", "approve_pending", "reject_pending"]
+
+    @admin.display(description=gettext_lazy("by"))
+    def by(self, entry):
+        return entry.actor_label
+
+    @admin.display(description=gettext_lazy("source"))
+    def source_page(self, entry):
+        from django.utils.html import format_html
+
+        label, url = source_link(entry)
+        return format_html('<a href="{}">{}</a>', url, label) if url else label
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_reverse_entry_permission(self, request):
+        return request.user.has_perm("loyalty.reverse_entry")
+
+    def has_approve_pending_permission(self, request):
+        return request.user.has_perm("loyalty.approve_pending")
+
+    @admin.action(description=gettext_lazy("Reverse conversion"), permissions=["reverse_entry"])
+    def reverse_conversion(self, request, queryset):
+        return self._run(
+            request,
+            queryset,
+            EntryReasonForm,
+            _("Reverse conversion"),
+            "reverse_conversion",
+            self._reverse_one,
+            _("A pending entry is rejected; an active one gets a reversal entry. Spent points cannot be taken back."),
+        )
+
+    @admin.action(description=gettext_lazy("Approve pending points"), permissions=["approve_pending"])
+    def approve_pending(self, request, queryset):
+        return self._run(
+            request,
+            queryset,
+            ApproveForm,
+            _("Approve pending points"),
+            "approve_pending",
+            self._approve_one,
+            _("The points become available now and count toward lifetime."),
+        )
+
+    @admin.action(description=gettext_lazy("Reject pending points"), permissions=["approve_pending"])
+    def reject_pending(self, request, queryset):
+        return self._run(
+            request,
+            queryset,
+            EntryReasonForm,
+            _("Reject pending points"),
+            "reject_pending",
+            self._reject_one,
+            _("The points never become available."),
+        )
+
+    def _run(self, request, queryset, form_class, title, action, post_one, note):
+        form = form_class(request.POST if is_confirmed(request) else None, initial={"action_token": new_token()})
+        entries = list(queryset.select_related("member").order_by("pk")[: MAX_ENTRIES_PER_ACTION + 1])
+        if len(entries) > MAX_ENTRIES_PER_ACTION:
+            self.message_user(
+                request,
+                _("Pick at most %(max)d entries at a time; narrow the list with its filters.")
+                % {"max": MAX_ENTRIES_PER_ACTION},
+                messages.ERROR,
+            )
+            return None
+        if not form.is_valid():
+            return action_page(
+                self,
+                request,
+                queryset,
+                form=form,
+                title=title,
+                action=action,
+                summary=ngettext("%(title)s: %(count)d entry.", "%(title)s: %(count)d entries.", len(entries))
+                % {"title": title, "count": len(entries)},
+                note=note,
+                rows=entry_rows(entries[:20]),
+                columns=ENTRY_COLUMNS,
+            )
+        token = form.cleaned_data["action_token"]
+        if token_was_used(request, token):
+            return warn_resubmitted(self, request)
+        done, points, refusals = 0, 0, []
+        for entry in entries:
+            try:
+                points += post_one(request, entry, form.cleaned_data)
+                done += 1
+            except LoyaltyError as error:
+                refusals.append(f"#{entry.pk} ({entry.member.email}): {error.message}")
+        mark_token_used(request, token)
+        self.message_user(request, done_message(action, done, points))
+        report_refusals(self, request, refusals)
+        return None
+
+    @staticmethod
+    def _reverse_one(request, entry, data):
+        result = entry_reverse(
+            entry=entry.pk,
+            reason=data["reason"],
+            actor=request.user,
+            idempotency_key=f"admin:{data['action_token']}:{entry.pk}",
+        )
+        if result.already_applied:
+            raise LoyaltyError(_("already reversed by this form."))
+        return result.entry.points if result.entry is not None and result.entry.pk != entry.pk else -entry.points
+
+    @staticmethod
+    def _approve_one(request, entry, data):
+        entry_approve(entry=entry.pk, actor=request.user, reason=data.get("reason") or "")
+        return entry.points
+
+    @staticmethod
+    def _reject_one(request, entry, data):
+        entry_reject(entry=entry.pk, actor=request.user, reason=data["reason"])
+        return entry.points
+
+
+ENTRY_COLUMNS = [
+    gettext_lazy("Entry"),
+    gettext_lazy("Member"),
+    gettext_lazy("Kind"),
+    gettext_lazy("Status"),
+    gettext_lazy("Points"),
+    gettext_lazy("Member's available now"),
+    gettext_lazy("Reason"),
+]
+
+
+def entry_rows(entries):
+    return [
+        [
+            f"#{e.pk}",
+            e.member.email,
+            e.get_kind_display(),
+            e.get_status_display(),
+            f"{e.points:+d}",
+            e.member.available_points,
+            e.reason,
+        ]
+        for e in entries
+    ]
+
+
+def done_message(action, count, points):
+    if action == "reverse_conversion":
+        return ngettext(
+            "Reversed %(count)d entry (%(points)s points).",
+            "Reversed %(count)d entries (%(points)s points).",
+            count,
+        ) % {"count": count, "points": f"{points:+,}"}
+    if action == "approve_pending":
+        return ngettext(
+            "Approved %(count)d pending entry: %(points)s points now available.",
+            "Approved %(count)d pending entries: %(points)s points now available.",
+            count,
+        ) % {"count": count, "points": f"{points:,}"}
+    return ngettext(
+        "Rejected %(count)d pending entry (%(points)s points).",
+        "Rejected %(count)d pending entries (%(points)s points).",
+        count,
+    ) % {"count": count, "points": f"{points:,}"}

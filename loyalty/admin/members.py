@@ -1,9 +1,452 @@
-from django.contrib import admin
+"""Members: the list support agents search all day; a member's page with Program activity; the two actions."""
 
-from ..models import Member
+from django.contrib import admin, messages
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import NoReverseMatch, path, reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
+
+from tiers.models import TierChange
+
+from ..errors import LoyaltyError
+from ..forms import NO, YES, AdjustPointsForm, GiveRewardForm
+from ..models import Coupon, EntrySource, LedgerEntry, Member, Order, ProgramSettings
+from ..services import SET_TO, points_adjust, reward_give
+from . import jobs
+from .action_pages import (
+    CappedCountPaginator,
+    action_page,
+    is_confirmed,
+    mark_token_used,
+    new_token,
+    report_refusals,
+    select_across,
+    token_was_used,
+    warn_resubmitted,
+)
+from .conversions import conversion_urls
+
+ACTIVITY_PER_PAGE = 25
+RELATED_ROWS = 10
+UNLIMITED = "loyalty.adjust_points_unlimited"
+
+
+class AccountFilter(admin.SimpleListFilter):
+    title = gettext_lazy("account")
+    parameter_name = "account"
+
+    def lookups(self, request, model_admin):
+        return [("yes", gettext_lazy("With an account")), ("guest", gettext_lazy("Guest"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(signed_up_at__isnull=False)
+        if self.value() == "guest":
+            return queryset.filter(signed_up_at__isnull=True)
+        return queryset
+
+
+class PendingFilter(admin.SimpleListFilter):
+    title = gettext_lazy("pending points")
+    parameter_name = "pending"
+
+    def lookups(self, request, model_admin):
+        return [("yes", gettext_lazy("Has pending points"))]
+
+    def queryset(self, request, queryset):
+        # Served by the partial index member_has_pending.
+        if self.value() == "yes":
+            return queryset.filter(pending_points__gt=0)
+        return queryset
 
 
 @admin.register(Member)
 class MemberAdmin(admin.ModelAdmin):
-    list_display = ["email", "first_name", "last_name", "available_points", "pending_points", "lifetime_points", "tier"]
-    search_fields = ["email"]
+    list_display = ["email", "name", "available_points", "pending_points", "lifetime_points", "tier", "signed_up_at"]
+    list_select_related = ["tier"]
+    list_filter = [("tier", admin.RelatedOnlyFieldListFilter), AccountFilter, PendingFilter]
+    search_fields = ["email", "first_name", "last_name", "customer_id"]
+    search_help_text = gettext_lazy("Email, name or store customer id.")
+    list_per_page = 100
+    list_max_show_all = 0
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    paginator = CappedCountPaginator
+    ordering = ["-id"]
+    actions = ["adjust_points", "give_reward"]
+    fieldsets = [
+        (None, {"fields": ["email", "customer_id", "first_name", "last_name", "signed_up_at"]}),
+        (gettext_lazy("Points"), {"fields": ["available_points", "pending_points", "lifetime_points", "tier"]}),
+    ]
+    readonly_fields = ["available_points", "pending_points", "lifetime_points", "tier"]
+    change_form_template = "admin/loyalty/member/change_form.html"
+    change_list_template = "admin/loyalty/member/change_list.html"
+
+    def get_list_filter(self, request):
+        # The tier filter lists every tier (a handful): one small query, not a DISTINCT over a million members.
+        return [("tier", admin.RelatedFieldListFilter), AccountFilter, PendingFilter]
+
+    @admin.display(description=gettext_lazy("name"), ordering="last_name")
+    def name(self, member):
+        return member.name
+
+    # Permissions, checked by the actions framework and by the member page's views.
+
+    def has_adjust_points_permission(self, request):
+        return request.user.has_perm("loyalty.adjust_points")
+
+    def has_give_reward_permission(self, request):
+        return request.user.has_perm("loyalty.give_reward")
+
+    def has_add_permission(self, request):
+        return request.user.has_perm("loyalty.add_member")
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a member with a ledger is kept: entries are never deleted
+
+    # A member's page
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<int:member_id>/adjust-points/", view(self.adjust_points_view), name="loyalty_member_adjust_points"),
+            path("<int:member_id>/give-reward/", view(self.give_reward_view), name="loyalty_member_give_reward"),
+            *conversion_urls(self),
+            *super().get_urls(),
+        ]
+
+    def get_object(self, request, object_id, from_field=None):
+        queryset = self.get_queryset(request).select_related("tier")
+        try:
+            return queryset.get(pk=int(object_id))
+        except (Member.DoesNotExist, ValueError):
+            return None
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        member = self.get_object(request, object_id)
+        extra = extra_context or {}
+        if member is not None:
+            extra.update(member_page_context(request, member))
+            extra["can_adjust"] = self.has_adjust_points_permission(request)
+            extra["can_give_reward"] = self.has_give_reward_permission(request)
+        return super().change_view(request, object_id, form_url, extra_context=extra)
+
+    def adjust_points_view(self, request, member_id):
+        if not self.has_adjust_points_permission(request):
+            raise PermissionDenied
+        member = get_object_or_404(Member.objects.select_related("tier"), pk=member_id)
+        form = AdjustPointsForm(request.POST or None, initial={"action_token": new_token()})
+        if request.method == "POST" and form.is_valid():
+            self._adjust(request, [member], form.cleaned_data)
+            return HttpResponseRedirect(reverse("admin:loyalty_member_change", args=[member.pk]))
+        return self._member_page(request, member, form, _("Adjust points"), adjust_summary(1))
+
+    def give_reward_view(self, request, member_id):
+        if not self.has_give_reward_permission(request):
+            raise PermissionDenied
+        member = get_object_or_404(Member.objects.select_related("tier"), pk=member_id)
+        form = GiveRewardForm(request.POST or None, initial={"action_token": new_token(), "deduct_points": YES})
+        if request.method == "POST" and form.is_valid():
+            self._give(request, [member], form.cleaned_data)
+            return HttpResponseRedirect(reverse("admin:loyalty_member_change", args=[member.pk]))
+        return self._member_page(request, member, form, _("Give reward"), _("Give a reward to 1 member."))
+
+    def _member_page(self, request, member, form, title, summary):
+        response = action_page(
+            self,
+            request,
+            None,
+            form=form,
+            title=title,
+            action="",
+            summary=summary,
+            rows=member_rows([member]),
+            columns=MEMBER_COLUMNS,
+        )
+        response.context_data["original"] = member
+        return response
+
+    # Actions on the list
+
+    @admin.action(description=gettext_lazy("Adjust points"), permissions=["adjust_points"])
+    def adjust_points(self, request, queryset):
+        form = AdjustPointsForm(request.POST if is_confirmed(request) else None, initial={"action_token": new_token()})
+        if not form.is_valid():
+            return self._list_page(request, queryset, form, _("Adjust points"), "adjust_points")
+        data = form.cleaned_data
+        if token_was_used(request, data["action_token"]):
+            return warn_resubmitted(self, request)
+        if select_across(request):
+            return self._adjust_in_background(request, data)
+        self._adjust(request, queryset.order_by("pk"), data)
+        return None
+
+    @admin.action(description=gettext_lazy("Give reward"), permissions=["give_reward"])
+    def give_reward(self, request, queryset):
+        form = GiveRewardForm(
+            request.POST if is_confirmed(request) else None,
+            initial={"action_token": new_token(), "deduct_points": YES},
+        )
+        if not form.is_valid():
+            return self._list_page(request, queryset, form, _("Give reward"), "give_reward")
+        data = form.cleaned_data
+        if token_was_used(request, data["action_token"]):
+            return warn_resubmitted(self, request)
+        if select_across(request):
+            mark_token_used(request, data["action_token"])
+            jobs.queue(
+                jobs.give_reward_matching,
+                user_id=request.user.pk,
+                query=request.GET.urlencode(),
+                token=data["action_token"],
+                reward_id=data["reward"].pk,
+                deduct=data["deduct_points"] == YES,
+                reason=data["reason"],
+            )
+            self.message_user(
+                request,
+                _("Giving %(reward)s to every matching member in the background.") % {"reward": data["reward"].name},
+            )
+            return None
+        self._give(request, queryset.order_by("pk"), data)
+        return None
+
+    def _list_page(self, request, queryset, form, title, action):
+        if select_across(request):
+            summary = _("%(title)s: every member matching the list's filter and search, in the background.") % {
+                "title": title
+            }
+        else:
+            count = len(request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME))
+            summary = ngettext("%(title)s: %(count)d member.", "%(title)s: %(count)d members.", count) % {
+                "title": title,
+                "count": count,
+            }
+        return action_page(
+            self,
+            request,
+            queryset,
+            form=form,
+            title=title,
+            action=action,
+            summary=summary,
+            rows=member_rows(queryset.select_related("tier")[:20]),
+            columns=MEMBER_COLUMNS,
+        )
+
+    def _adjust(self, request, members, data):
+        token = data["action_token"]
+        done, total, already, refusals = 0, 0, 0, []
+        for member in members:
+            try:
+                result = points_adjust(
+                    member=member.pk,
+                    points=data["points"],
+                    apply_type=data["apply_type"],
+                    reason=data["reason"],
+                    actor=request.user,
+                    idempotency_key=f"admin:{token}:{member.pk}",
+                )
+            except LoyaltyError as error:
+                refusals.append(f"{member.email}: {error.message}")
+                continue
+            if result.already_applied:
+                already += 1
+            elif result.entry is not None:
+                done += 1
+                total += result.entry.points
+        mark_token_used(request, token)
+        self.message_user(request, adjusted_message(done, total, data["apply_type"], data["points"]))
+        if already:
+            self.message_user(request, already_message(already), messages.WARNING)
+        report_refusals(self, request, refusals)
+
+    def _adjust_in_background(self, request, data):
+        limit = ProgramSettings.load().support_agent_limit
+        if not request.user.has_perm(UNLIMITED):
+            if data["apply_type"] == SET_TO:
+                self.message_user(
+                    request,
+                    _("Set to on every matching member needs a program manager."),
+                    messages.ERROR,
+                )
+                return None
+            if abs(data["points"]) > limit:
+                self.message_user(
+                    request,
+                    _("Adjustments above %(limit)s points need a program manager: this one is %(points)s points.")
+                    % {"limit": f"{limit:,}", "points": f"{abs(data['points']):,}"},
+                    messages.ERROR,
+                )
+                return None
+        mark_token_used(request, data["action_token"])
+        jobs.queue(
+            jobs.adjust_points_matching,
+            user_id=request.user.pk,
+            query=request.GET.urlencode(),
+            token=data["action_token"],
+            points=data["points"],
+            apply_type=data["apply_type"],
+            reason=data["reason"],
+        )
+        self.message_user(
+            request,
+            _("Adjusting the points of every matching member in the background; their activity will show it."),
+        )
+        return None
+
+    def _give(self, request, members, data):
+        token, reward = data["action_token"], data["reward"]
+        given, spent, refusals = 0, 0, []
+        for member in members:
+            key = f"admin:{token}:{member.pk}"
+            if Coupon.objects.filter(idempotency_key=key).exists():
+                continue
+            try:
+                coupon = reward_give(
+                    member=member.pk,
+                    reward=reward,
+                    deduct_points=data["deduct_points"] == YES,
+                    actor=request.user,
+                    reason=data["reason"],
+                    idempotency_key=key,
+                )
+            except LoyaltyError as error:
+                refusals.append(f"{member.email}: {error.message}")
+                continue
+            given += 1
+            spent += coupon.points_spent
+        mark_token_used(request, token)
+        self.message_user(request, given_message(given, reward.name, spent, data["deduct_points"] == NO))
+        report_refusals(self, request, refusals)
+
+
+MEMBER_COLUMNS = [
+    gettext_lazy("Email"),
+    gettext_lazy("Name"),
+    gettext_lazy("Available"),
+    gettext_lazy("Pending"),
+    gettext_lazy("Lifetime"),
+    gettext_lazy("Tier"),
+]
+
+
+def member_rows(members):
+    return [[m.email, m.name, m.available_points, m.pending_points, m.lifetime_points, m.tier or "-"] for m in members]
+
+
+def adjust_summary(count):
+    return ngettext("Adjust the points of %(count)d member.", "Adjust the points of %(count)d members.", count) % {
+        "count": count
+    }
+
+
+def adjusted_message(count, total, apply_type, points):
+    if apply_type == SET_TO:
+        return ngettext(
+            "Set %(count)d member to %(points)s points (change %(total)+d).",
+            "Set %(count)d members to %(points)s points (change %(total)+d).",
+            count,
+        ) % {"count": count, "points": f"{points:,}", "total": total}
+    return ngettext(
+        "Adjusted %(count)d member: %(points)+d.",
+        "Adjusted %(count)d members: %(points)+d each.",
+        count,
+    ) % {"count": count, "points": points}
+
+
+def already_message(count):
+    return ngettext(
+        "%(count)d member already had this adjustment (the form was sent twice); nothing posted again.",
+        "%(count)d members already had this adjustment (the form was sent twice); nothing posted again.",
+        count,
+    ) % {"count": count}
+
+
+def given_message(count, reward, spent, free):
+    if free:
+        return ngettext(
+            "Gave %(reward)s to %(count)d member, for free.",
+            "Gave %(reward)s to %(count)d members, for free.",
+            count,
+        ) % {"count": count, "reward": reward}
+    return ngettext(
+        "Gave %(reward)s to %(count)d member (%(spent)s points deducted).",
+        "Gave %(reward)s to %(count)d members (%(spent)s points deducted).",
+        count,
+    ) % {"count": count, "reward": reward, "spent": f"{spent:,}"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A member's page: Program activity, coupons, orders, tier history (a fixed number of queries, however long the history)
+
+SOURCE_PAGES = {
+    EntrySource.IMPORT: ("admin:imports_importjob_change", gettext_lazy("Import #%(id)s")),
+    EntrySource.BACKFILL: ("admin:imports_backfillrun_change", gettext_lazy("Reward past actions #%(id)s")),
+    EntrySource.ORDER: ("admin:loyalty_order_change", gettext_lazy("Order #%(id)s")),
+}
+
+
+def admin_url(name, *args, query="") -> str:
+    """An admin page's URL, or "" where that page is not registered (another area may not have shipped it yet)."""
+    try:
+        url = reverse(name, args=args)
+    except NoReverseMatch:
+        return ""
+    return f"{url}?{query}" if query else url
+
+
+def source_link(entry) -> tuple[str, str]:
+    """The label and admin URL of where an entry came from ("" where there is no page to link)."""
+    if entry.source not in SOURCE_PAGES or entry.source_ref is None:
+        return entry.get_source_display(), ""
+    url_name, label = SOURCE_PAGES[entry.source]
+    return label % {"id": entry.source_ref}, admin_url(url_name, entry.source_ref)
+
+
+def reversed_label(entry) -> str:
+    """Read from the select_related join: a missing reverse one-to-one raises without a query."""
+    try:
+        return _("Reversed by #%(id)s") % {"id": entry.reversed_by.pk}
+    except ObjectDoesNotExist:
+        pass
+    try:
+        entry.reversal_shortfall  # noqa: B018
+    except ObjectDoesNotExist:
+        return ""
+    return _("Reversed (nothing could be taken)")
+
+
+def activity_rows(entries):
+    rows = []
+    for entry in entries:
+        label, url = source_link(entry)
+        rows.append({"entry": entry, "source_label": label, "source_url": url, "reversed": reversed_label(entry)})
+    return rows
+
+
+def member_page_context(request, member) -> dict:
+    entries = (
+        LedgerEntry.objects.filter(member=member)
+        .select_related("actor_user", "reversed_by", "reversal_shortfall")
+        .order_by("-created_at", "-id")
+    )
+    page = Paginator(entries, ACTIVITY_PER_PAGE).get_page(request.GET.get("activity_page"))
+    return {
+        "activity_page": page,
+        "activity": activity_rows(page.object_list),
+        "coupons": list(member.coupons.select_related("reward").order_by("-created_at", "-id")[:RELATED_ROWS]),
+        "orders": [
+            (order, admin_url("admin:loyalty_order_change", order.pk))
+            for order in Order.objects.filter(member=member).order_by("-placed_at", "-id")[:RELATED_ROWS]
+        ],
+        "coupons_url": admin_url("admin:loyalty_coupon_changelist", query=f"member__id__exact={member.pk}"),
+        "tier_changes": list(
+            TierChange.objects.filter(member=member)
+            .select_related("from_tier", "to_tier")
+            .order_by("-created_at", "-id")[:RELATED_ROWS]
+        ),
+    }

@@ -1,0 +1,96 @@
+"""What the admin's actions share: the intermediate page, the one-time token, the capped paginator, the messages."""
+
+import secrets
+
+from django.contrib import messages
+from django.contrib.admin import helpers
+from django.core.paginator import Paginator
+from django.template.response import TemplateResponse
+from django.utils.functional import cached_property
+from django.utils.translation import gettext as _
+
+ACTION_TEMPLATE = "admin/loyalty/action_confirm.html"
+PREVIEW_ROWS = 20
+USED_TOKENS = "loyalty_admin_used_action_tokens"
+REFUSALS_SHOWN = 10
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most `cap` + 1 rows: a big list never pays a COUNT(*) of the whole table on every page.
+
+    Past the cap the list offers the first pages only; a search or a filter narrows it down.
+    """
+
+    cap = 10_000
+
+    @cached_property
+    def count(self):
+        return self.object_list[: self.cap + 1].count()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def token_was_used(request, token: str) -> bool:
+    return token in request.session.get(USED_TOKENS, [])
+
+
+def mark_token_used(request, token: str) -> None:
+    # The session keeps the last tokens only: the ledger's idempotency keys are the lasting guard.
+    used = request.session.get(USED_TOKENS, [])[-50:]
+    request.session[USED_TOKENS] = [*used, token]
+
+
+def warn_resubmitted(modeladmin, request) -> None:
+    modeladmin.message_user(
+        request,
+        _("This form was already submitted; nothing was done a second time."),
+        messages.WARNING,
+    )
+
+
+def is_confirmed(request) -> bool:
+    return request.POST.get("post") == "yes"
+
+
+def select_across(request) -> bool:
+    return request.POST.get("select_across") == "1"
+
+
+def action_page(modeladmin, request, queryset, *, form, title, action, summary, rows, columns, note=""):
+    """The intermediate page of an action: what it will do to which rows, with the form that confirms it."""
+    opts = modeladmin.model._meta
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "opts": opts,
+        "app_label": opts.app_label,
+        "action": action,
+        "form": form,
+        "summary": summary,
+        "note": note,
+        "columns": columns,
+        "rows": rows,
+        "selected_ids": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "select_across": select_across(request),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "media": modeladmin.media + form.media,
+    }
+    request.current_app = modeladmin.admin_site.name
+    return TemplateResponse(request, ACTION_TEMPLATE, context)
+
+
+def report_refusals(modeladmin, request, refusals: list[str]) -> None:
+    """Name what was refused and why; a long list is cut, with how many more there were."""
+    if not refusals:
+        return
+    shown = "; ".join(refusals[:REFUSALS_SHOWN])
+    more = len(refusals) - REFUSALS_SHOWN
+    if more > 0:
+        shown += " " + _("(and %(count)d more)") % {"count": more}
+    modeladmin.message_user(
+        request,
+        _("Refused %(count)d: %(why)s") % {"count": len(refusals), "why": shown},
+        messages.WARNING,
+    )

@@ -1,0 +1,130 @@
+"""Staff credits of conversions: "Add conversion / points" (by email, or by token once) and "New conversions"."""
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from ..errors import LoyaltyError
+from ..forms import AddConversionForm
+from ..services.conversions import conversion_credit, conversions_reward, new_conversions
+from .action_pages import action_page, mark_token_used, new_token, report_refusals, token_was_used, warn_resubmitted
+
+CREDIT_PERMISSION = "loyalty.adjust_points"  # crediting a conversion by hand is a staff credit of points
+
+
+def conversion_urls(model_admin):
+    """The two pages, hung on the members' admin (the reward tokens' admin belongs to the tokens area)."""
+    view = model_admin.admin_site.admin_view
+    pages = ConversionPages(model_admin)
+    return [
+        path("add-conversion/", view(pages.add_conversion_view), name="loyalty_add_conversion"),
+        path("new-conversions/", view(pages.new_conversions_view), name="loyalty_new_conversions"),
+    ]
+
+
+class ConversionPages:
+    def __init__(self, model_admin):
+        self.model_admin = model_admin
+        self.admin_site = model_admin.admin_site
+        self.model = model_admin.model
+        self.media = model_admin.media
+
+    def message_user(self, *args, **kwargs):
+        return self.model_admin.message_user(*args, **kwargs)
+
+    def add_conversion_view(self, request):
+        if not request.user.has_perm(CREDIT_PERMISSION):
+            raise PermissionDenied
+        form = AddConversionForm(request.POST or None, initial={"action_token": new_token()})
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            if token_was_used(request, data["action_token"]):
+                warn_resubmitted(self, request)
+                return HttpResponseRedirect(request.path)
+            try:
+                result = conversion_credit(
+                    actor=request.user,
+                    reason=data["reason"],
+                    token=data["token"],
+                    email=data["email"],
+                    points=data["points"],
+                    idempotency_key=f"admin:{data['action_token']}:conversion",
+                )
+            except LoyaltyError as error:
+                form.add_error(None, error.message)
+            else:
+                mark_token_used(request, data["action_token"])
+                self._report_credit(request, result)
+                return HttpResponseRedirect(reverse("admin:loyalty_member_change", args=[result.member.pk]))
+        return action_page(
+            self,
+            request,
+            None,
+            form=form,
+            title=_("Add conversion / points"),
+            action="",
+            summary=_("Credit a conversion by reward token (once per token) or by a member's email."),
+            rows=[],
+            columns=[],
+        )
+
+    def _report_credit(self, request, result):
+        if result.already_applied:
+            self.message_user(
+                request,
+                _("This conversion was already credited to %(email)s; nothing was credited again.")
+                % {"email": result.member.email},
+                messages.WARNING,
+            )
+            return
+        entry = result.entry
+        self.message_user(
+            request,
+            _("Credited %(points)s points to %(email)s (%(status)s).")
+            % {"points": f"{entry.points:,}", "email": result.member.email, "status": entry.get_status_display()},
+        )
+
+    def new_conversions_view(self, request):
+        if not request.user.has_perm(CREDIT_PERMISSION):
+            raise PermissionDenied
+        if request.method == "POST":
+            done = conversions_reward(
+                actor=request.user,
+                order_ids=_ids(request, "order"),
+                token_ids=_ids(request, "token"),
+                member_ids=_ids(request, "signup"),
+            )
+            self.message_user(
+                request,
+                ngettext(
+                    "Rewarded %(count)d conversion: %(points)s points.",
+                    "Rewarded %(count)d conversions: %(points)s points.",
+                    done.credited,
+                )
+                % {"count": done.credited, "points": f"{done.points:,}"},
+            )
+            if done.already:
+                self.message_user(
+                    request,
+                    ngettext("%(count)d was already rewarded.", "%(count)d were already rewarded.", done.already)
+                    % {"count": done.already},
+                    messages.WARNING,
+                )
+            report_refusals(self, request, done.refused)
+            return HttpResponseRedirect(request.path)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("New conversions of the last 30 days, not rewarded yet"),
+            "opts": self.model._meta,
+            "app_label": self.model._meta.app_label,
+            "conversions": new_conversions(),
+        }
+        return TemplateResponse(request, "admin/loyalty/member/new_conversions.html", context)
+
+
+def _ids(request, name):
+    return [int(v) for v in request.POST.getlist(name) if v.isdigit()]
