@@ -1,1 +1,126 @@
-"""CSV upload jobs."""
+"""CSV upload jobs: one row per uploaded file, with its status, counters and the problems found in its rows."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+__all__ = ["ImportJob", "ImportKind", "ImportRowProblem", "ImportStatus"]
+
+
+class ImportKind(models.TextChoices):
+    POINTS = "points", _("Point adjustments")
+    TOKENS = "tokens", _("Reward tokens")
+    MEMBERS = "members", _("Members")
+    ORDERS = "orders", _("Orders")
+
+
+class ImportStatus(models.TextChoices):
+    UPLOADED = "uploaded", _("Uploaded")
+    CHECKING = "checking", _("Checking")
+    CHECKED = "checked", _("Checked: ready to apply")
+    APPLYING = "applying", _("Applying")
+    APPLIED = "applied", _("Applied")
+    FAILED = "failed", _("Failed")
+    UNDOING = "undoing", _("Undoing")
+    UNDONE = "undone", _("Undone")
+
+
+class ImportJob(models.Model):
+    """One uploaded file: checked in the background (the preview), then applied in chunks, and undoable."""
+
+    kind = models.CharField(_("kind"), max_length=10, choices=ImportKind.choices)
+    status = models.CharField(_("status"), max_length=10, choices=ImportStatus.choices, default=ImportStatus.UPLOADED)
+    file = models.FileField(_("file"), upload_to="imports/%Y/%m/", max_length=255)
+    original_name = models.CharField(_("file name"), max_length=255, blank=True)
+    file_size = models.BigIntegerField(_("file size (bytes)"), default=0)
+    checksum = models.CharField(_("SHA-256"), max_length=64, db_index=True, editable=False)
+    reason = models.CharField(
+        _("reason"),
+        max_length=500,
+        blank=True,
+        help_text=_("Shown on every entry the import makes, unless a row gives its own reason."),
+    )
+    total = models.BigIntegerField(_("rows"), default=0)
+    to_apply = models.BigIntegerField(_("rows to apply"), default=0)
+    already_applied = models.BigIntegerField(_("rows already applied"), default=0)
+    problems = models.BigIntegerField(_("rows with problems"), default=0)
+    applied = models.BigIntegerField(_("rows applied"), default=0)
+    skipped = models.BigIntegerField(_("rows skipped"), default=0)
+    failed = models.BigIntegerField(_("rows failed"), default=0)
+    points_credited = models.BigIntegerField(_("points credited"), default=0)
+    points_debited = models.BigIntegerField(_("points debited"), default=0)
+    members_touched = models.BigIntegerField(_("members touched"), default=0)
+    progress = models.BigIntegerField(_("rows done"), default=0)
+    # The last file row whose chunk committed: a redelivered apply resumes after it.
+    applied_through_row = models.BigIntegerField(default=0, editable=False)
+    first_problems = models.JSONField(_("first problems"), default=list, blank=True)
+    error = models.TextField(_("error"), blank=True, help_text=_("Why the whole file was refused, if it was."))
+    error_file = models.FileField(_("error file"), upload_to="imports/errors/%Y/%m/", max_length=255, blank=True)
+    undo_reversed = models.BigIntegerField(_("entries reversed by undo"), default=0)
+    undo_refused = models.BigIntegerField(_("entries undo could not reverse"), default=0)
+    undo_report = models.JSONField(_("undo report"), default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("uploaded by"),
+    )
+    created_at = models.DateTimeField(_("uploaded at"), default=timezone.now)
+    checked_at = models.DateTimeField(_("checked at"), null=True, blank=True)
+    started_at = models.DateTimeField(_("apply started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("apply finished at"), null=True, blank=True)
+    undone_at = models.DateTimeField(_("undone at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("CSV import")
+        verbose_name_plural = _("CSV imports")
+        ordering = ["-created_at", "-id"]
+        permissions = [
+            ("apply_importjob", "Can apply an import"),
+            ("undo_importjob", "Can undo an import"),
+        ]
+        indexes = [models.Index(fields=["status"], name="importjob_status")]
+
+    def __str__(self):
+        return f"#{self.pk} {self.get_kind_display()}: {self.original_name}"
+
+    @property
+    def previous_upload(self):
+        """The earliest other job with the very same file, if any ("uploaded before as job N")."""
+        if not self.checksum:
+            return None
+        return ImportJob.objects.filter(checksum=self.checksum).exclude(pk=self.pk).order_by("pk").first()
+
+    @property
+    def percent(self) -> int:
+        if self.status in (ImportStatus.APPLIED, ImportStatus.UNDONE):
+            return 100
+        if not self.total:
+            return 0
+        return min(100, int(self.progress * 100 / self.total))
+
+    @property
+    def rows_table(self) -> str:
+        """The job's own staging table of parsed rows, kept between the check and the apply."""
+        return f"imports_job_rows_{int(self.pk)}"
+
+
+class ImportRowProblem(models.Model):
+    """A row of an upload that cannot apply, with the reason a merchant reads (feeds the error file)."""
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="row_problems")
+    row_number = models.BigIntegerField(_("row"))
+    column_name = models.CharField(_("column"), max_length=50, blank=True)
+    reason = models.CharField(_("reason"), max_length=500)
+    # "check": found by checking the file; "apply": refused by the ledger while applying.
+    phase = models.CharField(max_length=10, default="check")
+
+    class Meta:
+        ordering = ["job", "row_number"]
+        indexes = [models.Index(fields=["job", "row_number"], name="importrowproblem_job_row")]
+
+    def __str__(self):
+        return f"row {self.row_number}: {self.reason}"

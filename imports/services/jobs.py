@@ -1,0 +1,372 @@
+"""CSV upload jobs: create, check (the preview), apply in chunks, undo. Called by the admin, the tasks and import_csv.
+
+The parsed rows live in the job's own table (imports_job_rows_<id>, UNLOGGED on PostgreSQL) from the check until the
+apply ends, so applying does not parse the file again. Every apply re-checks the rows against the database (members
+may have changed since the preview), then applies them chunk by chunk; each chunk commits with the job's counters and
+the last row it covered, so a redelivered task resumes after it, and the rows' idempotency keys make a repeat harmless.
+"""
+
+import hashlib
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from loyalty.actors import SystemActor
+from loyalty.models import EntryKind, EntrySource, EntryStatus, LedgerEntry
+
+from ..models import ImportJob, ImportKind, ImportRowProblem, ImportStatus
+from . import sql
+from .errors_file import write_error_file
+from .kinds import KINDS, READY, Context
+from .parsing import ImportFileError, open_table
+
+log = logging.getLogger(__name__)
+
+FIRST_PROBLEMS = 20
+CHECKABLE = (ImportStatus.UPLOADED, ImportStatus.CHECKING, ImportStatus.CHECKED, ImportStatus.FAILED)
+
+
+class ImportJobError(Exception):
+    """An import action that is refused, with a message a program manager can read."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self):
+        return self.message
+
+
+def chunk_rows() -> int:
+    return getattr(settings, "IMPORT_CHUNK_ROWS", 100_000)
+
+
+def max_upload_bytes() -> int:
+    return settings.IMPORT_MAX_UPLOAD_MB * 1024 * 1024
+
+
+def import_job_create(*, kind: str, upload, reason: str = "", actor=None, name: str = "") -> ImportJob:
+    """Store an upload (a Django File or UploadedFile) as a new job; the file is streamed, never read whole."""
+    if kind not in ImportKind.values:
+        raise ImportJobError(
+            _("Unknown kind of file “%(kind)s”: use points, tokens, members or orders.") % {"kind": kind}
+        )
+    size = upload.size
+    if size > max_upload_bytes():
+        raise ImportJobError(
+            _("The file is %(size)s MB; the largest file accepted is %(max)s MB. Split it into smaller files.")
+            % {"size": f"{size / 1024 / 1024:.1f}", "max": settings.IMPORT_MAX_UPLOAD_MB}
+        )
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    upload.seek(0)
+    name = name or getattr(upload, "name", "") or "upload.csv"
+    job = ImportJob(
+        kind=kind,
+        reason=(reason or "").strip()[:500],
+        original_name=name.rsplit("/", 1)[-1][:255],
+        file_size=size,
+        checksum=digest.hexdigest(),
+        created_by=None if actor is None or isinstance(actor, SystemActor) else actor,
+    )
+    job.file.save(job.original_name, upload, save=False)
+    job.save()
+    return job
+
+
+def _context(job: ImportJob) -> Context:
+    actor = job.created_by or SystemActor(f"CSV import #{job.pk}")
+    return Context(
+        job_id=job.pk,
+        checksum=job.checksum,
+        reason=job.reason or _("CSV import #%(id)s") % {"id": job.pk},
+        upload_reason=job.reason,
+        actor=actor,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Check (the preview)
+
+
+def import_job_check(*, job_id: int) -> ImportJob:
+    """Parse and check the whole file; nothing is applied. The job then shows the preview, or why the file failed."""
+    if not ImportJob.objects.filter(pk=job_id, status__in=CHECKABLE).update(status=ImportStatus.CHECKING, error=""):
+        return ImportJob.objects.get(pk=job_id)
+    job = ImportJob.objects.get(pk=job_id)
+    kind = KINDS[job.kind]
+    try:
+        _parse_into_rows_table(job, kind)
+    except ImportFileError as exc:
+        return _fail(job, str(exc))
+    ctx = _context(job)
+    kind.resolve(ctx)
+    counts = _record_check_problems(job, kind, ctx)
+    ImportJob.objects.filter(pk=job.pk).update(
+        **counts,
+        progress=0,
+        first_problems=_first_problems(job),
+        status=ImportStatus.CHECKED,
+        checked_at=timezone.now(),
+    )
+    sql.drop_table(READY)
+    job.refresh_from_db()
+    write_error_file(job)
+    return job
+
+
+def _parse_into_rows_table(job: ImportJob, kind) -> None:
+    """Stream the stored file into the job's rows table (COPY on PostgreSQL), all or nothing."""
+    ctx = _context(job)
+    with transaction.atomic():
+        sql.create_table(job.rows_table, kind.stage, temp=False)
+        with open_table(job.file.path) as table:
+            index = table.column_index()
+            kind.check_header(index)
+            from loyalty.services.ledger_bulk import fill_table
+
+            fill_table(job.rows_table, tuple(c for c, _t in kind.stage), kind.normalise(table, index, ctx))
+
+
+def _record_check_problems(job: ImportJob, kind, ctx: Context) -> dict:
+    """Store the check's row problems and return the preview's counts."""
+    with transaction.atomic():
+        ImportRowProblem.objects.filter(job=job, phase="check").delete()
+        sql.execute(
+            f"""INSERT INTO imports_importrowproblem (job_id, row_number, column_name, reason, phase)
+                SELECT %s, row_no, COALESCE(problem_column, ''), SUBSTR(problem, 1, 500), 'check'
+                FROM {READY} WHERE problem IS NOT NULL ORDER BY row_no""",
+            [job.pk],
+        )
+    total, problems, already = sql.rows(
+        f"""SELECT COUNT(*), COALESCE(SUM(CASE WHEN problem IS NOT NULL THEN 1 ELSE 0 END), 0),
+                   COALESCE(SUM(CASE WHEN problem IS NULL AND {kind.already_applied_sql()} THEN 1 ELSE 0 END), 0)
+            FROM {READY} x"""
+    )[0]
+    return {
+        "total": total,
+        "problems": problems,
+        "already_applied": already,
+        "to_apply": total - problems - already,
+    }
+
+
+def _first_problems(job: ImportJob) -> list[dict]:
+    return [
+        {"row": p.row_number, "column": p.column_name, "reason": p.reason}
+        for p in ImportRowProblem.objects.filter(job=job).order_by("row_number", "pk")[:FIRST_PROBLEMS]
+    ]
+
+
+def _fail(job: ImportJob, message: str) -> ImportJob:
+    sql.drop_table(job.rows_table)
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.FAILED, error=message, finished_at=timezone.now())
+    job.refresh_from_db()
+    return job
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Apply
+
+
+def import_job_start_apply(*, job: ImportJob) -> bool:
+    """Mark a checked job as applying (the Apply button); False when it is not ready to apply."""
+    if job.status == ImportStatus.APPLYING:
+        return True
+    return bool(
+        ImportJob.objects.filter(pk=job.pk, status=ImportStatus.CHECKED).update(
+            status=ImportStatus.APPLYING, started_at=timezone.now()
+        )
+    )
+
+
+def import_job_apply(*, job_id: int) -> ImportJob:
+    """Apply a checked job in chunks; safe to run again (a redelivered task, "Resume") at any point."""
+    job = ImportJob.objects.get(pk=job_id)
+    if job.status == ImportStatus.CHECKED:
+        import_job_start_apply(job=job)
+        job.refresh_from_db()
+    if job.status != ImportStatus.APPLYING:
+        return job
+    kind = KINDS[job.kind]
+    ctx = _context(job)
+    try:
+        if not sql.table_exists(job.rows_table):
+            _parse_into_rows_table(job, kind)
+        kind.resolve(ctx)
+        counts = _record_check_problems(job, kind, ctx)
+        ImportJob.objects.filter(pk=job.pk).update(problems=counts["problems"], total=counts["total"])
+        _apply_chunks(job, kind, ctx)
+    except ImportFileError as exc:
+        return _fail(job, str(exc))
+    _finish(job, kind)
+    job.refresh_from_db()
+    return job
+
+
+def _apply_chunks(job: ImportJob, kind, ctx: Context) -> None:
+    size = chunk_rows()
+    while True:
+        with transaction.atomic():
+            # The job's row lock makes a second worker on the same job wait, then continue after this chunk.
+            locked = ImportJob.objects.select_for_update().get(pk=job.pk)
+            if locked.status != ImportStatus.APPLYING:
+                return
+            lo = locked.applied_through_row
+            hi = _chunk_end(lo, size)
+            if hi is None:
+                return
+            rows_in_chunk = sql.one(f"SELECT COUNT(*) FROM {READY} WHERE row_no > %s AND row_no <= %s", [lo, hi])
+            result = kind.apply_chunk(ctx, lo, hi)
+            ImportJob.objects.filter(pk=job.pk).update(
+                applied=F("applied") + result.applied,
+                skipped=F("skipped") + result.skipped,
+                points_credited=F("points_credited") + result.points_credited,
+                points_debited=F("points_debited") + result.points_debited,
+                progress=F("progress") + rows_in_chunk,
+                applied_through_row=hi,
+            )
+
+
+def _chunk_end(lo: int, size: int) -> int | None:
+    end = sql.one(f"SELECT row_no FROM {READY} WHERE row_no > %s ORDER BY row_no LIMIT 1 OFFSET %s", [lo, size - 1])
+    if end is None:
+        end = sql.one(f"SELECT MAX(row_no) FROM {READY} WHERE row_no > %s", [lo])
+    return end
+
+
+def _finish(job: ImportJob, kind) -> None:
+    job.refresh_from_db()
+    if kind.name in (ImportKind.POINTS, ImportKind.TOKENS):
+        touched = (
+            LedgerEntry.objects.filter(source=EntrySource.IMPORT, source_ref=job.pk)
+            .exclude(kind=EntryKind.REVERSAL)
+            .values("member_id")
+            .distinct()
+            .count()
+        )
+    elif kind.name == ImportKind.MEMBERS:
+        touched = job.applied
+    else:
+        touched = sql.one(f"SELECT COUNT(DISTINCT member_id) FROM {READY} WHERE problem IS NULL") or 0
+    failed = ImportRowProblem.objects.filter(job=job).count()
+    ImportJob.objects.filter(pk=job.pk, status=ImportStatus.APPLYING).update(
+        status=ImportStatus.APPLIED,
+        failed=failed,
+        members_touched=touched,
+        progress=job.total,
+        finished_at=timezone.now(),
+        first_problems=_first_problems(job),
+    )
+    sql.drop_table(READY)
+    sql.drop_table(job.rows_table)
+    job.refresh_from_db()
+    write_error_file(job)
+
+
+def import_job_fail(*, job_id: int, message: str) -> None:
+    """Record an unexpected stop; rows applied so far stay applied and "Resume" applies the rest."""
+    ImportJob.objects.filter(pk=job_id).update(status=ImportStatus.FAILED, error=message[:2000])
+
+
+def import_job_resume(*, job: ImportJob) -> bool:
+    """Make a stopped apply (stuck in applying after a crash, or failed mid-way) ready to run again."""
+    if job.status == ImportStatus.APPLYING:
+        return True
+    if job.status == ImportStatus.FAILED and job.checked_at and job.applied_through_row:
+        return bool(
+            ImportJob.objects.filter(pk=job.pk, status=ImportStatus.FAILED).update(
+                status=ImportStatus.APPLYING, error=""
+            )
+        )
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Undo
+
+
+def import_job_start_undo(*, job: ImportJob) -> None:
+    if not KINDS[job.kind].undoable:
+        raise ImportJobError(
+            _(
+                "A %(kind)s import changes records, not points, so it cannot be undone here: "
+                "correct the records and upload them again."
+            )
+            % {"kind": job.get_kind_display().lower()}
+        )
+    if job.status == ImportStatus.UNDOING:
+        return
+    if not ImportJob.objects.filter(pk=job.pk, status=ImportStatus.APPLIED).update(status=ImportStatus.UNDOING):
+        raise ImportJobError(
+            _("Only an applied import can be undone; this one is %(status)s.") % {"status": job.status}
+        )
+
+
+def import_job_undo(*, job_id: int, actor=None, reason: str = "") -> ImportJob:
+    """Reverse every entry the job made, with a staff reversal's rules; what cannot be reversed is reported."""
+    from loyalty.services import entries_reverse_bulk
+
+    job = ImportJob.objects.get(pk=job_id)
+    if job.status == ImportStatus.APPLIED:
+        import_job_start_undo(job=job)
+        job.refresh_from_db()
+    if job.status != ImportStatus.UNDOING:
+        return job
+    actor = actor or job.created_by or SystemActor(f"CSV import #{job.pk}: undo")
+    text = _("Undo of CSV import #%(id)s") % {"id": job.pk}
+    if reason:
+        text = f"{text}: {reason}"
+    last = 0
+    report = list(job.undo_report)
+    while ids := _entries_to_undo(job, after=last):
+        last = ids[-1]
+        result = entries_reverse_bulk(
+            entry_ids=ids, reason=text, actor=actor, source=EntrySource.IMPORT, source_ref=job.pk
+        )
+        report.extend(reason for _seq, reason in result.refused[: max(0, FIRST_PROBLEMS - len(report))])
+        ImportJob.objects.filter(pk=job.pk).update(
+            undo_reversed=F("undo_reversed") + result.posted,
+            undo_refused=F("undo_refused") + len(result.refused),
+            undo_report=report,
+        )
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.UNDONE, undone_at=timezone.now())
+    job.refresh_from_db()
+    return job
+
+
+def _entries_to_undo(job: ImportJob, *, after: int) -> list[int]:
+    """The job's entries not yet undone (a resumed undo skips what the first run reversed), in id order."""
+    return list(
+        LedgerEntry.objects.filter(source=EntrySource.IMPORT, source_ref=job.pk, pk__gt=after)
+        .exclude(kind=EntryKind.REVERSAL)
+        .exclude(status=EntryStatus.REJECTED)
+        .filter(reversed_by__isnull=True, reversal_shortfall__isnull=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)[: chunk_rows()]
+    )
+
+
+def import_job_status(job: ImportJob) -> dict:
+    """What the job page's progress bar polls."""
+    return {
+        "id": job.pk,
+        "status": job.status,
+        "status_display": str(job.get_status_display()),
+        "total": job.total,
+        "progress": job.progress,
+        "percent": job.percent,
+        "applied": job.applied,
+        "skipped": job.skipped,
+        "failed": job.failed,
+        "points_credited": job.points_credited,
+        "points_debited": job.points_debited,
+        "members_touched": job.members_touched,
+        "done": job.status not in (ImportStatus.CHECKING, ImportStatus.APPLYING, ImportStatus.UNDOING),
+        "error": job.error,
+    }

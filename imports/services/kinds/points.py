@@ -1,0 +1,141 @@
+"""Point adjustments: `email` or `customer_id`, `points` (signed), `reason` (optional), `reference` (optional).
+
+Each row is one adjustment entry through the ledger's bulk path. Its idempotency key is `import:ref:<reference>`
+when the row gives a reference (so the same reference never applies twice, whatever file carries it), else
+`import:<file checksum>:<row number>` (so the same file never applies twice).
+"""
+
+from django.utils.translation import gettext as _
+
+from loyalty.models import EntryKind, EntrySource
+from loyalty.services import ledger_bulk
+
+from .. import sql
+from .base import READY, ChunkResult, Context, Kind, clip, whole_number
+
+MAX_REFERENCE = 180
+
+
+class PointsKind(Kind):
+    name = "points"
+    columns = ("email", "customer_id", "points", "reason", "reference")
+    required = ("points",)
+    one_of = ("email", "customer_id")
+    stage = (
+        ("row_no", "int"),
+        ("email", "text"),
+        ("customer_id", "text"),
+        ("points", "int"),
+        ("reason", "text"),
+        ("reference", "text"),
+        ("problem", "text"),
+        ("problem_column", "text"),
+    )
+    undoable = True
+
+    def normalise(self, table, index, ctx: Context):
+        for row, (email, customer_id, text, reason, reference) in self.cells(table, index):
+            points, problem = whole_number(text)
+            column = "points"
+            if not email and not customer_id:
+                problem, column = _("email and customer_id are both empty"), "email"
+            elif len(reference) > MAX_REFERENCE:
+                problem, column = (
+                    _("the reference is longer than %(max)s characters") % {"max": MAX_REFERENCE},
+                    ("reference"),
+                )
+            elif len(email) > 254 or len(customer_id) > 64:
+                problem, column = _("“%(value)s” is too long") % {"value": clip(email or customer_id)}, "email"
+            yield (
+                row,
+                email.lower() or None,
+                customer_id or None,
+                points,
+                reason or None,
+                reference or None,
+                problem,
+                column if problem else None,
+            )
+
+    def resolve(self, ctx: Context) -> None:
+        rows = f"imports_job_rows_{ctx.job_id}"
+        sql.create_table(
+            READY,
+            (
+                ("row_no", "int"),
+                ("member_id", "int"),
+                ("points", "int"),
+                ("reason", "text"),
+                ("idem_key", "text"),
+                ("problem", "text"),
+                ("problem_column", "text"),
+            ),
+            temp=True,
+        )
+        sql.execute(
+            f"""INSERT INTO {READY} (row_no, member_id, points, reason, idem_key, problem, problem_column)
+            SELECT r.row_no, COALESCE(me.id, mc.id), r.points, COALESCE(r.reason, %s),
+                   CASE WHEN r.reference IS NOT NULL THEN 'import:ref:' || r.reference
+                        ELSE 'import:' || %s || ':' || r.row_no END,
+                   CASE WHEN r.problem IS NOT NULL THEN r.problem
+                        WHEN d.first_row IS NOT NULL
+                            THEN 'the reference ' || r.reference || ' is also on row ' || d.first_row
+                        WHEN me.id IS NULL AND mc.id IS NULL AND r.email IS NOT NULL
+                            THEN 'no member has the email ' || r.email
+                        WHEN me.id IS NULL AND mc.id IS NULL
+                            THEN 'no member has the customer id ' || r.customer_id
+                        WHEN me.id <> mc.id
+                            THEN 'the email and the customer id belong to two different members' END,
+                   CASE WHEN r.problem IS NOT NULL THEN r.problem_column
+                        WHEN d.first_row IS NOT NULL THEN 'reference'
+                        WHEN me.id IS NULL AND mc.id IS NULL AND r.email IS NULL THEN 'customer_id'
+                        WHEN me.id IS NULL AND mc.id IS NULL OR me.id <> mc.id THEN 'email' END
+            FROM {rows} r
+            LEFT JOIN loyalty_member me ON me.email = r.email
+            LEFT JOIN loyalty_member mc ON mc.customer_id = r.customer_id
+            LEFT JOIN (SELECT reference, MIN(row_no) AS first_row FROM {rows} WHERE reference IS NOT NULL
+                       GROUP BY reference HAVING COUNT(*) > 1) d
+                   ON d.reference = r.reference AND r.row_no > d.first_row""",
+            [ctx.reason, ctx.checksum],
+        )
+
+    def already_applied_sql(self) -> str:
+        return """(EXISTS (SELECT 1 FROM loyalty_ledgerentry e WHERE e.idempotency_key = x.idem_key)
+                   OR EXISTS (SELECT 1 FROM loyalty_shortfall s WHERE s.idempotency_key = x.idem_key))"""
+
+    def apply_chunk(self, ctx: Context, lo: int, hi: int) -> ChunkResult:
+        ledger_bulk.stage_create()
+        try:
+            sql.execute(
+                f"""INSERT INTO {ledger_bulk.STAGE}
+                        (seq, op, member_id, points, apply_type, kind, status, counts, reason, idem_key)
+                    SELECT row_no, 'post', member_id, points, 'relative', %s, 'active', %s, reason, idem_key
+                    FROM {READY} WHERE problem IS NULL AND row_no > %s AND row_no <= %s""",
+                [EntryKind.ADJUSTMENT, True, lo, hi],
+            )
+            return post_stage(ctx)
+        finally:
+            ledger_bulk.stage_drop()
+
+
+def post_stage(ctx: Context, *, with_refused: bool = False):
+    """Apply the filled ledger stage and record its refusals as the job's row problems."""
+    result = ledger_bulk.apply_stage(
+        actor=ctx.actor, source=EntrySource.IMPORT, source_ref=ctx.job_id, policy=ledger_bulk.policy_or_default(None)
+    )
+    refused = sql.execute(
+        f"""INSERT INTO imports_importrowproblem (job_id, row_number, column_name, reason, phase)
+            SELECT %s, seq, '', SUBSTR(refusal, 1, 500), 'apply' FROM {ledger_bulk.STAGE}
+            WHERE state = {ledger_bulk.REFUSED}""",
+        [ctx.job_id],
+    )
+    chunk = ChunkResult(
+        applied=result.posted,
+        skipped=result.already_applied + result.nothing_to_do,
+        refused=refused,
+        points_credited=result.points_credited,
+        points_debited=result.points_debited,
+    )
+    if with_refused:
+        return chunk, {seq for seq, _reason in result.refused}
+    return chunk
