@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "tiers",
     "loyalty",
     "imports",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -126,6 +127,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Store webhooks (see the README's "Connecting a store").
 SHOPIFY_WEBHOOK_SECRET = env.str("SHOPIFY_WEBHOOK_SECRET", default="")
 WOOCOMMERCE_WEBHOOK_SECRET = env.str("WOOCOMMERCE_WEBHOOK_SECRET", default="")
+# The largest webhook body accepted (a big Shopify order is a few hundred kilobytes); larger ones get 413.
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=2 * 1024 * 1024)
 
 # CSV uploads: the largest file accepted, in megabytes.
 IMPORT_MAX_UPLOAD_MB = env.int("IMPORT_MAX_UPLOAD_MB", default=200)

@@ -2,10 +2,12 @@
 
 from .groups import group_action_run_task, group_action_undo_task, rfm_refresh_task
 from .ledger_jobs import reconcile_ledger_nightly, release_matured_pending
+from .orders import order_settle_task
 
 __all__ = [
     "group_action_run_task",
     "group_action_undo_task",
+    "order_settle_task",
     "reconcile_ledger_nightly",
     "release_matured_pending",
     "rfm_refresh_task",

@@ -5,6 +5,7 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 SCHEDULES = {
     "Release matured pending points": ("loyalty.release_matured_pending", "every", {"minutes": 10}),
     "Nightly ledger check": ("loyalty.reconcile_ledger_nightly", "crontab", {"hour": "3", "minute": "0"}),
+    "Retry failed webhook events": ("webhooks.retry_failed_events", "every", {"minutes": 15}),
     "Nightly RFM scores": ("loyalty.rfm_refresh", "crontab", {"hour": "2", "minute": "30"}),
 }
 
