@@ -9,7 +9,8 @@ import re
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -121,7 +122,9 @@ def group_action_run(*, action_id: int) -> GroupAction:
             _run_chunk(action, member_ids[start : start + CHUNK], policy)
     except Exception as exc:
         GroupAction.objects.filter(pk=action.pk).update(
-            status=JobStatus.FAILED, problems=F("problems") + f"Stopped: {exc}\n", finished_at=timezone.now()
+            status=JobStatus.FAILED,
+            problems=Concat(F("problems"), Value(f"Stopped: {exc}\n")),
+            finished_at=timezone.now(),
         )
         raise
     GroupAction.objects.filter(pk=action.pk).update(status=JobStatus.DONE, finished_at=timezone.now())
@@ -172,7 +175,7 @@ def _run_chunk(action: GroupAction, member_ids: list[int], policy: str) -> None:
         refused=F("refused") + len(result.refused),
         points_credited=F("points_credited") + result.points_credited,
         points_debited=F("points_debited") + result.points_debited,
-        problems=F("problems") + problems,
+        problems=Concat(F("problems"), Value(problems)),
     )
 
 
@@ -212,7 +215,7 @@ def group_action_undo(*, action_id: int) -> GroupAction:
     )
     problems = "".join(f"Undo: {reason}\n" for _seq, reason in result.refused[:MAX_PROBLEMS])
     GroupAction.objects.filter(pk=action.pk).update(
-        status=JobStatus.UNDONE, undone_at=timezone.now(), problems=F("problems") + problems
+        status=JobStatus.UNDONE, undone_at=timezone.now(), problems=Concat(F("problems"), Value(problems))
     )
     action.refresh_from_db()
     return action

@@ -103,7 +103,12 @@ def _find(token: str, email: str | None) -> RewardToken:
     token = (token or "").strip()
     if not token:
         raise LoyaltyError(_("A token is required."))
-    found = RewardToken.objects.select_for_update().select_related("member", "earn_rule").filter(token=token).first()
+    found = (
+        RewardToken.objects.select_for_update(of=("self",))
+        .select_related("member", "earn_rule")
+        .filter(token=token)
+        .first()
+    )
     if found is None:
         raise LoyaltyError(_("Token %(token)s does not exist.") % {"token": token})
     if email and email.strip().lower() != found.member.email:
@@ -193,7 +198,7 @@ def tokens_close_bulk(*, rows: list[TokenRow], actor, source: str, source_ref: i
     with transaction.atomic():
         tokens = {
             t.token: t
-            for t in RewardToken.objects.select_for_update()
+            for t in RewardToken.objects.select_for_update(of=("self",))
             .select_related("member", "earn_rule")
             .filter(token__in=[r.token.strip() for r in rows])
         }
