@@ -175,23 +175,27 @@ def _insert(
     if counts is None:
         counts = counts_toward_lifetime(kind)
     key = extra.get("idempotency_key")
-    try:
-        with transaction.atomic():
-            entry = LedgerEntry.objects.create(
-                member=member,
-                points=points,
-                kind=kind,
-                status=status,
-                counts_toward_lifetime=counts,
-                reason=reason[:500],
-                source=source,
-                **actor_fields(actor),
-                **extra,
-            )
-    except IntegrityError:
-        if key and LedgerEntry.objects.filter(idempotency_key=key).exists():
-            raise _AlreadyApplied(key) from None
-        raise
+    fields = dict(
+        member=member,
+        points=points,
+        kind=kind,
+        status=status,
+        counts_toward_lifetime=counts,
+        reason=reason[:500],
+        source=source,
+        **actor_fields(actor),
+        **extra,
+    )
+    if not key:  # nothing to collide on: no savepoint needed
+        entry = LedgerEntry.objects.create(**fields)
+    else:
+        try:
+            with transaction.atomic():
+                entry = LedgerEntry.objects.create(**fields)
+        except IntegrityError:
+            if LedgerEntry.objects.filter(idempotency_key=key).exists():
+                raise _AlreadyApplied(key) from None
+            raise
     if _apply_to_balances(member, points=points, status=status, counts=counts):
         _recompute_tier(member, entry=entry, reason=reason)
     _save_balances(member)

@@ -53,6 +53,8 @@ STAGE_COLUMNS = (
     "takes_back_id",
     "entry_id",
 )
+# New postings leave entry_id to the stage's default (see _entry_id_default).
+POST_COLUMNS = STAGE_COLUMNS[:-1]
 
 
 @dataclass
@@ -89,7 +91,6 @@ class Posting:
             self.earn_rule_id,
             None,
             None,
-            None,
         )
 
 
@@ -112,9 +113,19 @@ def _is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
+def _entry_id_default() -> str:
+    """On PostgreSQL, a new row of the stage draws its entry id from the ledger's own sequence as it is loaded, so ids
+    follow posting order without a second pass (rows that end up not posted leave gaps, as rollbacks do)."""
+    if not _is_postgres():
+        return ""
+    sequence = _rows("SELECT pg_get_serial_sequence('loyalty_ledgerentry', 'id')")[0][0]
+    return f"DEFAULT nextval('{sequence}')"
+
+
 def stage_create() -> None:
     """Create (or empty) the staging table for this connection's transaction."""
     ts = "timestamptz" if _is_postgres() else "datetime"
+    entry_id_default = _entry_id_default()
     with connection.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {STAGE}")
         cur.execute(
@@ -122,7 +133,7 @@ def stage_create() -> None:
                 seq bigint PRIMARY KEY, op varchar(10) NOT NULL, member_id bigint NOT NULL, points bigint NOT NULL,
                 apply_type varchar(10) NOT NULL, kind varchar(12) NOT NULL, status varchar(10) NOT NULL,
                 counts boolean NOT NULL, reason text NOT NULL, idem_key text, hold_until {ts},
-                earn_rule_id bigint, reverses_id bigint, takes_back_id bigint, entry_id bigint,
+                earn_rule_id bigint, reverses_id bigint, takes_back_id bigint, entry_id bigint {entry_id_default},
                 state smallint NOT NULL DEFAULT 0, shortfall bigint NOT NULL DEFAULT 0, refusal text)"""
         )
 
@@ -177,7 +188,7 @@ def entries_post_bulk(
     with transaction.atomic():
         stage_create()
         try:
-            fill_table(STAGE, STAGE_COLUMNS, (p.stage_row(i) for i, p in enumerate(postings)))
+            fill_table(STAGE, POST_COLUMNS, (p.stage_row(i) for i, p in enumerate(postings)))
             return apply_stage(actor=actor, source=source, source_ref=source_ref, policy=policy)
         finally:
             stage_drop()
@@ -239,18 +250,27 @@ def _mark_moves_no_longer_pending() -> None:
 
 
 def _members_needing_order(policy: str) -> list[int]:
-    """Members whose rows cannot all be accepted as they stand: "set to", a debit crossing zero, a repeated key."""
+    """Members whose rows cannot all be accepted as they stand: "set to", a debit crossing zero, a repeated key.
+
+    The running-balance window only looks at members with a debit in the batch: credits alone never cross zero.
+    """
     crossing = ""
     if policy != NegativeBalancePolicy.ALLOW:
-        crossing = "OR (op = 'post' AND status = 'active' AND points < 0 AND balance_after < 0)"
-    rows = _rows(
-        f"""SELECT DISTINCT member_id FROM (
-                SELECT s.member_id, s.op, s.apply_type, s.status, s.points,
+        crossing = f"""
+            UNION
+            SELECT member_id FROM (
+                SELECT s.member_id, s.op, s.status, s.points,
                        m.available_points + SUM(CASE WHEN s.status = 'active' OR s.op = '{ACTIVATE}'
                                                      THEN s.points ELSE 0 END)
                            OVER (PARTITION BY s.member_id ORDER BY s.seq ROWS UNBOUNDED PRECEDING) AS balance_after
-                FROM {STAGE} s JOIN loyalty_member m ON m.id = s.member_id WHERE s.state = {NEW}) x
-            WHERE apply_type = '{SET_TO}' {crossing}
+                FROM {STAGE} s JOIN loyalty_member m ON m.id = s.member_id
+                WHERE s.state = {NEW} AND s.member_id IN (
+                    SELECT member_id FROM {STAGE}
+                    WHERE state = {NEW} AND op = '{POST}' AND status = 'active' AND points < 0)) x
+            WHERE op = '{POST}' AND status = 'active' AND points < 0 AND balance_after < 0"""
+    rows = _rows(
+        f"""SELECT member_id FROM {STAGE} WHERE state = {NEW} AND apply_type = '{SET_TO}'
+            {crossing}
             UNION
             SELECT member_id FROM {STAGE} WHERE state = {NEW} AND idem_key IN (
                 SELECT idem_key FROM {STAGE} WHERE state = {NEW} AND idem_key IS NOT NULL
@@ -357,37 +377,29 @@ def _decide(balance, op, points, apply_type, status, kind, key, seen_keys, polic
 
 
 def _assign_entry_ids() -> None:
-    """Draw ids for the new entries in posting order, so the ledger reads as if posted one by one."""
-    count = _rows(f"SELECT COUNT(*) FROM {STAGE} WHERE state = {NEW} AND op = '{POST}'")[0][0]
-    if not count:
-        return
+    """Give every new entry its id in posting order, so the ledger reads as if posted one by one."""
     if _is_postgres():
-        ids = _rows(
-            "SELECT nextval(pg_get_serial_sequence('loyalty_ledgerentry', 'id')) FROM generate_series(1, %s)",
-            [count],
+        # Rows loaded with an explicit NULL entry id did not get the default: draw theirs now, in posting order.
+        sequence = _rows("SELECT pg_get_serial_sequence('loyalty_ledgerentry', 'id')")[0][0]
+        _exec(
+            f"""UPDATE {STAGE} SET entry_id = x.id FROM (
+                    SELECT seq, nextval('{sequence}') AS id FROM (
+                        SELECT seq FROM {STAGE} WHERE op = '{POST}' AND entry_id IS NULL ORDER BY seq) o) x
+                WHERE {STAGE}.seq = x.seq"""
         )
-        first = None
-        values = sorted(r[0] for r in ids)
-    else:
-        top = _rows(
-            """SELECT MAX(v) FROM (SELECT MAX(id) AS v FROM loyalty_ledgerentry
-               UNION ALL SELECT seq FROM sqlite_sequence WHERE name = 'loyalty_ledgerentry')"""
-        )[0][0]
-        first = (top or 0) + 1
-        values = None
-    _exec("DROP TABLE IF EXISTS ledger_stage_ids")
-    _exec("CREATE TEMP TABLE ledger_stage_ids (rn bigint PRIMARY KEY, id bigint)")
-    if values is not None:
-        fill_table("ledger_stage_ids", ("rn", "id"), ((i + 1, v) for i, v in enumerate(values)))
+        return
+    # SQLite: the transaction holds the database's write lock, so the next ids are ours to take.
+    top = _rows(
+        """SELECT MAX(v) FROM (SELECT MAX(id) AS v FROM loyalty_ledgerentry
+           UNION ALL SELECT seq FROM sqlite_sequence WHERE name = 'loyalty_ledgerentry')"""
+    )[0][0]
     _exec(
         f"""UPDATE {STAGE} SET entry_id = x.id FROM (
-                SELECT r.seq, {"i.id" if first is None else f"r.rn + {first - 1}"} AS id
-                FROM (SELECT seq, ROW_NUMBER() OVER (ORDER BY seq) AS rn
-                      FROM {STAGE} WHERE state = {NEW} AND op = '{POST}') r
-                {"JOIN ledger_stage_ids i ON i.rn = r.rn" if first is None else ""}) x
-            WHERE {STAGE}.seq = x.seq"""
+                SELECT seq, ROW_NUMBER() OVER (ORDER BY seq) + %s AS id
+                FROM {STAGE} WHERE state = {NEW} AND op = '{POST}') x
+            WHERE {STAGE}.seq = x.seq""",
+        [top or 0],
     )
-    _exec("DROP TABLE ledger_stage_ids")
 
 
 def _tier_case(column: str) -> str:
@@ -404,6 +416,19 @@ def _lifetime_rows_filter(alias: str = "s") -> str:
         f"{alias}.state = {NEW} AND {alias}.counts AND "
         f"(({alias}.op = '{POST}' AND {alias}.status = 'active') OR {alias}.op = '{ACTIVATE}')"
     )
+
+
+def _members_whose_tier_may_move() -> str:
+    """Members whose tier can move within the batch: a debit makes the path non-monotonic; otherwise the tier can
+    only move if the tier at the end (or already the tier at the start) differs from the one on record."""
+    return f"""
+        SELECT a.member_id FROM (
+            SELECT s.member_id, SUM(s.points) AS total, MIN(s.points) AS lowest
+            FROM {STAGE} s WHERE {_lifetime_rows_filter()} GROUP BY s.member_id) a
+        JOIN loyalty_member m ON m.id = a.member_id
+        WHERE a.lowest < 0
+           OR COALESCE(m.tier_id, -1) <> COALESCE({_tier_case("m.lifetime_points + a.total")}, -1)
+           OR COALESCE(m.tier_id, -1) <> COALESCE({_tier_case("m.lifetime_points")}, -1)"""
 
 
 def _write_tier_changes(now) -> int:
@@ -423,7 +448,7 @@ def _write_tier_changes(now) -> int:
                            m.lifetime_points + SUM(s.points) OVER w AS lifetime_after,
                            ROW_NUMBER() OVER w AS rn
                     FROM {STAGE} s JOIN loyalty_member m ON m.id = s.member_id
-                    WHERE {_lifetime_rows_filter()}
+                    WHERE {_lifetime_rows_filter()} AND s.member_id IN ({_members_whose_tier_may_move()})
                     WINDOW w AS (PARTITION BY s.member_id ORDER BY s.seq ROWS UNBOUNDED PRECEDING)
                 ) a
             ) b
