@@ -163,7 +163,8 @@ class LedgerEntryAdmin(admin.ModelAdmin):
             except LoyaltyError as error:
                 refusals.append(f"#{entry.pk} ({entry.member.email}): {error.message}")
         mark_token_used(request, token)
-        self.message_user(request, done_message(action, done, points))
+        if done or not refusals:
+            self.message_user(request, done_message(action, done, points))
         report_refusals(self, request, refusals)
         return None
 

@@ -259,7 +259,8 @@ class MemberAdmin(admin.ModelAdmin):
                 done += 1
                 total += result.entry.points
         mark_token_used(request, token)
-        self.message_user(request, adjusted_message(done, total, data["apply_type"], data["points"]))
+        if done or not (already or refusals):
+            self.message_user(request, adjusted_message(done, total, data["apply_type"], data["points"]))
         if already:
             self.message_user(request, already_message(already), messages.WARNING)
         report_refusals(self, request, refusals)
@@ -320,7 +321,8 @@ class MemberAdmin(admin.ModelAdmin):
             given += 1
             spent += coupon.points_spent
         mark_token_used(request, token)
-        self.message_user(request, given_message(given, reward.name, spent, data["deduct_points"] == NO))
+        if given or not refusals:
+            self.message_user(request, given_message(given, reward.name, spent, data["deduct_points"] == NO))
         report_refusals(self, request, refusals)
 
 
