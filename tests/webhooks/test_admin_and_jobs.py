@@ -14,8 +14,8 @@ from loyalty.actors import SystemActor
 from loyalty.models import EntryKind, LedgerEntry, Member, Order, ProgramSettings
 from loyalty.services import points_adjust
 from loyalty.services.orders import order_apply
-from webhooks import parsers
 from loyalty.tasks import reconcile_ledger_nightly
+from webhooks import parsers
 from webhooks.models import EventStatus, WebhookEvent
 from webhooks.tasks import retry_failed_events
 
