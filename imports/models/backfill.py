@@ -1,1 +1,65 @@
-"""\"Reward past actions\" runs."""
+""" "Reward past actions" runs: one row per run, with what it applied, its progress and its summary."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+__all__ = ["BackfillRun", "BackfillStatus"]
+
+
+class BackfillStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed")
+    UNDOING = "undoing", _("Undoing")
+    UNDONE = "undone", _("Undone")
+
+
+class BackfillRun(models.Model):
+    """One run of "Reward past actions": sign-up and order points for what happened before the program started.
+
+    `rules` keeps the ways to earn and point values the run applied (as they were when it was confirmed); its entries
+    carry source "backfill" and source_ref = this row's id.
+    """
+
+    status = models.CharField(_("status"), max_length=10, choices=BackfillStatus.choices, default=BackfillStatus.QUEUED)
+    program_started_at = models.DateTimeField(_("credits actions before"))
+    rules = models.JSONField(_("ways to earn applied"), default=list)
+    members_credited = models.BigIntegerField(_("members credited (sign-up)"), default=0)
+    orders_credited = models.BigIntegerField(_("orders credited"), default=0)
+    points_credited = models.BigIntegerField(_("points credited"), default=0)
+    already_credited = models.BigIntegerField(_("already credited before"), default=0)
+    steps_total = models.PositiveIntegerField(default=0, editable=False)
+    steps_done = models.PositiveIntegerField(default=0, editable=False)
+    error = models.TextField(_("error"), blank=True)
+    undo_reversed = models.BigIntegerField(_("entries reversed by undo"), default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    undone_at = models.DateTimeField(_("undone"), null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = _("reward past actions run")
+        verbose_name_plural = _("reward past actions runs")
+        ordering = ["-created_at", "-id"]
+        permissions = [("run_backfill", "Can run and undo Reward past actions")]
+
+    def __str__(self):
+        return f"Reward past actions #{self.pk}"
+
+    @property
+    def progress(self) -> int:
+        """Percent done, for the progress bar."""
+        if self.status in (BackfillStatus.DONE, BackfillStatus.UNDONE):
+            return 100
+        if not self.steps_total:
+            return 0
+        return min(100, self.steps_done * 100 // self.steps_total)
