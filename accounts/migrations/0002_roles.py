@@ -60,6 +60,7 @@ class Migration(migrations.Migration):
         ("accounts", "0001_initial"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
+        ("imports", "0002_backfillrun"),
         ("loyalty", "0004_customer_groups_rfm"),
         ("tiers", "0001_initial"),
     ]
