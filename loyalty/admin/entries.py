@@ -54,7 +54,7 @@ class LedgerEntryAdmin(admin.ModelAdmin):
     list_filter = ["kind", "status", "source", ("created_at", admin.DateFieldListFilter), ActorFilter]
     search_fields = ["=member__email", "=id"]
     search_help_text = gettext_lazy("A member's exact email, or an entry number.")
-    list_per_page = 100
+    list_per_page = 50
     list_max_show_all = 0
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER

@@ -70,7 +70,7 @@ class MemberAdmin(admin.ModelAdmin):
     list_filter = [("tier", admin.RelatedOnlyFieldListFilter), AccountFilter, PendingFilter]
     search_fields = ["email", "first_name", "last_name", "customer_id"]
     search_help_text = gettext_lazy("Email, name or store customer id.")
-    list_per_page = 100
+    list_per_page = 50
     list_max_show_all = 0
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
