@@ -6,7 +6,6 @@ Another encoding is refused with a message saying how to save the file as UTF-8 
 import wrong names silently).
 """
 
-import codecs
 import csv
 import datetime
 import io
@@ -79,8 +78,9 @@ def _csv_table(raw) -> Table:
 
 
 def _not_utf8(row: int) -> str:
+    # The decoder reads ahead in blocks, so the row is only where reading had got to: say "near".
     return _(
-        "The file is not UTF-8 encoded (from row %(row)s on). In your spreadsheet choose "
+        "The file is not UTF-8 encoded (a character near row %(row)s is not UTF-8). In your spreadsheet choose "
         "“Save as… CSV UTF-8”, then upload it again."
     ) % {"row": row}
 
@@ -150,8 +150,3 @@ def _cell_text(value) -> str:
     if isinstance(value, datetime.datetime | datetime.date):
         return value.isoformat(sep=" ") if isinstance(value, datetime.datetime) else value.isoformat()
     return str(value)
-
-
-def has_utf8_bom(path: str) -> bool:
-    with open(path, "rb") as raw:
-        return raw.read(3) == codecs.BOM_UTF8

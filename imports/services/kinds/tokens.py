@@ -8,22 +8,19 @@ Python and posted through the ledger's bulk stage.
 from datetime import timedelta
 from decimal import Decimal
 
+from django.db import connection
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from loyalty.models import EarnRule, EarnRuleKind, EntryKind, ProgramSettings, TokenStatus
+from loyalty.models import EarnRule, EarnRuleKind, EntryKind, EntryStatus, ProgramSettings, TokenStatus
 from loyalty.services import ledger_bulk
+from loyalty.services.tokens import conversion_points, token_key
 
 from .. import sql
-from .base import READY, ChunkResult, Context, Kind, amount, clip
+from .base import READY, ChunkResult, Context, Kind, amount, clip, in_chunk
 from .points import post_stage
 
 CLOSED, REJECTED = TokenStatus.CLOSED.value, TokenStatus.REJECTED.value
-
-
-def token_key(token: str) -> str:
-    """The idempotency key of a token's credit: the same in an upload, a scheduled pull and by hand."""
-    return f"token:{token}"
 
 
 class TokensKind(Kind):
@@ -90,12 +87,15 @@ class TokensKind(Kind):
                         WHEN t.id IS NULL THEN 'no reward token ' || r.token
                         WHEN r.email IS NOT NULL AND m.email <> r.email
                             THEN 'the token ' || r.token || ' belongs to another member, not ' || r.email
-                        WHEN r.status = 'closed' AND t.status = 'rejected' AND e.id IS NULL
+                        WHEN r.status = 'closed' AND r.amount IS NOT NULL AND CAST(r.amount AS DECIMAL) < 0
+                            THEN 'the sale amount cannot be negative'
+                        WHEN r.status = 'closed' AND t.status = 'rejected'
                             THEN 'the token ' || r.token || ' was rejected: it cannot be credited'
-                        WHEN r.status = 'closed' AND e.id IS NULL AND COALESCE(t.earn_rule_id, %s) IS NULL
+                        WHEN r.status = 'closed' AND t.status <> 'closed' AND COALESCE(t.earn_rule_id, %s) IS NULL
                             THEN 'there is no active conversion way to earn to credit the token'
-                        WHEN r.status = 'rejected' AND e.status = 'active'
-                            THEN 'the points of token ' || r.token || ' are already active: reverse the entry instead'
+                        WHEN r.status = 'rejected' AND e.status = 'active' AND t.status <> 'rejected'
+                            THEN 'the points of token ' || r.token || ' are already available: reverse entry #'
+                                 || e.id || ' instead'
                    END,
                    CASE WHEN r.problem IS NOT NULL THEN r.problem_column
                         WHEN d.first_row IS NOT NULL OR t.id IS NULL THEN 'token'
@@ -111,21 +111,18 @@ class TokensKind(Kind):
         )
 
     def already_applied_sql(self) -> str:
-        return """((x.status = 'closed' AND x.credit_id IS NOT NULL)
-                   OR (x.status = 'rejected' AND x.token_status = 'rejected'
-                       AND COALESCE(x.credit_status, 'rejected') = 'rejected'))"""
+        return "(x.token_status = x.status OR (x.status = 'closed' AND x.credit_id IS NOT NULL))"
 
     def apply_chunk(self, ctx: Context, lo: int, hi: int) -> ChunkResult:
         found = sql.rows(
             f"""SELECT row_no, token, token_id, member_id, status, amount, rule_id, credit_id, credit_status,
                        token_status
-                FROM {READY} WHERE problem IS NULL AND row_no > %s AND row_no <= %s ORDER BY row_no""",
-            [lo, hi],
+                FROM {READY} WHERE {in_chunk(lo, hi)} ORDER BY row_no"""
         )
         rules = {r.pk: r for r in EarnRule.objects.filter(pk__in={f[6] for f in found if f[6]})}
         default_hold = ProgramSettings.load().hold_days_default
         now = timezone.now()
-        stage, token_updates, skipped, only_token = [], [], 0, 0
+        stage, updates, skipped, only_token = [], [], 0, 0
         for (
             row_no,
             token,
@@ -138,107 +135,106 @@ class TokensKind(Kind):
             credit_status,
             t_status,
         ) in found:
-            if status == CLOSED and credit_id:
+            if t_status == status or (status == CLOSED and credit_id):
                 skipped += 1
-                token_updates.append((row_no, CLOSED, amount_text, token_id))
-            elif status == CLOSED:
-                stage.append(
-                    self._credit(ctx, row_no, token, member_id, amount_text, rules[rule_id], default_hold, now)
-                )
-                token_updates.append((row_no, CLOSED, amount_text, token_id))
-            elif credit_status == "pending":
-                stage.append(self._reject(ctx, row_no, token, member_id, credit_id))
-                token_updates.append((row_no, REJECTED, amount_text, token_id))
-            elif t_status == REJECTED:
-                skipped += 1
+                continue
+            if status == CLOSED:
+                rule = rules[rule_id]
+                points = conversion_points(rule, None if amount_text is None else Decimal(amount_text))
+                if points > 0:
+                    stage.append(_credit(row_no, token, member_id, points, rule, default_hold, now))
+                else:
+                    only_token += 1
+                updates.append((row_no, CLOSED, amount_text, rule_id, token_id))
             else:
-                # Rejected before it was ever credited: nothing on the ledger, the token just closes as rejected.
-                only_token += 1
-                token_updates.append((row_no, REJECTED, amount_text, token_id))
-        result, refused_rows = self._post(ctx, stage)
+                if credit_status == "pending":
+                    stage.append(_reject(row_no, token, member_id, credit_id, ctx))
+                else:
+                    # Rejected before it was ever credited: nothing on the ledger, the token just ends as rejected.
+                    only_token += 1
+                updates.append((row_no, REJECTED, None, None, token_id))
+        result, refused_rows = _post(ctx, stage)
         result.skipped += skipped
         result.applied += only_token
-        self._update_tokens([u for u in token_updates if u[0] not in refused_rows], now)
+        _update_tokens([u for u in updates if u[0] not in refused_rows], now)
         return result
 
-    def _credit(self, ctx, row_no, token, member_id, amount_text, rule, default_hold, now) -> tuple:
-        points = rule.points
-        if rule.points_per_currency_unit and amount_text:
-            points = int(Decimal(amount_text) * rule.points_per_currency_unit)
-        hold_days = rule.hold_days if rule.hold_days is not None else default_hold
-        status = "pending" if hold_days else "active"
-        hold_until = sql.adapt_datetime(now + timedelta(days=hold_days)) if hold_days else None
-        reason = _("Conversion: reward token %(token)s") % {"token": token}
-        if ctx.upload_reason:
-            reason = f"{reason} ({ctx.upload_reason})"
-        return (
-            row_no,
-            ledger_bulk.POST,
-            member_id,
-            points,
-            "relative",
-            EntryKind.EARN.value,
-            status,
-            True,
-            reason,
-            token_key(token),
-            hold_until,
-            rule.pk,
-            None,
-            None,
-            None,
+
+def _credit(row_no, token, member_id, points, rule, default_hold, now) -> tuple:
+    """A ledger stage row crediting a token, exactly as loyalty.services.tokens.token_close posts it."""
+    hold_days = rule.hold_days if rule.hold_days is not None else default_hold
+    hold_until = sql.adapt_datetime(now + timedelta(days=hold_days)) if hold_days else None
+    status = EntryStatus.PENDING.value if hold_days else EntryStatus.ACTIVE.value
+    reason = f"Conversion: token {token} ({rule.name})"
+    return (
+        row_no,
+        ledger_bulk.POST,
+        member_id,
+        points,
+        "relative",
+        EntryKind.EARN.value,
+        status,
+        True,
+        reason,
+        token_key(token),
+        hold_until,
+        rule.pk,
+        None,
+        None,
+        None,
+    )
+
+
+def _reject(row_no, token, member_id, credit_id, ctx) -> tuple:
+    reason = ctx.upload_reason or f"Token {token} rejected"
+    return (
+        row_no,
+        ledger_bulk.REJECT,
+        member_id,
+        0,
+        "relative",
+        EntryKind.EARN.value,
+        "pending",
+        True,
+        reason,
+        None,
+        None,
+        None,
+        None,
+        None,
+        credit_id,
+    )
+
+
+def _post(ctx, stage) -> tuple[ChunkResult, set[int]]:
+    if not stage:
+        return ChunkResult(), set()
+    ledger_bulk.stage_create()
+    try:
+        ledger_bulk.fill_table(ledger_bulk.STAGE, ledger_bulk.STAGE_COLUMNS, stage)
+        # A reject moves the pending entry's own points: read them from the entry.
+        sql.execute(
+            f"""UPDATE {ledger_bulk.STAGE} SET points = (SELECT e.points FROM loyalty_ledgerentry e
+                    WHERE e.id = {ledger_bulk.STAGE}.entry_id) WHERE op = %s""",
+            [ledger_bulk.REJECT],
         )
+        return post_stage(ctx, with_refused=True)
+    finally:
+        ledger_bulk.stage_drop()
 
-    def _reject(self, ctx, row_no, token, member_id, credit_id) -> tuple:
-        reason = _("Reward token %(token)s rejected") % {"token": token}
-        if ctx.upload_reason:
-            reason = f"{reason} ({ctx.upload_reason})"
-        return (
-            row_no,
-            ledger_bulk.REJECT,
-            member_id,
-            0,
-            "relative",
-            EntryKind.EARN.value,
-            "pending",
-            True,
-            reason,
-            None,
-            None,
-            None,
-            None,
-            None,
-            credit_id,
+
+def _update_tokens(updates, now) -> None:
+    if not updates:
+        return
+    with connection.cursor() as cur:
+        cur.executemany(
+            """UPDATE loyalty_rewardtoken SET status = %s, amount = COALESCE(CAST(%s AS DECIMAL), amount),
+                   earn_rule_id = COALESCE(earn_rule_id, %s), closed_at = %s WHERE id = %s""",
+            [
+                (status, amount_text, rule_id, sql.adapt_datetime(now), token_id)
+                for _row, status, amount_text, rule_id, token_id in updates
+            ],
         )
-
-    def _post(self, ctx, stage) -> tuple[ChunkResult, set[int]]:
-        if not stage:
-            return ChunkResult(), set()
-        ledger_bulk.stage_create()
-        try:
-            ledger_bulk.fill_table(ledger_bulk.STAGE, ledger_bulk.STAGE_COLUMNS, stage)
-            # A reject moves the pending entry's own points: read them from the entry.
-            sql.execute(
-                f"""UPDATE {ledger_bulk.STAGE} SET points = (SELECT e.points FROM loyalty_ledgerentry e
-                        WHERE e.id = {ledger_bulk.STAGE}.entry_id) WHERE op = %s""",
-                [ledger_bulk.REJECT],
-            )
-            return post_stage(ctx, with_refused=True)
-        finally:
-            ledger_bulk.stage_drop()
-
-    def _update_tokens(self, updates, now) -> None:
-        if not updates:
-            return
-        with sql.connection.cursor() as cur:
-            cur.executemany(
-                """UPDATE loyalty_rewardtoken SET status = %s, amount = COALESCE(CAST(%s AS DECIMAL), amount),
-                       closed_at = CASE WHEN status = 'closed' THEN closed_at ELSE %s END WHERE id = %s""",
-                [
-                    (status, amount_text, sql.adapt_datetime(now), token_id)
-                    for _row, status, amount_text, token_id in updates
-                ],
-            )
 
 
 def _text(value) -> str | None:

@@ -1,0 +1,181 @@
+"""Benchmark of CSV imports on the configured database: ours, the raw COPY floor, and django-import-export.
+
+Writes to the database it runs on (members bench*@bench.example and their entries): run it on a scratch database.
+"""
+
+import csv
+import json
+import random
+import resource
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from django.core.files import File
+from django.core.management.base import BaseCommand
+from django.db import connection, transaction
+from django.utils import timezone
+
+from imports.models import ImportStatus
+from imports.services import sql
+from imports.services.jobs import import_job_apply, import_job_check, import_job_create
+from loyalty.services.ledger_bulk import _tier_case
+from tiers.models import Tier
+
+SAMPLE = 10_000
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+class Command(BaseCommand):
+    help = "Generate a points CSV of N rows over M members and time our import, the COPY floor and import-export."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--rows", type=int, default=100_000)
+        parser.add_argument("--members", type=int, default=20_000)
+        parser.add_argument("--sample", type=int, default=SAMPLE, help="Rows of the django-import-export sample.")
+        parser.add_argument("--seed", type=int, default=7)
+
+    def handle(self, *args, rows, members, sample, seed, **options):
+        self._ensure_tiers()
+        self._ensure_members(members)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "points.csv"
+            self._generate(path, rows, members, random.Random(seed))
+            size_mb = path.stat().st_size / 1024 / 1024
+            self.stdout.write(f"Generated {rows:,} rows over {members:,} members ({size_mb:.1f} MB).")
+            ours = self._ours(path, rows)
+            ours_rss = peak_rss_mb()
+            floor = self._copy_floor(path, rows)
+            sample_rate = self._import_export(path, min(sample, rows))
+        figures = {
+            "rows": rows,
+            "members": members,
+            "database": connection.vendor,
+            "check_s": ours["check_s"],
+            "apply_s": ours["apply_s"],
+            "total_s": ours["total_s"],
+            "rows_per_s": round(rows / ours["total_s"]),
+            "copy_floor_rows_per_s": round(rows / floor),
+            "import_export_rows_per_s": round(sample_rate),
+            "import_export_sample_rows": min(sample, rows),
+            "vs_import_export": round(rows / ours["total_s"] / sample_rate, 1),
+            "fraction_of_copy_floor": round(floor / ours["total_s"], 3),
+            "peak_rss_mb": ours_rss,
+            "peak_rss_mb_whole_run": peak_rss_mb(),
+            "applied": ours["applied"],
+        }
+        self.stdout.write(
+            f"Ours (check + apply, balances and tiers): {figures['rows_per_s']:,} rows/s "
+            f"({ours['check_s']:.2f} s check + {ours['apply_s']:.2f} s apply)."
+        )
+        self.stdout.write(
+            f"COPY floor (the same file into a bare table): {figures['copy_floor_rows_per_s']:,} rows/s; "
+            f"ours is {figures['fraction_of_copy_floor']:.1%} of it."
+        )
+        self.stdout.write(
+            f"django-import-export (row by row, a {figures['import_export_sample_rows']:,}-row SAMPLE): "
+            f"{figures['import_export_rows_per_s']:,} rows/s; ours is {figures['vs_import_export']}x faster."
+        )
+        self.stdout.write(f"Peak memory of our import: {ours_rss} MB.")
+        self.stdout.write(json.dumps(figures))
+
+    def _ensure_tiers(self):
+        if not Tier.objects.exists():
+            for name, threshold in (("Bronze", 0), ("Silver", 500), ("Gold", 2000)):
+                Tier.objects.create(name=name, threshold=threshold)
+
+    def _ensure_members(self, count: int) -> None:
+        """Members bench0..bench<count-1>@bench.example, made with one statement (they start with no points)."""
+        have = sql.one("SELECT COUNT(*) FROM loyalty_member WHERE email LIKE 'bench%%@bench.example'")
+        if have >= count:
+            return
+        now = sql.adapt_datetime(timezone.now())
+        series = (
+            "SELECT g AS n FROM generate_series(0, %s) g"
+            if sql.is_postgres()
+            else "WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n < %s) SELECT n FROM s"
+        )
+        with transaction.atomic():
+            sql.execute(
+                f"""INSERT INTO loyalty_member (email, customer_id, first_name, last_name, signed_up_at,
+                        available_points, pending_points, lifetime_points, tier_id, created_at)
+                    SELECT 'bench' || n || '@bench.example', NULL, 'Bench', 'Member', %s, 0, 0, 0, {_tier_case("0")}, %s
+                    FROM ({series}) x
+                    WHERE NOT EXISTS (
+                        SELECT 1 FROM loyalty_member m WHERE m.email = 'bench' || n || '@bench.example')""",
+                [now, now, count - 1],
+            )
+
+    def _generate(self, path: Path, rows: int, members: int, rng) -> None:
+        run = uuid.uuid4().hex[:8]
+        randrange = rng.randrange
+        with path.open("w", newline="", encoding="utf-8") as out:
+            out.write("email,points,reason\n")
+            batch = []
+            for _i in range(rows):
+                batch.append(f"bench{randrange(members)}@bench.example,{randrange(1, 60)},bench {run}\n")
+                if len(batch) == 10_000:
+                    out.write("".join(batch))
+                    batch.clear()
+            out.write("".join(batch))
+
+    def _ours(self, path: Path, rows: int) -> dict:
+        started = time.perf_counter()
+        with path.open("rb") as handle:
+            job = import_job_create(kind="points", upload=File(handle, name=path.name), reason="bench_import")
+        job = import_job_check(job_id=job.pk)
+        checked = time.perf_counter()
+        job = import_job_apply(job_id=job.pk)
+        finished = time.perf_counter()
+        if job.status != ImportStatus.APPLIED or job.applied != rows:
+            self.stderr.write(f"Import #{job.pk} ended {job.status} with {job.applied} of {rows} rows applied.")
+        return {
+            "check_s": round(checked - started, 3),
+            "apply_s": round(finished - checked, 3),
+            "total_s": round(finished - started, 3),
+            "applied": job.applied,
+        }
+
+    def _copy_floor(self, path: Path, rows: int) -> float:
+        """The same file into a bare table: COPY on PostgreSQL; on SQLite, executemany of the parsed rows."""
+        sql.execute("DROP TABLE IF EXISTS bench_copy_floor")
+        sql.execute("CREATE TEMP TABLE bench_copy_floor (email text, points bigint, reason text)")
+        started = time.perf_counter()
+        with transaction.atomic(), connection.cursor() as cur, path.open("rb") as handle:
+            if sql.is_postgres():
+                with cur.cursor.copy("COPY bench_copy_floor FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:
+                    while block := handle.read(1 << 20):
+                        copy.write(block)
+            else:
+                reader = csv.reader(line.decode() for line in handle)
+                next(reader)
+                cur.executemany("INSERT INTO bench_copy_floor VALUES (%s, %s, %s)", reader)
+        elapsed = time.perf_counter() - started
+        sql.execute("DROP TABLE bench_copy_floor")
+        return elapsed
+
+    def _import_export(self, path: Path, sample: int) -> float:
+        """django-import-export's documented import (Resource.import_data), row by row, on the file's first rows."""
+        import tablib
+
+        from imports.resources import PointsAdjustmentResource
+
+        run = uuid.uuid4().hex[:8]
+        dataset = tablib.Dataset(headers=["email", "points", "reason", "reference"])
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            next(reader)
+            for i, (email, points, reason) in enumerate(reader):
+                if i >= sample:
+                    break
+                dataset.append([email, points, reason, f"{run}:{i}"])
+        started = time.perf_counter()
+        result = PointsAdjustmentResource().import_data(dataset, dry_run=False, raise_errors=True)
+        elapsed = time.perf_counter() - started
+        if result.has_errors():
+            self.stderr.write("django-import-export reported errors in its sample.")
+        return sample / elapsed

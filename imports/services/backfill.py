@@ -1,0 +1,373 @@
+""" "Reward past actions": credit what members did before the program started, for the ways to earn active now.
+
+* Sign-up points: every member with an account (signed_up_at set) who signed up before program_started_at, once per
+  active sign-up way to earn; key f"backfill:signup:rule{rule}:member{member}".
+* Order points: every order placed before program_started_at by a member or a guest, once per active order way to
+  earn; key f"backfill:order:rule{rule}:order{order}". Points per currency unit of the earnable amount (else the
+  total) less refunds, rounded down, or the rule's fixed points. Cancelled and test orders, orders without a customer,
+  orders not paid (pending, authorized, refunded, voided, failed, expired) and orders with one of the program's revert
+  tags earn nothing.
+* Points stay pending for the rule's hold days counted from the sign-up or the order, like a live earning, so only
+  recent actions are pending.
+* A credit already made by the live paths (a webhook's or "New conversions" order earning for the same rule) is not
+  made again, and a second run credits only what is new. An undone run's keys stay spent: a later run does not credit
+  those actions again.
+
+Everything is set-based: the staging rows of the ledger's bulk path are built with INSERT ... SELECT from
+loyalty_member and loyalty_order, in id ranges so the run commits (and reports progress) chunk by chunk.
+"""
+
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from loyalty.actors import SystemActor
+from loyalty.errors import LoyaltyError
+from loyalty.models import EarnRule, EarnRuleKind, EntryKind, EntrySource, LedgerEntry, ProgramSettings
+from loyalty.services import ledger_bulk
+
+from ..models import BackfillRun, BackfillStatus
+
+CHUNK_IDS = 250_000  # member or order ids per transaction of a run
+NOT_PAID = ("pending", "authorized", "refunded", "voided", "failed", "expired")
+BACKFILL_JOB = SystemActor("Reward past actions")
+
+
+@dataclass
+class RuleLine:
+    """One way to earn in a preview or a run: its values then, and what it credits."""
+
+    rule_id: int
+    name: str
+    kind: str
+    points: int
+    points_per_currency_unit: str | None
+    hold_days: int
+    credits: int = 0
+    points_total: int = 0
+
+
+@dataclass
+class Preview:
+    program_started_at: object
+    lines: list[RuleLine] = field(default_factory=list)
+
+    @property
+    def members(self) -> int:
+        return sum(line.credits for line in self.lines if line.kind == EarnRuleKind.SIGNUP)
+
+    @property
+    def orders(self) -> int:
+        return sum(line.credits for line in self.lines if line.kind == EarnRuleKind.ORDER)
+
+    @property
+    def points(self) -> int:
+        return sum(line.points_total for line in self.lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# SQL pieces (PostgreSQL and SQLite)
+
+
+def _pg() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _dt(value):
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _plus_days(column: str, days: int) -> str:
+    if _pg():
+        return f"{column} + make_interval(days => {int(days)})"
+    return f"strftime('%Y-%m-%d %H:%M:%f', {column}, '+{int(days)} days')"
+
+
+def _order_points_sql(line: RuleLine) -> str:
+    """Points of one order under the rule, rounded down (as the live order earning computes them)."""
+    if not line.points_per_currency_unit:
+        return str(int(line.points))
+    refunds = (
+        "CASE WHEN o.financial_status = 'partially_refunded' THEN COALESCE((SELECT SUM(f.amount) "
+        "FROM loyalty_orderrefund f WHERE f.order_id = o.id), 0) ELSE 0 END"
+    )
+    amount = f"(COALESCE(o.earnable_amount, o.total) - {refunds})"
+    rate = line.points_per_currency_unit
+    if _pg():
+        return f"CAST(FLOOR(GREATEST({amount}, 0) * CAST('{rate}' AS numeric)) AS bigint)"
+    # SQLite holds decimals as floating point: a hair of tolerance keeps 4.35 x 100 at 435.
+    return f"CAST(MAX({amount}, 0) * {float(rate)!r} + 0.000001 AS INTEGER)"
+
+
+def _revert_tags_sql(program: ProgramSettings) -> str:
+    checks = []
+    for tag in program.revert_tag_list():
+        safe = tag.replace("'", "''").replace("%", "").replace("_", "")
+        if safe:
+            checks.append(f"(',' || LOWER(REPLACE(o.tags, ' ', '')) || ',') NOT LIKE '%,{safe},%'")
+    return "".join(f" AND {c}" for c in checks)
+
+
+def _signup_select(line: RuleLine, *, cutoff, now, lo: int | None = None, hi: int | None = None):
+    """(sql, params) selecting the staging rows of one sign-up rule: seq, member, points, status, key, hold."""
+    key = f"'backfill:signup:rule{line.rule_id}:member' || CAST(m.id AS text)"
+    hold = _plus_days("m.signed_up_at", line.hold_days)
+    pending_after = now - timedelta(days=line.hold_days)
+    span = " AND m.id BETWEEN %s AND %s" if lo is not None else ""
+    sql = f"""
+        SELECT m.id AS seq, m.id AS member_id, {int(line.points)} AS points,
+               CASE WHEN m.signed_up_at > %s THEN 'pending' ELSE 'active' END AS status,
+               {key} AS idem_key,
+               CASE WHEN m.signed_up_at > %s THEN {hold} END AS hold_until
+        FROM loyalty_member m
+        WHERE m.signed_up_at IS NOT NULL AND m.signed_up_at < %s{span}
+          AND NOT EXISTS (SELECT 1 FROM loyalty_ledgerentry e WHERE e.idempotency_key = {key})"""
+    params = [_dt(pending_after), _dt(pending_after), _dt(cutoff)]
+    return sql, params + ([lo, hi] if lo is not None else [])
+
+
+def _order_select(line: RuleLine, *, cutoff, now, program, lo: int | None = None, hi: int | None = None):
+    key = f"'backfill:order:rule{line.rule_id}:order' || CAST(o.id AS text)"
+    hold = _plus_days("o.placed_at", line.hold_days)
+    pending_after = now - timedelta(days=line.hold_days)
+    span = " AND o.id BETWEEN %s AND %s" if lo is not None else ""
+    not_paid = ", ".join(f"'{s}'" for s in NOT_PAID)
+    sql = f"""
+        SELECT seq, member_id, points, status, idem_key, hold_until, store_order_id FROM (
+            SELECT o.id AS seq, o.member_id, {_order_points_sql(line)} AS points,
+                   CASE WHEN o.placed_at > %s THEN 'pending' ELSE 'active' END AS status,
+                   {key} AS idem_key,
+                   CASE WHEN o.placed_at > %s THEN {hold} END AS hold_until,
+                   o.store_order_id
+            FROM loyalty_order o
+            WHERE o.member_id IS NOT NULL AND o.placed_at < %s{span}
+              AND NOT o.cancelled AND NOT o.test AND o.financial_status NOT IN ({not_paid}){_revert_tags_sql(program)}
+              AND NOT EXISTS (SELECT 1 FROM loyalty_ledgerentry e WHERE e.idempotency_key = {key})
+              AND NOT EXISTS (SELECT 1 FROM loyalty_ledgerentry e WHERE e.source = 'order' AND e.source_ref = o.id
+                              AND e.kind = 'earn' AND e.earn_rule_id = {int(line.rule_id)})
+        ) x WHERE points > 0"""
+    params = [_dt(pending_after), _dt(pending_after), _dt(cutoff)]
+    return sql, params + ([lo, hi] if lo is not None else [])
+
+
+def _select_for(line: RuleLine, **kwargs):
+    if line.kind == EarnRuleKind.SIGNUP:
+        kwargs.pop("program", None)
+        return _signup_select(line, **kwargs)
+    return _order_select(line, **kwargs)
+
+
+def _one(sql: str, params) -> tuple:
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchone()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Preview
+
+
+def active_rule_lines() -> list[RuleLine]:
+    """The ways to earn a run applies: sign-up and order rules active now that give points."""
+    lines = []
+    for rule in EarnRule.objects.filter(active=True, kind__in=[EarnRuleKind.SIGNUP, EarnRuleKind.ORDER]).order_by("pk"):
+        per_unit = rule.points_per_currency_unit if rule.kind == EarnRuleKind.ORDER else None
+        if not rule.points and not per_unit:
+            continue
+        hold = rule.hold_days if rule.hold_days is not None else ProgramSettings.load().hold_days_default
+        lines.append(
+            RuleLine(
+                rule_id=rule.pk,
+                name=rule.name,
+                kind=rule.kind,
+                points=int(rule.points),
+                points_per_currency_unit=str(per_unit) if per_unit else None,
+                hold_days=int(hold),
+            )
+        )
+    return lines
+
+
+def backfill_preview(lines: list[RuleLine] | None = None) -> Preview:
+    """What a run would credit now: one counting statement per way to earn, nothing written."""
+    program = ProgramSettings.load()
+    now = timezone.now()
+    preview = Preview(program_started_at=program.program_started_at, lines=lines or active_rule_lines())
+    for line in preview.lines:
+        sql, params = _select_for(line, cutoff=program.program_started_at, now=now, program=program)
+        count, total = _one(f"SELECT COUNT(*), COALESCE(SUM(points), 0) FROM ({sql}) rows_", params)
+        line.credits, line.points_total = int(count), int(total)
+    return preview
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Run
+
+
+def backfill_run_create(*, actor, queue: bool = True) -> BackfillRun:
+    """Record the rules and point values as they are now and queue the run (unless the caller applies it itself);
+    one run at a time."""
+    lines = active_rule_lines()
+    if not lines:
+        raise LoyaltyError(_("No active sign-up or order way to earn gives points: there is nothing to credit."))
+    with transaction.atomic():
+        busy = BackfillRun.objects.select_for_update().filter(
+            status__in=[BackfillStatus.QUEUED, BackfillStatus.RUNNING, BackfillStatus.UNDOING]
+        )
+        if running := busy.first():
+            raise LoyaltyError(
+                _("Run #%(id)s is still %(status)s; wait for it to finish.")
+                % {"id": running.pk, "status": running.get_status_display().lower()}
+            )
+        run = BackfillRun.objects.create(
+            program_started_at=ProgramSettings.load().program_started_at,
+            rules=[asdict(line) for line in lines],
+            created_by=None if isinstance(actor, SystemActor) else actor,
+        )
+        if queue:
+            transaction.on_commit(lambda: _queue("backfill_run_task", run.pk))
+    return run
+
+
+def _queue(name: str, run_id: int) -> None:
+    from ..tasks import backfill as backfill_tasks  # the tasks call this module: imported late to avoid a cycle
+
+    getattr(backfill_tasks, name).delay(run_id)
+
+
+def _chunks(line: RuleLine) -> list[tuple[int, int]]:
+    table = "loyalty_member" if line.kind == EarnRuleKind.SIGNUP else "loyalty_order"
+    lo, hi = _one(f"SELECT MIN(id), MAX(id) FROM {table}", [])
+    if lo is None:
+        return []
+    return [(start, min(start + CHUNK_IDS - 1, hi)) for start in range(lo, hi + 1, CHUNK_IDS)]
+
+
+def backfill_run_apply(*, run_id: int) -> BackfillRun:
+    """Credit the run's ways to earn chunk by chunk; a redelivered or resumed run skips what is already credited."""
+    run = BackfillRun.objects.select_related("created_by").get(pk=run_id)
+    if run.status not in (BackfillStatus.QUEUED, BackfillStatus.RUNNING, BackfillStatus.FAILED):
+        return run
+    lines = [RuleLine(**{k: v for k, v in rule.items() if k in RuleLine.__dataclass_fields__}) for rule in run.rules]
+    plan = [(line, span) for line in lines for span in _chunks(line)]
+    BackfillRun.objects.filter(pk=run.pk).update(
+        status=BackfillStatus.RUNNING,
+        started_at=timezone.now(),
+        steps_total=len(plan),
+        steps_done=0,
+        error="",
+        members_credited=0,
+        orders_credited=0,
+        points_credited=0,
+        already_credited=0,
+    )
+    try:
+        for line, (lo, hi) in plan:
+            _apply_chunk(run, line, lo, hi)
+    except Exception as exc:
+        BackfillRun.objects.filter(pk=run.pk).update(
+            status=BackfillStatus.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
+        )
+        raise
+    BackfillRun.objects.filter(pk=run.pk).update(status=BackfillStatus.DONE, finished_at=timezone.now())
+    run.refresh_from_db()
+    return run
+
+
+def _stage_fill(line: RuleLine, run: BackfillRun, lo: int, hi: int) -> None:
+    """INSERT ... SELECT the chunk's credits straight into the bulk path's staging table."""
+    program = ProgramSettings.load()
+    sql, params = _select_for(line, cutoff=run.program_started_at, now=timezone.now(), program=program, lo=lo, hi=hi)
+    if line.kind == EarnRuleKind.SIGNUP:
+        reason, reason_params = "%s", [f"Reward past actions: sign-up ({line.name})"]
+    else:
+        reason, reason_params = "%s || store_order_id || %s", ["Reward past actions: order ", f" ({line.name})"]
+    with connection.cursor() as cur:
+        cur.execute(
+            f"""INSERT INTO {ledger_bulk.STAGE}
+                    (seq, op, member_id, points, apply_type, kind, status, counts, reason, idem_key, hold_until,
+                     earn_rule_id)
+                SELECT seq, 'post', member_id, points, 'relative', '{EntryKind.EARN}', status, TRUE,
+                       SUBSTR({reason}, 1, 500), idem_key, hold_until, {int(line.rule_id)}
+                FROM ({sql}) rows_""",
+            reason_params + params,
+        )
+
+
+def _apply_chunk(run: BackfillRun, line: RuleLine, lo: int, hi: int) -> None:
+    with transaction.atomic():
+        ledger_bulk.stage_create()
+        try:
+            _stage_fill(line, run, lo, hi)
+            result = ledger_bulk.apply_stage(
+                actor=run.created_by or BACKFILL_JOB,
+                source=EntrySource.BACKFILL,
+                source_ref=run.pk,
+                policy=ProgramSettings.load().negative_balance_policy,
+            )
+        finally:
+            ledger_bulk.stage_drop()
+        counter = "members_credited" if line.kind == EarnRuleKind.SIGNUP else "orders_credited"
+        _bump(
+            run,
+            **{
+                counter: result.posted,
+                "points_credited": result.points_credited,
+                "already_credited": result.already_applied,
+                "steps_done": 1,
+            },
+        )
+
+
+def _bump(run: BackfillRun, **amounts) -> None:
+    from django.db.models import F
+
+    BackfillRun.objects.filter(pk=run.pk).update(**{name: F(name) + value for name, value in amounts.items()})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Undo
+
+
+def backfill_undo_request(*, run: BackfillRun, actor) -> BackfillRun:
+    with transaction.atomic():
+        run = BackfillRun.objects.select_for_update().get(pk=run.pk)
+        if run.status not in (BackfillStatus.DONE, BackfillStatus.FAILED):
+            raise LoyaltyError(
+                _("Run #%(id)s is %(status)s; only a finished run can be undone.")
+                % {"id": run.pk, "status": run.get_status_display().lower()}
+            )
+        run.status = BackfillStatus.UNDOING
+        run.undone_by = None if isinstance(actor, SystemActor) else actor
+        run.save(update_fields=["status", "undone_by"])
+        transaction.on_commit(lambda: _queue("backfill_undo_task", run.pk))
+    return run
+
+
+def backfill_undo(*, run_id: int) -> BackfillRun:
+    """Reverse every credit of the run as one batch: pending ones are rejected, active ones reversed.
+
+    Points already spent follow the automatic-revert policy (cap by default: take what is left, record the rest).
+    """
+    run = BackfillRun.objects.select_related("undone_by").get(pk=run_id)
+    if run.status != BackfillStatus.UNDOING:
+        return run
+    entry_ids = LedgerEntry.objects.filter(
+        source=EntrySource.BACKFILL, source_ref=run.pk, kind=EntryKind.EARN
+    ).values_list("pk", flat=True)
+    result = ledger_bulk.entries_reverse_bulk(
+        entry_ids=list(entry_ids),
+        reason=f"Undo of Reward past actions run #{run.pk}",
+        actor=run.undone_by or BACKFILL_JOB,
+        source=EntrySource.BACKFILL,
+        source_ref=run.pk,
+        policy=ProgramSettings.load().revert_negative_balance_policy,
+    )
+    BackfillRun.objects.filter(pk=run.pk).update(
+        status=BackfillStatus.UNDONE, undone_at=timezone.now(), undo_reversed=result.posted
+    )
+    run.refresh_from_db()
+    return run
