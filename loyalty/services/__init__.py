@@ -20,6 +20,7 @@ from .ledger_bulk import (
     entries_reject_bulk,
     entries_reverse_bulk,
     pending_release_matured,
+    tiers_recompute_all,
 )
 
 __all__ = [
@@ -40,4 +41,5 @@ __all__ = [
     "points_adjust",
     "points_earn",
     "reward_give",
+    "tiers_recompute_all",
 ]

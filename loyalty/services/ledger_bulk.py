@@ -677,3 +677,33 @@ def _stage_reversals(reason: str) -> None:
             FROM loyalty_ledgerentry e WHERE {chosen} AND e.status <> 'pending'""",
         [reason[:500]],
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tier thresholds changed
+
+
+def tiers_recompute_all(*, reason: str = "Tier thresholds changed") -> int:
+    """Put every member in the tier their lifetime points reach now, recording each move; returns how many moved.
+
+    Run after tiers are added, changed or removed (the tier admin does). Members whose lifetime never moved keep
+    "no tier", as everywhere else.
+    """
+    now = timezone.now()
+    target = _tier_case("lifetime_points")
+    stale = f"""(tier_id IS NOT NULL OR lifetime_points <> 0)
+                AND COALESCE(tier_id, -1) <> COALESCE({target}, -1)"""
+    with transaction.atomic():
+        lock = " FOR UPDATE" if _is_postgres() else ""
+        moved = _rows(f"SELECT id FROM loyalty_member WHERE {stale} ORDER BY id{lock}")
+        if not moved:
+            return 0
+        _exec(
+            f"""INSERT INTO tiers_tierchange
+                    (member_id, from_tier_id, to_tier_id, lifetime_points, entry_id, reason, created_at)
+                SELECT id, tier_id, {target}, lifetime_points, NULL, %s, %s FROM loyalty_member
+                WHERE {stale} ORDER BY id""",
+            [reason[:255], now],
+        )
+        _exec(f"UPDATE loyalty_member SET tier_id = {target} WHERE {stale}")
+        return len(moved)
