@@ -1,1 +1,144 @@
-"""Admin of Reward past actions runs."""
+"""Admin of Reward past actions runs: a preview with the counts, confirm, a progress bar, the summary, and undo."""
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.translation import gettext_lazy as _
+
+from loyalty.errors import LoyaltyError
+
+from ..models import BackfillRun, BackfillStatus
+from ..services.backfill import backfill_preview, backfill_run_create, backfill_undo_request
+
+RUN_PERMISSION = "imports.run_backfill"
+FINISHED = (BackfillStatus.DONE, BackfillStatus.FAILED, BackfillStatus.UNDONE)
+
+
+def status_context(run: BackfillRun) -> dict:
+    """What the progress bar shows (also the JSON the run's page polls)."""
+    run.refresh_from_db()
+    summary = _(
+        "%(members)s members and %(orders)s orders credited, %(points)s points; %(already)s already credited before"
+    ) % {
+        "members": f"{run.members_credited:,}",
+        "orders": f"{run.orders_credited:,}",
+        "points": f"{run.points_credited:,}",
+        "already": f"{run.already_credited:,}",
+    }
+    if run.status == BackfillStatus.UNDONE:
+        summary = f"{summary}. " + _("Undone: %(n)s entries reversed.") % {"n": f"{run.undo_reversed:,}"}
+    if run.error:
+        summary = f"{summary}. {run.error}"
+    finished = run.status in FINISHED
+    return {
+        "status": run.status,
+        "status_label": str(run.get_status_display()),
+        "progress": run.progress,
+        "summary": str(summary),
+        "finished": finished,
+        "reload": finished,
+    }
+
+
+@admin.register(BackfillRun)
+class BackfillRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "status",
+        "members_credited",
+        "orders_credited",
+        "points_credited",
+        "created_by",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status"]
+    change_form_template = "admin/imports/backfillrun/change_form.html"
+    readonly_fields = [
+        "status",
+        "program_started_at",
+        "members_credited",
+        "orders_credited",
+        "points_credited",
+        "already_credited",
+        "error",
+        "undo_reversed",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "undone_at",
+        "undone_by",
+    ]
+    exclude = ["rules"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the run is the record of what was credited
+
+    def has_add_permission(self, request):
+        return request.user.has_perm(RUN_PERMISSION)
+
+    def get_urls(self):
+        urls = [
+            path(
+                "<int:pk>/status.json", self.admin_site.admin_view(self.status_view), name="imports_backfillrun_status"
+            ),
+            path("<int:pk>/undo/", self.admin_site.admin_view(self.undo_view), name="imports_backfillrun_undo"),
+        ]
+        return urls + super().get_urls()
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """The preview, and its confirm button: "Add" on the runs list is "Reward past actions"."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        if request.method == "POST" and request.POST.get("confirm") == "yes":
+            try:
+                run = backfill_run_create(actor=request.user)
+            except LoyaltyError as error:
+                self.message_user(request, error.message, messages.ERROR)
+            else:
+                self.message_user(
+                    request, _("Reward past actions started: run #%(id)s.") % {"id": run.pk}, messages.SUCCESS
+                )
+                return HttpResponseRedirect(reverse("admin:imports_backfillrun_change", args=[run.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "preview": backfill_preview(),
+            "title": _("Reward past actions"),
+        }
+        return TemplateResponse(request, "admin/imports/backfillrun/preview.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        run = BackfillRun.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        if run is not None:
+            extra_context = {
+                **(extra_context or {}),
+                **status_context(run),
+                "status_url": reverse("admin:imports_backfillrun_status", args=[run.pk]),
+                "undo_url": reverse("admin:imports_backfillrun_undo", args=[run.pk]),
+                "can_undo": run.status in (BackfillStatus.DONE, BackfillStatus.FAILED)
+                and request.user.has_perm(RUN_PERMISSION),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a run is read-only: its page shows progress and the summary
+
+    def status_view(self, request, pk):
+        return JsonResponse(status_context(get_object_or_404(BackfillRun, pk=pk)))
+
+    def undo_view(self, request, pk):
+        run = get_object_or_404(BackfillRun, pk=pk)
+        if request.method != "POST" or not request.user.has_perm(RUN_PERMISSION):
+            raise PermissionDenied
+        try:
+            backfill_undo_request(run=run, actor=request.user)
+        except LoyaltyError as error:
+            self.message_user(request, error.message, messages.ERROR)
+        else:
+            self.message_user(request, _("Undoing run #%(id)s.") % {"id": run.pk}, messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:imports_backfillrun_change", args=[run.pk]))

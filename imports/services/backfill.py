@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
 from django.db import connection, transaction
+from django.db.models import Count, F, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -107,11 +108,20 @@ def _revert_tags_sql(program: ProgramSettings) -> str:
     for tag in program.revert_tag_list():
         safe = tag.replace("'", "''").replace("%", "").replace("_", "")
         if safe:
-            checks.append(f"(',' || LOWER(REPLACE(o.tags, ' ', '')) || ',') NOT LIKE '%,{safe},%'")
+            checks.append(
+                f"(',' || LOWER(REPLACE(o.tags, ' ', '')) || ',') NOT LIKE '%%,{safe},%%'"
+            )  # %% : the statement has parameters
     return "".join(f" AND {c}" for c in checks)
 
 
-def _signup_select(line: RuleLine, *, cutoff, now, lo: int | None = None, hi: int | None = None):
+def _new_only(key: str, only_new: bool) -> str:
+    """The preview counts only what is new; a run stages every action so the bulk path counts "already credited"."""
+    if not only_new:
+        return ""
+    return f" AND NOT EXISTS (SELECT 1 FROM loyalty_ledgerentry e WHERE e.idempotency_key = {key})"
+
+
+def _signup_select(line: RuleLine, *, cutoff, now, only_new=True, lo: int | None = None, hi: int | None = None):
     """(sql, params) selecting the staging rows of one sign-up rule: seq, member, points, status, key, hold."""
     key = f"'backfill:signup:rule{line.rule_id}:member' || CAST(m.id AS text)"
     hold = _plus_days("m.signed_up_at", line.hold_days)
@@ -123,13 +133,12 @@ def _signup_select(line: RuleLine, *, cutoff, now, lo: int | None = None, hi: in
                {key} AS idem_key,
                CASE WHEN m.signed_up_at > %s THEN {hold} END AS hold_until
         FROM loyalty_member m
-        WHERE m.signed_up_at IS NOT NULL AND m.signed_up_at < %s{span}
-          AND NOT EXISTS (SELECT 1 FROM loyalty_ledgerentry e WHERE e.idempotency_key = {key})"""
+        WHERE m.signed_up_at IS NOT NULL AND m.signed_up_at < %s{span}{_new_only(key, only_new)}"""
     params = [_dt(pending_after), _dt(pending_after), _dt(cutoff)]
     return sql, params + ([lo, hi] if lo is not None else [])
 
 
-def _order_select(line: RuleLine, *, cutoff, now, program, lo: int | None = None, hi: int | None = None):
+def _order_select(line: RuleLine, *, cutoff, now, program, only_new=True, lo: int | None = None, hi: int | None = None):
     key = f"'backfill:order:rule{line.rule_id}:order' || CAST(o.id AS text)"
     hold = _plus_days("o.placed_at", line.hold_days)
     pending_after = now - timedelta(days=line.hold_days)
@@ -145,7 +154,7 @@ def _order_select(line: RuleLine, *, cutoff, now, program, lo: int | None = None
             FROM loyalty_order o
             WHERE o.member_id IS NOT NULL AND o.placed_at < %s{span}
               AND NOT o.cancelled AND NOT o.test AND o.financial_status NOT IN ({not_paid}){_revert_tags_sql(program)}
-              AND NOT EXISTS (SELECT 1 FROM loyalty_ledgerentry e WHERE e.idempotency_key = {key})
+              {_new_only(key, only_new)}
               AND NOT EXISTS (SELECT 1 FROM loyalty_ledgerentry e WHERE e.source = 'order' AND e.source_ref = o.id
                               AND e.kind = 'earn' AND e.earn_rule_id = {int(line.rule_id)})
         ) x WHERE points > 0"""
@@ -253,6 +262,7 @@ def backfill_run_apply(*, run_id: int) -> BackfillRun:
         return run
     lines = [RuleLine(**{k: v for k, v in rule.items() if k in RuleLine.__dataclass_fields__}) for rule in run.rules]
     plan = [(line, span) for line in lines for span in _chunks(line)]
+    made_before = _run_entries(run).count()  # by an earlier attempt of this run (a redelivery or a resume)
     BackfillRun.objects.filter(pk=run.pk).update(
         status=BackfillStatus.RUNNING,
         started_at=timezone.now(),
@@ -272,15 +282,37 @@ def backfill_run_apply(*, run_id: int) -> BackfillRun:
             status=BackfillStatus.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
         )
         raise
-    BackfillRun.objects.filter(pk=run.pk).update(status=BackfillStatus.DONE, finished_at=timezone.now())
+    _final_summary(run, made_before)
     run.refresh_from_db()
     return run
+
+
+def _run_entries(run: BackfillRun):
+    return LedgerEntry.objects.filter(source=EntrySource.BACKFILL, source_ref=run.pk, kind=EntryKind.EARN)
+
+
+def _final_summary(run: BackfillRun, made_before: int) -> None:
+    """The summary counts the run's own entries, so a resumed run reports everything it credited, once."""
+    entries = _run_entries(run)
+    signups = entries.filter(earn_rule__kind=EarnRuleKind.SIGNUP)
+    total = entries.aggregate(n=Count("pk"), points=Sum("points"))
+    run.refresh_from_db()
+    BackfillRun.objects.filter(pk=run.pk).update(
+        status=BackfillStatus.DONE,
+        finished_at=timezone.now(),
+        members_credited=signups.count(),
+        orders_credited=total["n"] - signups.count(),
+        points_credited=total["points"] or 0,
+        already_credited=max(0, run.already_credited - made_before),
+    )
 
 
 def _stage_fill(line: RuleLine, run: BackfillRun, lo: int, hi: int) -> None:
     """INSERT ... SELECT the chunk's credits straight into the bulk path's staging table."""
     program = ProgramSettings.load()
-    sql, params = _select_for(line, cutoff=run.program_started_at, now=timezone.now(), program=program, lo=lo, hi=hi)
+    sql, params = _select_for(
+        line, cutoff=run.program_started_at, now=timezone.now(), program=program, only_new=False, lo=lo, hi=hi
+    )
     if line.kind == EarnRuleKind.SIGNUP:
         reason, reason_params = "%s", [f"Reward past actions: sign-up ({line.name})"]
     else:
@@ -323,8 +355,6 @@ def _apply_chunk(run: BackfillRun, line: RuleLine, lo: int, hi: int) -> None:
 
 
 def _bump(run: BackfillRun, **amounts) -> None:
-    from django.db.models import F
-
     BackfillRun.objects.filter(pk=run.pk).update(**{name: F(name) + value for name, value in amounts.items()})
 
 
@@ -355,9 +385,7 @@ def backfill_undo(*, run_id: int) -> BackfillRun:
     run = BackfillRun.objects.select_related("undone_by").get(pk=run_id)
     if run.status != BackfillStatus.UNDOING:
         return run
-    entry_ids = LedgerEntry.objects.filter(
-        source=EntrySource.BACKFILL, source_ref=run.pk, kind=EntryKind.EARN
-    ).values_list("pk", flat=True)
+    entry_ids = _run_entries(run).values_list("pk", flat=True)
     result = ledger_bulk.entries_reverse_bulk(
         entry_ids=list(entry_ids),
         reason=f"Undo of Reward past actions run #{run.pk}",
