@@ -58,7 +58,9 @@ def select_across(request) -> bool:
     return request.POST.get("select_across") == "1"
 
 
-def action_page(modeladmin, request, queryset, *, form, title, action, summary, rows, columns, note=""):
+def action_page(
+    modeladmin, request, queryset, *, form, title, action, summary, rows, columns, note="", balances_after=False
+):
     """The intermediate page of an action: what it will do to which rows, with the form that confirms it."""
     opts = modeladmin.model._meta
     context = {
@@ -76,9 +78,19 @@ def action_page(modeladmin, request, queryset, *, form, title, action, summary, 
         "select_across": select_across(request),
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         "media": modeladmin.media + form.media,
+        "balances_after": balances_after,
+        "reward_costs": reward_costs(form) if balances_after else {},
     }
     request.current_app = modeladmin.admin_site.name
     return TemplateResponse(request, ACTION_TEMPLATE, context)
+
+
+def reward_costs(form) -> dict:
+    """The catalog's costs by reward id, for the page to show the balance after "Give reward"."""
+    field = form.fields.get("reward")
+    if field is None:
+        return {}
+    return {str(pk): cost for pk, cost in field.queryset.values_list("pk", "points_cost")}
 
 
 def report_refusals(modeladmin, request, refusals: list[str]) -> None:

@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from ..errors import LoyaltyError
 from ..forms import ApproveForm, EntryReasonForm
-from ..models import LedgerEntry
+from ..models import EntryStatus, LedgerEntry
 from ..services import entry_approve, entry_reject, entry_reverse
 from .action_pages import (
     CappedCountPaginator,
@@ -149,7 +149,7 @@ class LedgerEntryAdmin(admin.ModelAdmin):
                 summary=ngettext("%(title)s: %(count)d entry.", "%(title)s: %(count)d entries.", len(entries))
                 % {"title": title, "count": len(entries)},
                 note=note,
-                rows=entry_rows(entries[:20]),
+                rows=entry_rows(entries[:20], action),
                 columns=ENTRY_COLUMNS,
             )
         token = form.cleaned_data["action_token"]
@@ -198,11 +198,20 @@ ENTRY_COLUMNS = [
     gettext_lazy("Status"),
     gettext_lazy("Points"),
     gettext_lazy("Member's available now"),
+    gettext_lazy("Available after"),
     gettext_lazy("Reason"),
 ]
 
 
-def entry_rows(entries):
+def available_after(entry, action) -> int:
+    """What the member's available points become if this one entry goes through (others may move them too)."""
+    available = entry.member.available_points
+    if entry.status != EntryStatus.PENDING:
+        return available - entry.points if action == "reverse_conversion" else available
+    return available + entry.points if action == "approve_pending" else available
+
+
+def entry_rows(entries, action):
     return [
         [
             f"#{e.pk}",
@@ -211,6 +220,7 @@ def entry_rows(entries):
             e.get_status_display(),
             f"{e.points:+d}",
             e.member.available_points,
+            available_after(e, action),
             e.reason,
         ]
         for e in entries

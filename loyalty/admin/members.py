@@ -165,6 +165,7 @@ class MemberAdmin(admin.ModelAdmin):
             summary=summary,
             rows=member_rows([member]),
             columns=MEMBER_COLUMNS,
+            balances_after=True,
         )
         response.context_data["original"] = member
         return response
@@ -235,6 +236,7 @@ class MemberAdmin(admin.ModelAdmin):
             summary=summary,
             rows=member_rows(queryset.select_related("tier")[:20]),
             columns=MEMBER_COLUMNS,
+            balances_after=True,
         )
 
     def _adjust(self, request, members, data):

@@ -57,6 +57,7 @@ def test_support_agent_adjusts_gives_a_reward_reverses_and_cannot_change_setting
     page.click("a.adjust-points-link")
     page.fill("#id_points", "250")
     page.fill("#id_reason", "Late delivery")
+    assert page.inner_text("table.action-preview tbody tr td:last-child") == "650"  # available after
     page.click("input[name=confirm]")
     page.wait_for_selector(".messagelist")
     assert "Adjusted 1 member: +250." in page.inner_text(".messagelist")
@@ -69,6 +70,7 @@ def test_support_agent_adjusts_gives_a_reward_reverses_and_cannot_change_setting
     page.click("a.give-reward-link")
     page.select_option("#id_reward", label="Free shipping (300 points)")
     page.check("input[name=deduct_points][value=yes]")
+    assert page.inner_text("table.action-preview tbody tr td:last-child") == "350"
     page.click("input[name=confirm]")
     page.wait_for_selector(".messagelist")
     assert "Gave Free shipping to 1 member (300 points deducted)." in page.inner_text(".messagelist")
