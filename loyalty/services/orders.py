@@ -179,19 +179,20 @@ def _claim_customer_id(member: Member, customer_id: str) -> None:
 
 
 def _order_locked(facts: OrderFacts) -> tuple[Order, bool]:
-    """The order row, created from the facts when new, locked for the rest of the transaction."""
+    """The order row, created from the facts when new, locked for the rest of the transaction.
+
+    Two events of one order (created and paid arrive together) queue on this lock, so they settle one after the other.
+    """
+    orders = Order.objects.select_for_update()
+    if order := orders.filter(store=facts.store, store_order_id=facts.store_order_id).first():
+        return order, False
+    fields = {**_order_fields(facts), "member": member_for_order(facts)}
     try:
         with transaction.atomic():
-            order, created = Order.objects.get_or_create(
-                store=facts.store,
-                store_order_id=facts.store_order_id,
-                defaults=_order_fields(facts),
-            )
+            return Order.objects.create(store=facts.store, store_order_id=facts.store_order_id, **fields), True
     except IntegrityError:
-        created = False
-    if created:
-        return order, True
-    return Order.objects.select_for_update().get(store=facts.store, store_order_id=facts.store_order_id), False
+        # Another event of the same order created it a moment ago.
+        return orders.get(store=facts.store, store_order_id=facts.store_order_id), False
 
 
 def _order_fields(facts: OrderFacts) -> dict:
@@ -222,6 +223,8 @@ def _copy_facts(order: Order, facts: OrderFacts) -> None:
 
 
 def _add_refunds(order: Order, refunds: list[RefundFacts]) -> None:
+    if not refunds:
+        return
     known = set(order.refunds.values_list("store_refund_id", flat=True))
     for refund in refunds:
         if refund.store_refund_id in known or refund.amount <= 0:
@@ -241,10 +244,11 @@ def _add_refunds(order: Order, refunds: list[RefundFacts]) -> None:
 
 def _settle(order: Order, outcome: OrderOutcome, *, actor) -> None:
     program = ProgramSettings.load()
+    rules = list(EarnRule.objects.filter(kind=EarnRuleKind.ORDER).order_by("pk"))
+    earnings = order_earnings(order, rules=rules)
     full_revert = full_revert_reason(order, program)
     if not full_revert:
-        _earn(order, outcome, program, actor=actor)
-    earnings = order_earnings(order)
+        earnings += _earn(order, earnings, rules, outcome, program, actor=actor)
     if not earnings:
         return
     if full_revert:
@@ -288,15 +292,17 @@ def order_rule_points(rule: EarnRule, order: Order) -> int:
     return rule.points
 
 
-def _earn(order: Order, outcome: OrderOutcome, program: ProgramSettings, *, actor) -> None:
+def _earn(order, earnings, rules, outcome, program, *, actor) -> list[LedgerEntry]:
+    """Credit every active way to earn that has not credited this order yet; returns the new earnings."""
     if refusal := earn_refusal(order, program):
-        if not order_earnings(order):
+        if not earnings:
             outcome.notes.append(refusal)
-        return
-    rules = EarnRule.objects.filter(kind=EarnRuleKind.ORDER, active=True).order_by("pk")
+        return []
+    credited = {entry.earn_rule_id for entry in earnings}
+    posted = []
     for rule in rules:
         points = order_rule_points(rule, order)
-        if points <= 0:
+        if not rule.active or rule.pk in credited or points <= 0:
             continue
         hold_days = rule.hold_days if rule.hold_days is not None else program.hold_days_default
         result = points_earn(
@@ -312,16 +318,19 @@ def _earn(order: Order, outcome: OrderOutcome, program: ProgramSettings, *, acto
         )
         if result.posted:
             outcome.notes.append(f"earned {points:+,} ({result.entry.get_status_display().lower()})")
+            posted.append(result.entry)
+    return posted
 
 
 def earning_key(order: Order, rule_id: int) -> str:
     return f"order:{order.pk}:rule:{rule_id}"
 
 
-def order_earnings(order: Order) -> list[LedgerEntry]:
+def order_earnings(order: Order, *, rules=None) -> list[LedgerEntry]:
     """The order's earnings, one per way to earn (the webhook's and Reward past actions' share the key)."""
-    rule_ids = EarnRule.objects.filter(kind=EarnRuleKind.ORDER).values_list("pk", flat=True)
-    keys = [earning_key(order, rule_id) for rule_id in rule_ids]
+    if rules is None:
+        rules = EarnRule.objects.filter(kind=EarnRuleKind.ORDER)
+    keys = [earning_key(order, rule.pk) for rule in rules]
     # Looked up by key (the unique index), not by prefix: a LIKE would scan the whole ledger on PostgreSQL.
     return list(LedgerEntry.objects.filter(kind=EntryKind.EARN, idempotency_key__in=keys).order_by("pk"))
 

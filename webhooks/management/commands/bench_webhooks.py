@@ -1,0 +1,389 @@
+"""`manage.py bench_webhooks --events N`: signed order events through the real endpoint and a real worker.
+
+Starts, on 127.0.0.1, the app under a threaded WSGI server (`--servers` processes sharing one port) and a Celery worker
+(`--worker-concurrency`) on its own queue, both on the configured database and broker; then sends N signed order
+deliveries (Shopify orders/paid and WooCommerce order.created, alternately, each a new paid order of one of a pool of
+shoppers) over keep-alive connections from `--clients` threads, and waits until the worker processed them all.
+
+Prints the figures as one JSON object on its last line: received_per_s (deliveries answered 200 per second of sending),
+processed_per_s (deliveries processed per second, from the first received to the last processed), latencies, and
+whether every credited point is on the ledger.
+"""
+
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from socketserver import ThreadingMixIn
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.db.models import Max, Min, Sum
+from django.utils import timezone
+
+from loyalty.models import EarnRule, EarnRuleKind, LedgerEntry, ProgramSettings
+from loyalty.selectors import ledger_differences
+from webhooks.models import EventStatus, WebhookEvent
+
+ROOT = Path(settings.BASE_DIR)
+
+
+class Command(BaseCommand):
+    help = "Benchmark the webhook endpoints and their processing: prints JSON with received_per_s and processed_per_s."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--events", type=int, default=2000)
+        parser.add_argument("--clients", type=int, default=16, help="Sending threads (keep-alive connections).")
+        parser.add_argument("--servers", type=int, default=2, help="WSGI server processes sharing the port.")
+        parser.add_argument("--worker-concurrency", type=int, default=2)
+        parser.add_argument("--shoppers", type=int, default=500, help="Distinct shoppers the orders come from.")
+        parser.add_argument("--timeout", type=float, default=600)
+        parser.add_argument("--serve", type=int, help=argparse_hidden())
+
+    def handle(self, *args, **options):
+        if options["serve"]:
+            return serve(options["serve"])
+        self._check_migrated()
+        rule = self._prepare()
+        run = uuid.uuid4().hex[:8]
+        after = WebhookEvent.objects.aggregate(last=Max("pk"))["last"] or 0
+        secret_shopify = settings.SHOPIFY_WEBHOOK_SECRET or secrets.token_hex(16)
+        secret_woo = settings.WOOCOMMERCE_WEBHOOK_SECRET or secrets.token_hex(16)
+        deliveries = build_deliveries(options["events"], run, options["shoppers"], secret_shopify, secret_woo)
+        expected_points = sum(d.points for d in deliveries) if rule.points_per_currency_unit == 1 else None
+        env = dict(os.environ)
+        env.update(
+            SHOPIFY_WEBHOOK_SECRET=secret_shopify,
+            WOOCOMMERCE_WEBHOOK_SECRET=secret_woo,
+            CELERY_TASK_DEFAULT_QUEUE=f"bench-{run}",
+            CELERY_TASK_ALWAYS_EAGER="false",
+            PYTHONUNBUFFERED="1",
+            LOG_LEVEL="WARNING",
+        )
+        port = free_port()
+        log_dir = Path(settings.VAR_DIR) / "bench_webhooks"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        procs = []
+        try:
+            procs.append(start_worker(env, options["worker_concurrency"], log_dir / f"worker-{run}.log"))
+            for index in range(options["servers"]):
+                procs.append(start_server(env, port, log_dir / f"server-{run}-{index}.log"))
+            wait_port(port, procs)
+            self.stderr.write(f"sending {len(deliveries)} signed deliveries to 127.0.0.1:{port} ...")
+            sent = send_all(port, deliveries, options["clients"])
+            self.stderr.write(f"sent in {sent['elapsed']:.2f}s; waiting for the worker ...")
+            done = wait_processed(after, len(deliveries), options["timeout"])
+        finally:
+            for proc in procs:
+                stop(proc)
+        self.stdout.write(json.dumps(self._figures(after, deliveries, sent, done, rule, expected_points, options)))
+
+    def _check_migrated(self):
+        executor = MigrationExecutor(connection)
+        if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+            raise CommandError("The database has unapplied migrations: run `manage.py migrate` first.")
+
+    def _prepare(self) -> EarnRule:
+        program = ProgramSettings.load()
+        if program.program_started_at > timezone.now() - timedelta(days=1):
+            ProgramSettings.objects.filter(pk=1).update(program_started_at=timezone.now() - timedelta(days=365))
+        rule = EarnRule.objects.filter(kind=EarnRuleKind.ORDER, active=True).order_by("pk").first()
+        if rule is None:
+            rule = EarnRule.objects.create(
+                name="Place an order", kind=EarnRuleKind.ORDER, points_per_currency_unit=Decimal(1), hold_days=14
+            )
+        return rule
+
+    def _figures(self, after, deliveries, sent, done, rule, expected_points, options) -> dict:
+        events = WebhookEvent.objects.filter(pk__gt=after)
+        span = events.aggregate(first=Min("received_at"), last=Max("processed_at"))
+        processed = events.filter(status=EventStatus.PROCESSED).count()
+        elapsed = (span["last"] - span["first"]).total_seconds() if span["last"] and span["first"] else None
+        order_ids = [d.order_ref for d in deliveries]
+        credited = LedgerEntry.objects.filter(
+            source="order", source_ref__in=list_order_pks(order_ids), kind="earn"
+        ).aggregate(total=Sum("points"))["total"]
+        latencies = sorted(sent["latencies"])
+        return {
+            "events": len(deliveries),
+            "database": connection.vendor,
+            "broker": settings.CELERY_BROKER_URL.split("://")[0],
+            "servers": options["servers"],
+            "clients": options["clients"],
+            "worker_concurrency": options["worker_concurrency"],
+            "answered_200": sent["ok"],
+            "errors": sent["errors"],
+            "send_seconds": round(sent["elapsed"], 3),
+            "received_per_s": round(sent["ok"] / sent["elapsed"], 1) if sent["elapsed"] else None,
+            "latency_ms_p50": round(statistics.median(latencies) * 1000, 2) if latencies else None,
+            "latency_ms_p99": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2) if latencies else None,
+            "processed": processed,
+            "processed_seconds": round(elapsed, 3) if elapsed else None,
+            "processed_per_s": round(processed / elapsed, 1) if elapsed else None,
+            "all_processed": done,
+            "points_credited": credited,
+            "points_expected": expected_points,
+            "ledger_reconciles": not ledger_differences(limit=10),
+        }
+
+
+def argparse_hidden():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def list_order_pks(order_refs):
+    from loyalty.models import Order
+
+    return list(Order.objects.filter(store_order_id__in=order_refs).values_list("pk", flat=True))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The deliveries
+
+
+class Delivery:
+    __slots__ = ("path", "body", "headers", "points", "order_ref")
+
+    def __init__(self, path, body, headers, points, order_ref):
+        self.path, self.body, self.headers, self.points, self.order_ref = path, body, headers, points, order_ref
+
+
+def _sign(body: bytes, secret: str) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def build_deliveries(count, run, shoppers, secret_shopify, secret_woo) -> list[Delivery]:
+    """Signed bodies made before the clock starts: Shopify and WooCommerce orders, alternately."""
+    now = timezone.now()
+    base = int(time.time()) * 1_000_000  # order ids no earlier run used
+    deliveries = []
+    for i in range(count):
+        shopper = i % shoppers
+        subtotal = Decimal(20 + (i * 37) % 480)
+        if i % 2 == 0:
+            deliveries.append(_shopify(i, base, run, shopper, subtotal, now, secret_shopify))
+        else:
+            deliveries.append(_woo(i, base, run, shopper, subtotal, now, secret_woo))
+    return deliveries
+
+
+def _shopify(i, base, run, shopper, subtotal, now, secret) -> Delivery:
+    order_id = 6_000_000_000_000_000_000 + base + i  # above 2^53, as Shopify's are
+    tax = (subtotal * Decimal("0.08")).quantize(Decimal("0.01"))
+    placed = now.isoformat()
+    payload = {
+        "id": order_id,
+        "admin_graphql_api_id": f"gid://shopify/Order/{order_id}",
+        "name": f"#B{i}",
+        "order_number": 100000 + i,
+        "email": f"bench.shopper{shopper}@shopper.example",
+        "created_at": placed,
+        "processed_at": placed,
+        "updated_at": placed,
+        "currency": "USD",
+        "financial_status": "paid",
+        "cancelled_at": None,
+        "subtotal_price": str(subtotal),
+        "total_discounts": "0.00",
+        "total_tax": str(tax),
+        "taxes_included": False,
+        "total_price": str(subtotal + tax + Decimal("5.00")),
+        "total_shipping_price_set": {"shop_money": {"amount": "5.00", "currency_code": "USD"}},
+        "tags": "bench, load test",
+        "test": False,
+        "customer": {"id": 7_000_000_000_000 + shopper, "email": f"bench.shopper{shopper}@shopper.example"},
+        "line_items": [{"id": order_id + 1, "title": "Bench item", "price": str(subtotal), "quantity": 1}],
+        "refunds": [],
+    }
+    body = json.dumps(payload).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": "orders/paid",
+        "X-Shopify-Hmac-Sha256": _sign(body, secret),
+        "X-Shopify-Shop-Domain": "bench.myshopify.com",
+        "X-Shopify-Webhook-Id": f"bench-{run}-{i}",
+    }
+    return Delivery("/webhooks/shopify/", body, headers, int(subtotal), str(order_id))
+
+
+def _woo(i, base, run, shopper, subtotal, now, secret) -> Delivery:
+    order_id = base + i
+    tax = (subtotal * Decimal("0.20")).quantize(Decimal("0.01"))
+    stamp = now.replace(tzinfo=None).isoformat(timespec="seconds")
+    payload = {
+        "id": order_id,
+        "number": str(order_id),
+        "status": "processing",
+        "currency": "EUR",
+        "date_created_gmt": stamp,
+        "date_modified_gmt": stamp,
+        "date_paid_gmt": stamp,
+        "discount_total": "0.00",
+        "shipping_total": "4.90",
+        "total_tax": str(tax),
+        "total": str(subtotal + tax + Decimal("4.90")),
+        "customer_id": 0,
+        "billing": {
+            "first_name": "Bench",
+            "last_name": f"Shopper {shopper}",
+            "email": f"bench.woo{shopper}@shopper.example",
+        },
+        "line_items": [{"id": i, "name": "Bench item", "quantity": 1, "total": str(subtotal)}],
+        "refunds": [],
+    }
+    body = json.dumps(payload).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-WC-Webhook-Topic": "order.created",
+        "X-WC-Webhook-Signature": _sign(body, secret),
+        "X-WC-Webhook-Delivery-ID": uuid.uuid4().hex,
+    }
+    return Delivery("/webhooks/woocommerce/", body, headers, int(subtotal), str(order_id))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sending
+
+
+def send_all(port: int, deliveries: list[Delivery], clients: int) -> dict:
+    lock = threading.Lock()
+    position = iter(range(len(deliveries)))
+    result = {"ok": 0, "errors": {}, "latencies": []}
+
+    def client():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        latencies, ok, errors = [], 0, {}
+        while True:
+            with lock:
+                index = next(position, None)
+            if index is None:
+                break
+            delivery = deliveries[index]
+            started = time.perf_counter()
+            try:
+                conn.request("POST", delivery.path, body=delivery.body, headers=delivery.headers)
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                status = type(exc).__name__
+            latencies.append(time.perf_counter() - started)
+            if status == 200:
+                ok += 1
+            else:
+                errors[str(status)] = errors.get(str(status), 0) + 1
+        conn.close()
+        with lock:
+            result["ok"] += ok
+            result["latencies"].extend(latencies)
+            for key, value in errors.items():
+                result["errors"][key] = result["errors"].get(key, 0) + value
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result["elapsed"] = time.perf_counter() - started
+    return result
+
+
+def wait_processed(after: int, count: int, timeout: float) -> bool:
+    events = WebhookEvent.objects.filter(pk__gt=after)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if events.filter(status__in=[EventStatus.PROCESSED, EventStatus.FAILED]).count() >= count:
+            return True
+        time.sleep(0.25)
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The processes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_worker(env, concurrency, log_path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=WARNING", "-P", "prefork"]
+    cmd += [f"--concurrency={concurrency}", "-Q", env["CELERY_TASK_DEFAULT_QUEUE"], "--without-gossip"]
+    cmd += ["--without-mingle", "--without-heartbeat", "-n", f"bench-{uuid.uuid4().hex[:6]}@%h"]
+    log = open(log_path, "w")  # noqa: SIM115 - the process writes to it until it stops
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def start_server(env, port, log_path) -> subprocess.Popen:
+    cmd = [sys.executable, "manage.py", "bench_webhooks", "--serve", str(port)]
+    log = open(log_path, "w")  # noqa: SIM115 - the process writes to it until it stops
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_port(port, procs, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in procs:
+            if proc.poll() is not None:
+                raise CommandError(f"a bench process exited early: {proc.args}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                time.sleep(1)  # let every server process bind, and the worker get ready
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise CommandError(f"the bench server did not listen on {port} within {timeout}s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def serve(port: int) -> None:
+    """A threaded WSGI server on 127.0.0.1:port; several processes share the port (SO_REUSEPORT) to use the cores."""
+    from django.core.servers.basehttp import WSGIRequestHandler, WSGIServer
+    from django.core.wsgi import get_wsgi_application
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+            pass
+
+    class SharedPortServer(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+        def server_bind(self):
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            super().server_bind()
+
+    httpd = SharedPortServer(("127.0.0.1", port), QuietHandler, ipv6=False)
+    httpd.set_app(get_wsgi_application())
+    httpd.serve_forever()
