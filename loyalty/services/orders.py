@@ -99,8 +99,12 @@ class OrderOutcome:
 
 
 def order_apply(*, facts: OrderFacts, actor) -> OrderOutcome:
-    """Mirror the order (a stale update never overwrites a newer one), record its refunds, settle its points."""
-    with transaction.atomic():
+    """Mirror the order (a stale update never overwrites a newer one), record its refunds, settle its points.
+
+    Like the other writes here it joins a caller's transaction without a savepoint: a failure fails the caller's whole
+    unit of work (a webhook event), which is retried as one.
+    """
+    with transaction.atomic(savepoint=False):
         order, created = _order_locked(facts)
         if not created and _is_newer(facts, order):
             _copy_facts(order, facts)
@@ -116,7 +120,7 @@ def order_apply(*, facts: OrderFacts, actor) -> OrderOutcome:
 
 def order_refunds_add(*, store: str, store_order_id: str, refunds: list[RefundFacts], actor) -> OrderOutcome:
     """Record refunds of a known order and settle its points; OrderNotKnown when the order has not arrived yet."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         order = Order.objects.select_for_update().filter(store=store, store_order_id=store_order_id).first()
         if order is None:
             raise OrderNotKnown(f"Order {store_order_id} has not arrived yet; the refund is retried when it does.")
@@ -129,7 +133,7 @@ def order_refunds_add(*, store: str, store_order_id: str, refunds: list[RefundFa
 def order_settle(*, order: Order | int, actor) -> OrderOutcome:
     """Settle an order's points with today's rules and settings (earn what is due, revert what must go)."""
     order_id = order if isinstance(order, int) else order.pk
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         locked = Order.objects.select_for_update().get(pk=order_id)
         outcome = OrderOutcome(order=locked)
         _settle(locked, outcome, actor=actor)
