@@ -209,8 +209,7 @@ def apply_stage(*, actor, source: str, source_ref: int | None, policy: str) -> B
     _insert_entries(actor=actor, source=source, source_ref=source_ref, now=now)
     _move_statuses(actor=actor, now=now)
     _insert_shortfalls(now)
-    _update_balances()
-    _update_tiers()
+    _update_balances_and_tiers()
     result = _summarise()
     result.tier_changes = tier_changes
     return result
@@ -496,28 +495,26 @@ def _insert_shortfalls(now) -> None:
     )
 
 
-def _update_balances() -> None:
+def _update_balances_and_tiers() -> None:
+    """Move the members' cached figures, and their tier where lifetime moved, with one write per member."""
+    new_lifetime = "loyalty_member.lifetime_points + d.lifetime"
     _exec(
         f"""UPDATE loyalty_member SET
                 available_points = loyalty_member.available_points + d.available,
                 pending_points = loyalty_member.pending_points + d.pending,
-                lifetime_points = loyalty_member.lifetime_points + d.lifetime
+                lifetime_points = {new_lifetime},
+                tier_id = CASE WHEN d.moves_lifetime = 1 THEN {_tier_case(new_lifetime)}
+                               ELSE loyalty_member.tier_id END
             FROM (
                 SELECT member_id,
                     SUM(CASE WHEN (op = '{POST}' AND status = 'active') OR op = '{ACTIVATE}'
                              THEN points ELSE 0 END) AS available,
                     SUM(CASE WHEN op = '{POST}' AND status = 'pending' THEN points
                              WHEN op <> '{POST}' THEN -points ELSE 0 END) AS pending,
-                    SUM(CASE WHEN {_lifetime_rows_filter(STAGE)} THEN points ELSE 0 END) AS lifetime
+                    SUM(CASE WHEN {_lifetime_rows_filter(STAGE)} THEN points ELSE 0 END) AS lifetime,
+                    MAX(CASE WHEN {_lifetime_rows_filter(STAGE)} THEN 1 ELSE 0 END) AS moves_lifetime
                 FROM {STAGE} WHERE state = {NEW} GROUP BY member_id) d
             WHERE loyalty_member.id = d.member_id"""
-    )
-
-
-def _update_tiers() -> None:
-    _exec(
-        f"""UPDATE loyalty_member SET tier_id = {_tier_case("lifetime_points")}
-            WHERE id IN (SELECT member_id FROM {STAGE} s WHERE {_lifetime_rows_filter()})"""
     )
 
 
