@@ -133,8 +133,8 @@ def _parse_into_rows_table(job: ImportJob, kind) -> None:
             fill_table(job.rows_table, tuple(c for c, _t in kind.stage), kind.normalise(table, index, ctx))
 
 
-def _record_check_problems(job: ImportJob, kind, ctx: Context) -> dict:
-    """Store the check's row problems and return the preview's counts."""
+def _record_check_problems(job: ImportJob, kind, ctx: Context, *, preview: bool = True) -> dict:
+    """Store the check's row problems and return the preview's counts (the apply needs no "already applied")."""
     with transaction.atomic():
         ImportRowProblem.objects.filter(job=job, phase="check").delete()
         sql.execute(
@@ -145,7 +145,8 @@ def _record_check_problems(job: ImportJob, kind, ctx: Context) -> dict:
         )
     total, problems, already = sql.rows(
         f"""SELECT COUNT(*), COALESCE(SUM(CASE WHEN problem IS NOT NULL THEN 1 ELSE 0 END), 0),
-                   COALESCE(SUM(CASE WHEN problem IS NULL AND {kind.already_applied_sql()} THEN 1 ELSE 0 END), 0)
+                   COALESCE(SUM(CASE WHEN problem IS NULL AND {kind.already_applied_sql() if preview else "1 = 0"}
+                                THEN 1 ELSE 0 END), 0)
             FROM {READY} x"""
     )[0]
     return {
@@ -199,7 +200,7 @@ def import_job_apply(*, job_id: int) -> ImportJob:
         if not sql.table_exists(job.rows_table):
             _parse_into_rows_table(job, kind)
         kind.resolve(ctx)
-        counts = _record_check_problems(job, kind, ctx)
+        counts = _record_check_problems(job, kind, ctx, preview=False)
         ImportJob.objects.filter(pk=job.pk).update(problems=counts["problems"], total=counts["total"])
         _apply_chunks(job, kind, ctx)
     except ImportFileError as exc:
