@@ -333,3 +333,14 @@ def test_select_all_refuses_an_agent_above_the_limit(agent_client, tiers):
     assert any("Adjustments above 1,000 points need a program manager" in m for m in messages_of(done))
     ann.refresh_from_db()
     assert ann.available_points == 600
+
+
+def test_members_list_filters_by_customer_group(agent_client):
+    from loyalty.models import CustomerGroup, CustomerGroupMember
+
+    ann, bob = MemberFactory(email="ann@shop.example"), MemberFactory(email="bob@shop.example")
+    vips = CustomerGroup.objects.create(name="VIPs", is_static=True)
+    CustomerGroupMember.objects.create(group=vips, member=ann)
+    page = agent_client.get(MEMBERS_URL, {"group": vips.pk})
+    assert list(page.context["cl"].result_list) == [ann]
+    assert bob not in page.context["cl"].result_list
