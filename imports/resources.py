@@ -12,6 +12,8 @@ PointsAdjustmentResource is django-import-export's documented row-by-row import 
 (each row through the ledger's single path); bench_import measures it against the bulk import.
 """
 
+import re
+
 from django.contrib import admin
 from django.http import HttpResponse
 from django.utils import timezone
@@ -23,6 +25,8 @@ from loyalty.actors import SystemActor
 from loyalty.models import Coupon, EntrySource, LedgerEntry, Member
 
 from .services.errors_file import escape_cell
+
+NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
 
 
 class MemberResource(resources.ModelResource):
@@ -96,12 +100,19 @@ def export_response(name: str, queryset, file_format: str = "csv") -> HttpRespon
     resource_class, related = RESOURCES[name]
     dataset = resource_class().export(queryset.select_related(*related))
     for i, row in enumerate(dataset):
-        dataset[i] = tuple(escape_cell(v) if isinstance(v, str) else v for v in row)
+        dataset[i] = tuple(_escape(v) for v in row)
     fmt = XLSX() if file_format == "xlsx" else CSV()
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
     response = HttpResponse(fmt.export_data(dataset), content_type=fmt.get_content_type())
     response["Content-Disposition"] = f'attachment; filename="{name}-{stamp}.{fmt.get_extension()}"'
     return response
+
+
+def _escape(value):
+    """Escape formula cells; a plain signed number ("-120") is data, not a formula, and stays as it is."""
+    if not isinstance(value, str) or NUMBER.match(value):
+        return value
+    return escape_cell(value)
 
 
 def export_actions(name: str) -> list:
