@@ -163,3 +163,21 @@ def test_setup_periodic_tasks_schedules_the_jobs(db):
     assert (sweep.interval.every, sweep.enabled) == (15, True)
     nightly = PeriodicTask.objects.get(task="loyalty.reconcile_ledger_nightly")
     assert (nightly.crontab.hour, nightly.crontab.minute) == ("3", "0")
+
+
+def test_settle_points_action_credits_an_order_after_its_way_to_earn_is_switched_on(store, order_rule, staff_client):
+    order_rule.active = False
+    order_rule.save()
+    store.shopify("orders/paid", recent("shopify/orders_paid.json"))
+    assert not LedgerEntry.objects.exists()
+    order_rule.active = True
+    order_rule.save()
+
+    response = staff_client.post(
+        reverse("admin:loyalty_order_changelist"),
+        {"action": "settle_points", "_selected_action": [Order.objects.get().pk]},
+        follow=True,
+    )
+
+    assert "Queued 1 order to settle its points." in response.content.decode()
+    assert LedgerEntry.objects.get().points == 310
