@@ -140,6 +140,8 @@ class Command(BaseCommand):
             "points_credited": credited,
             "points_expected": expected_points,
             "ledger_reconciles": not ledger_differences(limit=10),
+            "cpus": os.cpu_count(),
+            "load_average_1m": round(os.getloadavg()[0], 2),  # other work on the machine skews the figures
         }
 
 
