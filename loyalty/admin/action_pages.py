@@ -21,7 +21,7 @@ class CappedCountPaginator(Paginator):
     Past the cap the list offers the first pages only; a search or a filter narrows it down.
     """
 
-    cap = 10_000
+    cap = 1_000
 
     @cached_property
     def count(self):
