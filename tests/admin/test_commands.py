@@ -32,3 +32,12 @@ def test_bench_admin_prints_the_pages_as_json():
     assert {"members list", "members search by email", "members filter by tier", "member page"} <= names
     for page in figures["pages"]:
         assert page["ms"] > 0 and 0 < page["queries"] < 15, page
+
+
+def test_seed_demo_gives_a_history_to_members_a_stopped_run_left_without_one():
+    call_command("seed_demo", members=20, entries_per_member=3, quiet=True, stdout=StringIO())
+    # What a run stopped between inserting a chunk's members and posting their history leaves behind.
+    Member.objects.bulk_create(Member(email=f"shopper{n}@demo.example", customer_id=str(7_000_000 + n)) for n in (20, 21))
+    call_command("seed_demo", members=30, entries_per_member=3, quiet=True, stdout=StringIO())
+    without_history = Member.objects.annotate(n=Count("entries")).filter(n=0)
+    assert Member.objects.count() == 30 and not without_history.exists()
