@@ -1,15 +1,22 @@
 """Measure the ledger: single posts one by one (each its own transaction, as an admin action makes them) and the bulk
 path, on the configured database. Prints entries/s for both, with JSON on the last line.
 
+Single posts are measured as the admin makes them in production: several sessions at once (web workers serving several
+agents), each posting one entry per transaction. A durable commit waits for the disk (fsync); concurrent sessions share
+those waits (PostgreSQL's group commit), so the figure with --sessions 1 is bounded by the disk's fsyncs per second and
+is printed beside it.
+
 It writes real members and entries (the ledger is append-only): point it at a database made for benchmarks.
 """
 
 import json
+import multiprocessing
+import os
 import time
 import uuid
 
 from django.core.management.base import BaseCommand
-from django.db import connection
+from django.db import connection, connections
 
 from loyalty.actors import SystemActor
 from loyalty.models import Member
@@ -26,26 +33,37 @@ class Command(BaseCommand):
         parser.add_argument("--single", type=int, default=3000, help="Entries posted one by one.")
         parser.add_argument("--bulk", type=int, default=300_000, help="Entries posted through the bulk path.")
         parser.add_argument("--members", type=int, default=1000, help="Members the entries are spread over.")
+        parser.add_argument("--sessions", type=int, default=8, help="Concurrent sessions posting single entries.")
 
-    def handle(self, *args, single, bulk, members, **options):
+    def handle(self, *args, single, bulk, members, sessions, **options):
         run = uuid.uuid4().hex[:8]
         member_ids = self._members(run, members)
-        single_s = self._single(member_ids, single)
+        if connection.vendor == "sqlite":
+            sessions = 1  # SQLite has one writer at a time
+        one_session_n = max(single // 10, 100)
+        one_session_s = self._single_in_sessions(member_ids, one_session_n, 1)
+        single_s = self._single_in_sessions(member_ids, single, sessions)
         bulk_s = self._bulk(member_ids, bulk, run)
         clean = not ledger_differences(limit=10)
         figures = {
             "database": connection.vendor,
             "single_n": single,
+            "single_sessions": sessions,
             "single_s": round(single_s, 3),
             "single_per_s": round(single / single_s, 1),
+            "single_one_session_per_s": round(one_session_n / one_session_s, 1),
             "bulk_n": bulk,
             "bulk_s": round(bulk_s, 3),
             "bulk_per_s": round(bulk / bulk_s, 1),
             "goal_single_per_s": 1000,
             "goal_bulk_per_s": 100_000,
             "reconciles": clean,
+            "load_average_1m": os.getloadavg()[0],
         }
-        self.stdout.write(f"single posts: {single} in {single_s:.2f}s = {figures['single_per_s']:,} entries/s")
+        self.stdout.write(
+            f"single posts: {single} by {sessions} sessions in {single_s:.2f}s = {figures['single_per_s']:,} entries/s "
+            f"(one session alone: {figures['single_one_session_per_s']:,}/s)"
+        )
         self.stdout.write(f"bulk path:    {bulk} in {bulk_s:.2f}s = {figures['bulk_per_s']:,} entries/s")
         self.stdout.write(json.dumps(figures))
 
@@ -55,12 +73,18 @@ class Command(BaseCommand):
         )
         return list(Member.objects.filter(email__startswith=f"bench-{run}-").values_list("id", flat=True))
 
-    def _single(self, member_ids, count):
+    def _single_in_sessions(self, member_ids, count, sessions):
+        """Post `count` entries one per transaction, split over `sessions` processes (each its own connection)."""
+        if sessions <= 1:
+            start = time.perf_counter()
+            _post_singles(member_ids, range(count))
+            return time.perf_counter() - start
+        connections.close_all()  # each process opens its own connection
+        context = multiprocessing.get_context("fork")
+        shares = [range(i, count, sessions) for i in range(sessions)]
         start = time.perf_counter()
-        for i in range(count):
-            points_adjust(
-                member=member_ids[i % len(member_ids)], points=10 + i % 50, reason="bench single", actor=ACTOR
-            )
+        with context.Pool(sessions) as pool:
+            pool.starmap(_post_singles, [(member_ids, share) for share in shares])
         return time.perf_counter() - start
 
     def _bulk(self, member_ids, count, run):
@@ -74,3 +98,10 @@ class Command(BaseCommand):
         if result.posted != count:
             raise SystemExit(f"bulk posted {result.posted} of {count}")
         return elapsed
+
+
+def _post_singles(member_ids, indexes):
+    connections.close_all()
+    for i in indexes:
+        points_adjust(member=member_ids[i % len(member_ids)], points=10 + i % 50, reason="bench single", actor=ACTOR)
+    connections.close_all()
