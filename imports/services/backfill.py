@@ -9,9 +9,9 @@
   tags earn nothing.
 * Points stay pending for the rule's hold days counted from the sign-up or the order, like a live earning, so only
   recent actions are pending.
-* A credit already made by the live paths (a webhook's or "New conversions" order earning for the same rule) is not
-  made again, and a second run credits only what is new. An undone run's keys stay spent: a later run does not credit
-  those actions again.
+* A credit already made by the live paths for the same rule (a webhook's or "New conversions" order earning, a
+  sign-up credited by staff) is not made again, and a second run credits only what is new. An undone run's keys stay
+  spent: a later run does not credit those actions again.
 
 Everything is set-based: the staging rows of the ledger's bulk path are built with INSERT ... SELECT from
 loyalty_member and loyalty_order, in id ranges so the run commits (and reports progress) chunk by chunk.
@@ -133,7 +133,9 @@ def _signup_select(line: RuleLine, *, cutoff, now, only_new=True, lo: int | None
                {key} AS idem_key,
                CASE WHEN m.signed_up_at > %s THEN {hold} END AS hold_until
         FROM loyalty_member m
-        WHERE m.signed_up_at IS NOT NULL AND m.signed_up_at < %s{span}{_new_only(key, only_new)}"""
+        WHERE m.signed_up_at IS NOT NULL AND m.signed_up_at < %s{span}{_new_only(key, only_new)}
+          AND NOT EXISTS (SELECT 1 FROM loyalty_ledgerentry e WHERE e.member_id = m.id AND e.kind = 'earn'
+                          AND e.earn_rule_id = {int(line.rule_id)} AND e.source <> 'backfill')"""
     params = [_dt(pending_after), _dt(pending_after), _dt(cutoff)]
     return sql, params + ([lo, hi] if lo is not None else [])
 
@@ -334,6 +336,10 @@ def _apply_chunk(run: BackfillRun, line: RuleLine, lo: int, hi: int) -> None:
         ledger_bulk.stage_create()
         try:
             _stage_fill(line, run, lo, hi)
+            if _pg():
+                # A temporary table has no statistics until analysed; without them the bulk path's joins plan badly.
+                with connection.cursor() as cur:
+                    cur.execute(f"ANALYZE {ledger_bulk.STAGE}")
             result = ledger_bulk.apply_stage(
                 actor=run.created_by or BACKFILL_JOB,
                 source=EntrySource.BACKFILL,

@@ -164,6 +164,19 @@ def test_orders_the_live_path_credited_are_skipped(history, rules, system, start
     assert service.backfill_preview().orders == 3
 
 
+def test_sign_ups_credited_by_staff_are_skipped(history, rules, system):
+    points_earn(
+        member=history[3],
+        points=200,
+        reason="Signed up",
+        actor=system,
+        source="admin",
+        earn_rule=rules[0],
+        idempotency_key=f"earn:{rules[0].pk}:member:{history[3].pk}",
+    )
+    assert service.backfill_preview().members == 1
+
+
 def test_partially_refunded_order_earns_on_what_was_kept(history, start):
     order = OrderFactory(
         member=history[1],
@@ -239,3 +252,13 @@ def test_admin_preview_confirm_progress_and_undo(history, client, manager, djang
         client.post(f"/admin/imports/backfillrun/{run.pk}/undo/")
     assert set(balances().values()) == {0}
     assert client.get(f"/admin/imports/backfillrun/{run.pk}/status.json").json()["status"] == "undone"
+
+
+def test_demo_history_gives_the_demo_something_to_reward(db, rules, capsys):
+    call_command("seed_demo_history", "--members", "20")
+    assert "Added 20 pre-program customers" in capsys.readouterr().out
+    preview = service.backfill_preview()
+    assert preview.members == 16  # one in five is a guest: orders only
+    assert preview.orders > 0 and preview.points > 0
+    call_command("seed_demo_history")
+    assert "already there" in capsys.readouterr().out
