@@ -12,19 +12,22 @@ from ..errors import LoyaltyError
 from ..forms import ApproveForm, EntryReasonForm
 from ..models import EntryStatus, LedgerEntry
 from ..services import entry_approve, entry_reject, entry_reverse
+from . import jobs
 from .action_pages import (
+    PREVIEW_ROWS,
     CappedCountPaginator,
     action_page,
     is_confirmed,
     mark_token_used,
     new_token,
     report_refusals,
+    select_across,
     token_was_used,
     warn_resubmitted,
 )
 from .members import source_link
 
-# The actions work on the rows picked on a page; "select all" on the whole ledger is refused above this.
+# Picked rows are posted one by one, in the request; "select all N" goes to a background job instead.
 MAX_ENTRIES_PER_ACTION = 1000
 
 
@@ -129,8 +132,9 @@ class LedgerEntryAdmin(admin.ModelAdmin):
 
     def _run(self, request, queryset, form_class, title, action, post_one, note):
         form = form_class(request.POST if is_confirmed(request) else None, initial={"action_token": new_token()})
-        entries = list(queryset.select_related("member").order_by("pk")[: MAX_ENTRIES_PER_ACTION + 1])
-        if len(entries) > MAX_ENTRIES_PER_ACTION:
+        across = select_across(request)
+        entries = self._chosen(queryset, across)
+        if entries is None:
             self.message_user(
                 request,
                 _("Pick at most %(max)d entries at a time; narrow the list with its filters.")
@@ -139,6 +143,7 @@ class LedgerEntryAdmin(admin.ModelAdmin):
             )
             return None
         if not form.is_valid():
+            summary = across_summary(title) if across else picked_summary(title, len(entries))
             return action_page(
                 self,
                 request,
@@ -146,26 +151,50 @@ class LedgerEntryAdmin(admin.ModelAdmin):
                 form=form,
                 title=title,
                 action=action,
-                summary=ngettext("%(title)s: %(count)d entry.", "%(title)s: %(count)d entries.", len(entries))
-                % {"title": title, "count": len(entries)},
+                summary=summary,
                 note=note,
-                rows=entry_rows(entries[:20], action),
+                rows=entry_rows(entries[:PREVIEW_ROWS], action),
                 columns=ENTRY_COLUMNS,
             )
         token = form.cleaned_data["action_token"]
         if token_was_used(request, token):
             return warn_resubmitted(self, request)
+        if across:
+            return self._run_in_background(request, action, form.cleaned_data)
+        self._post_each(request, entries, action, post_one, form.cleaned_data)
+        return None
+
+    @staticmethod
+    def _chosen(queryset, across):
+        """The picked entries (None past the cap), or, for "select all", the first of them for the preview."""
+        if across:
+            return list(queryset.select_related("member")[:PREVIEW_ROWS])
+        entries = list(queryset.select_related("member").order_by("pk")[: MAX_ENTRIES_PER_ACTION + 1])
+        return None if len(entries) > MAX_ENTRIES_PER_ACTION else entries
+
+    def _post_each(self, request, entries, action, post_one, data):
         done, points, refusals = 0, 0, []
         for entry in entries:
             try:
-                points += post_one(request, entry, form.cleaned_data)
+                points += post_one(request, entry, data)
                 done += 1
             except LoyaltyError as error:
                 refusals.append(f"#{entry.pk} ({entry.member.email}): {error.message}")
-        mark_token_used(request, token)
+        mark_token_used(request, data["action_token"])
         if done or not refusals:
             self.message_user(request, done_message(action, done, points))
         report_refusals(self, request, refusals)
+
+    def _run_in_background(self, request, action, data):
+        mark_token_used(request, data["action_token"])
+        jobs.queue(
+            jobs.entries_action_matching,
+            user_id=request.user.pk,
+            query=request.GET.urlencode(),
+            action=action,
+            reason=data.get("reason") or "",
+        )
+        self.message_user(request, QUEUED_MESSAGES[action])
         return None
 
     @staticmethod
@@ -225,6 +254,30 @@ def entry_rows(entries, action):
         ]
         for e in entries
     ]
+
+
+QUEUED_MESSAGES = {
+    "reverse_conversion": gettext_lazy(
+        "Queued: every matching entry will be reversed in the background; the members' activity will show it."
+    ),
+    "approve_pending": gettext_lazy(
+        "Queued: the pending points of every matching entry will be approved in the background."
+    ),
+    "reject_pending": gettext_lazy(
+        "Queued: the pending points of every matching entry will be rejected in the background."
+    ),
+}
+
+
+def across_summary(title) -> str:
+    return _("%(title)s: every entry matching the list's filter and search, in the background.") % {"title": title}
+
+
+def picked_summary(title, count) -> str:
+    return ngettext("%(title)s: %(count)d entry.", "%(title)s: %(count)d entries.", count) % {
+        "title": title,
+        "count": count,
+    }
 
 
 def done_message(action, count, points):
