@@ -1,16 +1,19 @@
 """Processing kept webhook events: parse the payload, hand the order to loyalty.services.orders, record the outcome."""
 
 import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, OperationalError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from loyalty.actors import SystemActor
 from loyalty.errors import LoyaltyError
-from loyalty.services.orders import order_apply, order_refunds_add
+from loyalty.services.orders import SettleContext, order_apply, order_refunds_add, settle_context
 
 from . import parsers
 from .models import EventStatus, WebhookEvent
@@ -18,64 +21,145 @@ from .models import EventStatus, WebhookEvent
 log = logging.getLogger(__name__)
 
 DONE = (EventStatus.PROCESSED, EventStatus.IGNORED)
+OUTCOME_FIELDS = ["status", "result", "error", "attempts", "processed_at"]
+# Events per transaction: one commit (one fsync) and one read of the program's settings serve them all.
+BATCH_SIZE = 100
+# A drain hands over to a fresh task after this long, far below the task's time limit.
+DRAIN_SECONDS = 60
+# A deadlock or lock timeout is retried this many times before the event is marked failed (the sweep goes on).
+TRANSIENT_TRIES = 3
+CREATED, DONE_NOW, AGAIN = "created", "done", "again"
 # The sweep gives up on an event after this many attempts; the admin's "Retry" still works on it.
 MAX_ATTEMPTS = 10
 
 
+@dataclass
+class Batch:
+    """The events one transaction took, and those a passing database error left to take again."""
+
+    events: list[WebhookEvent] = field(default_factory=list)
+    again: list[int] = field(default_factory=list)
+
+
+def events_drain(*, batch_size: int = BATCH_SIZE, max_seconds: float = DRAIN_SECONDS) -> Counter:
+    """Process "received" events, oldest first, a batch per transaction, until none is left; returns counts by status.
+
+    Drains may run side by side: each takes rows the others have not locked (SKIP LOCKED), so no event is processed
+    twice. A drain hands over to a new one after `max_seconds`, far from the task's time limit.
+    """
+    counts, deadline, tries = Counter(), time.monotonic() + max_seconds, Counter()
+    while True:
+        batch = events_process_batch(batch_size=batch_size, tries=tries)
+        counts.update(event.status for event in batch.events if event.pk not in batch.again)
+        # A short batch means nothing is left, unless it left an event "received" to take again.
+        if len(batch.events) < batch_size and not batch.again:
+            return counts
+        if time.monotonic() > deadline:
+            _drain_soon()
+            return counts
+
+
 def event_process(event_id: int) -> WebhookEvent | None:
     """Apply one event; safe to run twice (the order's effects are keyed), a done event is left as it is."""
-    event = WebhookEvent.objects.filter(pk=event_id).first()
-    if event is None or event.status in DONE:
-        return event
+    tries = Counter()
+    for _attempt in range(TRANSIENT_TRIES):
+        batch = events_process_batch(event_ids=[event_id], tries=tries)
+        if not batch.again:
+            break
+    # Not taken: done already, or a drain holds it right now (and applies it).
+    return batch.events[0] if batch.events else WebhookEvent.objects.filter(pk=event_id).first()
+
+
+def events_process_batch(*, batch_size: int = BATCH_SIZE, event_ids=None, tries: Counter | None = None) -> Batch:
+    """Take a batch of events (the given ones, else the oldest received) and apply them in one transaction.
+
+    One commit serves the whole batch; each event has its own savepoint, so a failing one is marked failed with its
+    error and the others stand. An event hit by a passing database error (a deadlock with another drain, the same new
+    order or shopper created by another worker a moment ago) is left as it was, to be taken again up to
+    TRANSIENT_TRIES times.
+    """
+    tries = Counter() if tries is None else tries
+    batch = Batch()
+    with transaction.atomic():
+        batch.events = _take(batch_size, event_ids)
+        if not batch.events:
+            return batch
+        context = settle_context(in_savepoint=True)
+        outcomes = {event.pk: _process(event, context, tries) for event in batch.events}
+        batch.again = [pk for pk, outcome in outcomes.items() if outcome == AGAIN]
+        _save_outcomes([event for event in batch.events if outcomes[event.pk] != AGAIN])
+        _retry_waiting([event for event in batch.events if outcomes[event.pk] == CREATED])
+    return batch
+
+
+def _take(batch_size: int, event_ids) -> list[WebhookEvent]:
+    events = WebhookEvent.objects.select_for_update(skip_locked=True).defer("headers").order_by("pk")
+    if event_ids is None:
+        return list(events.filter(status=EventStatus.RECEIVED)[:batch_size])
+    return list(events.filter(pk__in=list(event_ids)).exclude(status__in=DONE))
+
+
+def _process(event: WebhookEvent, context: SettleContext, tries: Counter) -> str:
+    """Apply one event in its own savepoint and set its outcome on it: CREATED (its order is new), DONE or AGAIN."""
     actor = SystemActor(f"webhook: {event.get_store_display()} {event.topic} (event #{event.pk})")
     try:
         parsed = parsers.parse(event.store, event.topic, parsers.load_json(event.body.encode("utf-8")))
         with transaction.atomic():
-            status, result, created = _apply(event, parsed, actor)
-            _mark(event, status, result=result)
+            status, result, created = _apply(event, parsed, actor, context)
     except (parsers.PayloadError, LoyaltyError) as exc:
-        _mark(event, EventStatus.FAILED, error=str(exc))
+        _outcome(event, EventStatus.FAILED, error=str(exc))
+    except (OperationalError, IntegrityError) as exc:
+        tries[event.pk] += 1
+        if tries[event.pk] < TRANSIENT_TRIES:
+            log.info("webhook event %s: %s; it is taken again", event.pk, exc)
+            return AGAIN
+        log.exception("webhook event %s failed", event.pk)
+        _outcome(event, EventStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
     except Exception as exc:
         log.exception("webhook event %s failed", event.pk)
-        _mark(event, EventStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        _outcome(event, EventStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
     else:
-        if created:
-            _retry_waiting(event)
-    return event
+        _outcome(event, status, result=result)
+        return CREATED if created else DONE_NOW
+    return DONE_NOW
 
 
-def _apply(event: WebhookEvent, parsed: parsers.ParsedEvent, actor) -> tuple[str, str, bool]:
+def _apply(event: WebhookEvent, parsed: parsers.ParsedEvent, actor, context) -> tuple[str, str, bool]:
     if parsed.kind == parsers.IGNORE:
         return EventStatus.IGNORED, "not needed by the program", False
     if parsed.kind == parsers.REFUND:
         outcome = order_refunds_add(
-            store=event.store, store_order_id=parsed.store_order_id, refunds=parsed.refunds, actor=actor
+            store=event.store,
+            store_order_id=parsed.store_order_id,
+            refunds=parsed.refunds,
+            actor=actor,
+            context=context,
         )
     else:
-        outcome = order_apply(facts=parsed.order, actor=actor)
+        outcome = order_apply(facts=parsed.order, actor=actor, context=context)
     return EventStatus.PROCESSED, str(outcome), outcome.created
 
 
-def _mark(event: WebhookEvent, status: str, *, result: str = "", error: str = "") -> None:
-    now = timezone.now()
-    WebhookEvent.objects.filter(pk=event.pk).update(
-        status=status,
-        result=result[:500],
-        error=error,
-        attempts=F("attempts") + 1,
-        processed_at=now if status in DONE else None,
-    )
-    event.status, event.result, event.error, event.attempts = status, result[:500], error, event.attempts + 1
-    event.processed_at = now if status in DONE else None
+def _outcome(event: WebhookEvent, status: str, *, result: str = "", error: str = "") -> None:
+    event.status, event.result, event.error = status, result[:500], error
+    event.attempts += 1
+    event.processed_at = timezone.now() if status in DONE else None
 
 
-def _retry_waiting(event: WebhookEvent) -> None:
+def _save_outcomes(events: list[WebhookEvent]) -> None:
+    """One UPDATE for the whole batch (the rows are locked, so attempts + 1 is exact)."""
+    if events:
+        WebhookEvent.objects.bulk_update(events, OUTCOME_FIELDS)
+
+
+def _retry_waiting(created: list[WebhookEvent]) -> None:
     """Refunds that came before their order failed with "not arrived yet": now the order is here, retry them."""
-    waiting = list(
-        WebhookEvent.objects.filter(store=event.store, order_ref=event.order_ref, status=EventStatus.FAILED)
-        .exclude(pk=event.pk)
-        .values_list("pk", flat=True)
-    )
+    if not created:
+        return
+    wanted = Q()
+    for event in created:
+        wanted |= Q(store=event.store, order_ref=event.order_ref)
+    waiting = WebhookEvent.objects.filter(wanted, status=EventStatus.FAILED).order_by("pk").values_list("pk", flat=True)
     for event_id in waiting:
         transaction.on_commit(partial(_queue, event_id))
 
@@ -84,6 +168,12 @@ def _queue(event_id: int) -> None:
     from .views import queue_event
 
     queue_event(event_id)
+
+
+def _drain_soon() -> None:
+    from .queueing import drain_soon
+
+    drain_soon()
 
 
 def events_retry(*, event_ids) -> int:

@@ -4,7 +4,8 @@ import logging
 
 from celery import shared_task
 
-from .services import event_process, events_sweep
+from .queueing import drain_started
+from .services import event_process, events_drain, events_sweep
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,19 @@ def process_event(event_id: int):
     """Apply one stored delivery to its order (safe to run twice)."""
     event = event_process(event_id)
     return event.status if event else None
+
+
+@shared_task(
+    name="webhooks.drain_events",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=300,
+    soft_time_limit=280,
+)
+def drain_events():
+    """Process every received event, a batch per transaction (safe to run twice, and side by side)."""
+    drain_started()
+    return dict(events_drain())
 
 
 @shared_task(

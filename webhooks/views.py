@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import logging
 import re
-from functools import partial
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -27,6 +26,7 @@ from loyalty.models import Store
 
 from . import parsers
 from .models import EventStatus, WebhookEvent
+from .queueing import drain_soon
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,8 @@ def _store_event(request, store, topic, body, payload, status, reason, ref) -> W
     except IntegrityError:
         return None
     if status == EventStatus.RECEIVED:
-        transaction.on_commit(partial(queue_event, event.pk))
+        # A drain task takes it with the other events received meanwhile: one commit serves a whole batch.
+        transaction.on_commit(drain_soon)
     return event
 
 

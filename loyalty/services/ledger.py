@@ -320,16 +320,24 @@ def points_earn(
     source_ref: int | None = None,
     earn_rule=None,
     hold_until=None,
+    savepoint: bool = True,
+    key_is_new: bool = False,
 ) -> PostResult:
-    """Credit earned points: pending until `hold_until` when it lies in the future, else active."""
+    """Credit earned points: pending until `hold_until` when it lies in the future, else active.
+
+    Two knobs save round trips for a caller that applies many facts in one transaction (the webhook drain):
+    `savepoint=False` joins the caller's transaction (or savepoint) instead of opening one, and `key_is_new=True`
+    skips the look-up of the idempotency key when the caller knows it cannot be on the ledger yet (the key names a
+    row created in this transaction); the unique index still answers "already applied" should it be.
+    """
     if not isinstance(points, int) or points <= 0:
         raise LoyaltyError("Earned points must be a whole number above 0.")
     reason = _require_reason(reason)
     status = EntryStatus.PENDING if hold_until and hold_until > timezone.now() else EntryStatus.ACTIVE
     member_id = member if isinstance(member, int) else member.pk
-    with transaction.atomic():
+    with transaction.atomic(savepoint=savepoint):
         locked = lock_member(member_id)
-        if applied := _applied(idempotency_key, locked):
+        if not key_is_new and (applied := _applied(idempotency_key, locked)):
             return applied
         try:
             entry = _insert(

@@ -94,31 +94,54 @@ class OrderOutcome:
         return "; ".join(self.notes) or "nothing to change"
 
 
+@dataclass
+class SettleContext:
+    """What settling an order reads that is the same for every order: loaded once for a batch of webhook events."""
+
+    program: ProgramSettings
+    rules: list[EarnRule]
+    # The caller runs each order in its own savepoint and takes a conflict (IntegrityError: another worker created the
+    # same order or shopper a moment ago) as a reason to run it again; the savepoints inside are then left out.
+    in_savepoint: bool = False
+
+
+def settle_context(*, in_savepoint: bool = False) -> SettleContext:
+    """The program's settings and its "Place an order" ways to earn, as they are now."""
+    rules = list(EarnRule.objects.filter(kind=EarnRuleKind.ORDER).order_by("pk"))
+    return SettleContext(program=ProgramSettings.load(), rules=rules, in_savepoint=in_savepoint)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Writes
 
 
-def order_apply(*, facts: OrderFacts, actor) -> OrderOutcome:
+def order_apply(*, facts: OrderFacts, actor, context: SettleContext | None = None) -> OrderOutcome:
     """Mirror the order (a stale update never overwrites a newer one), record its refunds, settle its points.
 
     Like the other writes here it joins a caller's transaction without a savepoint: a failure fails the caller's whole
-    unit of work (a webhook event), which is retried as one.
+    unit of work (a webhook event), which is retried as one. `context` lets a batch of events share one read of the
+    program's settings and ways to earn.
     """
+    context = context or settle_context()
     with transaction.atomic(savepoint=False):
-        order, created = _order_locked(facts)
+        order, created = _order_locked(facts, context)
         if not created and _is_newer(facts, order):
             _copy_facts(order, facts)
             order.save()
         outcome = OrderOutcome(order=order, created=created)
-        if not order.member_id and (member := member_for_order(facts)):
+        # A new order looked its member up as it was created: asking again would find the same nobody.
+        if not created and not order.member_id and (member := member_for_order(facts, context)):
             order.member = member
             order.save(update_fields=["member"])
-        _add_refunds(order, facts.refunds)
-        _settle(order, outcome, actor=actor)
+        refunds = _add_refunds(order, facts.refunds, new=created)
+        # A new order's refunds are the ones just added: no need to read them back.
+        _settle(order, outcome, actor=actor, context=context, new=created, refunds=refunds if created else None)
         return outcome
 
 
-def order_refunds_add(*, store: str, store_order_id: str, refunds: list[RefundFacts], actor) -> OrderOutcome:
+def order_refunds_add(
+    *, store: str, store_order_id: str, refunds: list[RefundFacts], actor, context: SettleContext | None = None
+) -> OrderOutcome:
     """Record refunds of a known order and settle its points; OrderNotKnown when the order has not arrived yet."""
     with transaction.atomic(savepoint=False):
         order = Order.objects.select_for_update().filter(store=store, store_order_id=store_order_id).first()
@@ -126,55 +149,65 @@ def order_refunds_add(*, store: str, store_order_id: str, refunds: list[RefundFa
             raise OrderNotKnown(f"Order {store_order_id} has not arrived yet; the refund is retried when it does.")
         outcome = OrderOutcome(order=order)
         _add_refunds(order, refunds)
-        _settle(order, outcome, actor=actor)
+        _settle(order, outcome, actor=actor, context=context)
         return outcome
 
 
-def order_settle(*, order: Order | int, actor) -> OrderOutcome:
+def order_settle(*, order: Order | int, actor, context: SettleContext | None = None) -> OrderOutcome:
     """Settle an order's points with today's rules and settings (earn what is due, revert what must go)."""
     order_id = order if isinstance(order, int) else order.pk
     with transaction.atomic(savepoint=False):
         locked = Order.objects.select_for_update().get(pk=order_id)
         outcome = OrderOutcome(order=locked)
-        _settle(locked, outcome, actor=actor)
+        _settle(locked, outcome, actor=actor, context=context)
         return outcome
 
 
-def member_for_order(facts: OrderFacts) -> Member | None:
+def member_for_order(facts: OrderFacts, context: SettleContext | None = None) -> Member | None:
     """The member by store customer id, then by email; a new guest (no sign-up) when the store's customer is unknown."""
-    if facts.customer_id and (member := Member.objects.filter(customer_id=facts.customer_id).first()):
-        return member
     email = (facts.email or "").strip().lower()
+    if not facts.customer_id and not email:
+        return None
+    # One query for both ways of finding the shopper (each is unique, so at most two rows come back).
+    wanted = (Q(customer_id=facts.customer_id) if facts.customer_id else Q()) | (Q(email=email) if email else Q())
+    found = list(Member.objects.filter(wanted))
+    if facts.customer_id and (member := next((m for m in found if m.customer_id == facts.customer_id), None)):
+        return member
     if not email:
         return None
-    if member := Member.objects.filter(email=email).first():
+    if member := next((m for m in found if m.email == email), None):
         if facts.customer_id and not member.customer_id:
             _claim_customer_id(member, facts.customer_id)
         return member
-    return _guest_create(facts, email)
+    # Nobody holds the customer id (else it would have been found above), so the guest can take it.
+    return _guest_create(facts, email, context)
 
 
-def _guest_create(facts: OrderFacts, email: str) -> Member:
-    customer_id = facts.customer_id or None
-    if customer_id and Member.objects.filter(customer_id=customer_id).exists():
-        customer_id = None
+def _guest_create(facts: OrderFacts, email: str, context: SettleContext | None) -> Member:
+    if context and context.in_savepoint:
+        return _member_create(facts, email, customer_id=facts.customer_id or None, savepoint=False)
     try:
-        with transaction.atomic():
-            return Member.objects.create(
-                email=email,
-                customer_id=customer_id,
-                first_name=facts.first_name[:150],
-                last_name=facts.last_name[:150],
-                signed_up_at=None,
-            )
+        return _member_create(facts, email, customer_id=facts.customer_id or None)
     except IntegrityError:
-        # Another event of the same shopper created the member a moment ago.
-        return Member.objects.get(email=email)
+        # Another event of the same shopper created the member a moment ago, or another shopper took the customer id.
+        if member := Member.objects.filter(email=email).first():
+            return member
+        return _member_create(facts, email, customer_id=None)
+
+
+def _member_create(facts: OrderFacts, email: str, *, customer_id: str | None, savepoint: bool = True) -> Member:
+    with transaction.atomic(savepoint=savepoint):
+        return Member.objects.create(
+            email=email,
+            customer_id=customer_id,
+            first_name=facts.first_name[:150],
+            last_name=facts.last_name[:150],
+            signed_up_at=None,
+        )
 
 
 def _claim_customer_id(member: Member, customer_id: str) -> None:
-    if Member.objects.filter(customer_id=customer_id).exists():
-        return
+    # The caller found nobody holding the id; a shopper claiming it meanwhile makes the UPDATE fail, and it is skipped.
     try:
         with transaction.atomic():
             Member.objects.filter(pk=member.pk, customer_id__isnull=True).update(customer_id=customer_id)
@@ -182,7 +215,7 @@ def _claim_customer_id(member: Member, customer_id: str) -> None:
         pass
 
 
-def _order_locked(facts: OrderFacts) -> tuple[Order, bool]:
+def _order_locked(facts: OrderFacts, context: SettleContext) -> tuple[Order, bool]:
     """The order row, created from the facts when new, locked for the rest of the transaction.
 
     Two events of one order (created and paid arrive together) queue on this lock, so they settle one after the other.
@@ -190,9 +223,9 @@ def _order_locked(facts: OrderFacts) -> tuple[Order, bool]:
     orders = Order.objects.select_for_update()
     if order := orders.filter(store=facts.store, store_order_id=facts.store_order_id).first():
         return order, False
-    fields = {**_order_fields(facts), "member": member_for_order(facts)}
+    fields = {**_order_fields(facts), "member": member_for_order(facts, context)}
     try:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=not context.in_savepoint):
             return Order.objects.create(store=facts.store, store_order_id=facts.store_order_id, **fields), True
     except IntegrityError:
         # Another event of the same order created it a moment ago.
@@ -226,39 +259,47 @@ def _copy_facts(order: Order, facts: OrderFacts) -> None:
         setattr(order, name, value)
 
 
-def _add_refunds(order: Order, refunds: list[RefundFacts]) -> None:
+def _add_refunds(order: Order, refunds: list[RefundFacts], *, new: bool = False) -> list[OrderRefund]:
+    """Record the refunds not recorded yet; returns the new ones."""
+    added = []
     if not refunds:
-        return
-    known = set(order.refunds.values_list("store_refund_id", flat=True))
+        return added
+    known = set() if new else set(order.refunds.values_list("store_refund_id", flat=True))
     for refund in refunds:
         if refund.store_refund_id in known or refund.amount <= 0:
             continue
-        OrderRefund.objects.create(
-            order=order,
-            store_refund_id=refund.store_refund_id[:64],
-            amount=refund.amount,
-            **({"created_at": refund.created_at} if refund.created_at else {}),
+        added.append(
+            OrderRefund.objects.create(
+                order=order,
+                store_refund_id=refund.store_refund_id[:64],
+                amount=refund.amount,
+                **({"created_at": refund.created_at} if refund.created_at else {}),
+            )
         )
         known.add(refund.store_refund_id)
+    return added
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Settling an order's points
 
 
-def _settle(order: Order, outcome: OrderOutcome, *, actor) -> None:
-    program = ProgramSettings.load()
-    rules = list(EarnRule.objects.filter(kind=EarnRuleKind.ORDER).order_by("pk"))
-    earnings = order_earnings(order, rules=rules)
+def _settle(order: Order, outcome: OrderOutcome, *, actor, context=None, new=False, refunds=None) -> None:
+    """Earn what is due and revert what must go. `new`: the order was created in this transaction; `refunds`: all of
+    its refunds, when the caller has them at hand."""
+    context = context or settle_context()
+    program, rules = context.program, context.rules
+    # An order created a moment ago has no earnings yet (their keys name its new primary key).
+    earnings = [] if new else order_earnings(order, rules=rules)
     full_revert = full_revert_reason(order, program)
     if not full_revert:
-        earnings += _earn(order, earnings, rules, outcome, program, actor=actor)
+        earnings += _earn(order, earnings, context, outcome, actor=actor, new=new)
     if not earnings:
         return
     if full_revert:
         _revert_all(order, earnings, outcome, program, reason=full_revert, actor=actor)
     elif program.revert_enabled and program.revert_on_partially_refunded:
-        _take_back_refunds(order, earnings, outcome, program, actor=actor)
+        _take_back_refunds(order, earnings, outcome, program, actor=actor, refunds=refunds)
 
 
 def full_revert_reason(order: Order, program: ProgramSettings) -> str:
@@ -296,15 +337,16 @@ def order_rule_points(rule: EarnRule, order: Order) -> int:
     return rule.points
 
 
-def _earn(order, earnings, rules, outcome, program, *, actor) -> list[LedgerEntry]:
+def _earn(order, earnings, context, outcome, *, actor, new=False) -> list[LedgerEntry]:
     """Credit every active way to earn that has not credited this order yet; returns the new earnings."""
+    program = context.program
     if refusal := earn_refusal(order, program):
         if not earnings:
             outcome.notes.append(refusal)
         return []
     credited = {entry.earn_rule_id for entry in earnings}
     posted = []
-    for rule in rules:
+    for rule in context.rules:
         points = order_rule_points(rule, order)
         if not rule.active or rule.pk in credited or points <= 0:
             continue
@@ -319,6 +361,8 @@ def _earn(order, earnings, rules, outcome, program, *, actor) -> list[LedgerEntr
             earn_rule=rule,
             idempotency_key=earning_key(order, rule.pk),
             hold_until=order.placed_at + timedelta(days=hold_days) if hold_days else None,
+            savepoint=not context.in_savepoint,
+            key_is_new=new,  # the key names the order's new primary key
         )
         if result.posted:
             outcome.notes.append(f"earned {points:+,} ({result.entry.get_status_display().lower()})")
@@ -379,8 +423,11 @@ def refund_share(points: int, refunded: Decimal, earnable: Decimal | None) -> in
     return int(share.to_integral_value(ROUND_FLOOR))
 
 
-def _take_back_refunds(order, earnings, outcome, program, *, actor) -> None:
-    refunds = list(order.refunds.order_by("created_at", "pk"))
+def _take_back_refunds(order, earnings, outcome, program, *, actor, refunds=None) -> None:
+    if refunds is None:
+        refunds = list(order.refunds.order_by("created_at", "pk"))
+    else:
+        refunds = sorted(refunds, key=lambda refund: (refund.created_at, refund.pk))
     for refund in refunds:
         for entry in earnings:
             points = refund_share(entry.points, refund.amount, order.earnable_amount)
