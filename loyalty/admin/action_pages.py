@@ -1,12 +1,17 @@
 """What the admin's actions share: the intermediate page, the one-time token, the capped paginator, the messages."""
 
 import secrets
+from functools import lru_cache
 
 from django.contrib import messages
 from django.contrib.admin import helpers
+from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 ACTION_TEMPLATE = "admin/loyalty/action_confirm.html"
@@ -26,6 +31,59 @@ class CappedCountPaginator(Paginator):
     @cached_property
     def count(self):
         return self.object_list[: self.cap + 1].count()
+
+
+class QuickChangeList(ChangeList):
+    """The admin's change list with the per-row URL work done once per page.
+
+    Django reverses the change URL and re-resolves it to merge the list's filters into it, for every row; on a
+    50-row page that is a hundred trips through the URL resolver. Here the URL is reversed once with a placeholder,
+    and the filters are appended as they are, which gives the same link.
+    """
+
+    PLACEHOLDER = "__row_pk__"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.row_filters, self.preserved_filters = self.preserved_filters, ""
+
+    @cached_property
+    def row_url(self) -> str:
+        name = f"admin:{self.opts.app_label}_{self.opts.model_name}_change"
+        url = reverse(name, args=[self.PLACEHOLDER], current_app=self.model_admin.admin_site.name)
+        return f"{url}?{self.row_filters}" if self.row_filters else url
+
+    def url_for_result(self, result):
+        return self.row_url.replace(self.PLACEHOLDER, str(getattr(result, self.pk_attname)), 1)
+
+
+class QuickRowsMixin:
+    """For a ModelAdmin whose list shows many rows: cheap row links and a plain checkbox per row."""
+
+    def get_changelist(self, request, **kwargs):
+        return QuickChangeList
+
+    def action_checkbox(self, obj):
+        # The same markup as Django's CheckboxInput, without a template render per row.
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            helpers.ACTION_CHECKBOX_NAME,
+            obj.pk,
+            format_html(_("Select this object for an action - {}"), self.row_label(obj)),
+        )
+
+    def row_label(self, obj) -> str:
+        return str(obj)
+
+
+def choice_label(choices, value) -> str:
+    """A choice's label in the active language, translated once per language rather than once per row."""
+    return _choice_labels(choices, get_language()).get(value, value)
+
+
+@lru_cache
+def _choice_labels(choices, language) -> dict:
+    return {value: str(label) for value, label in choices.choices}
 
 
 def new_token() -> str:

@@ -5,18 +5,21 @@ Entries are read-only here: the ledger is append-only, and every change goes thr
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from ..errors import LoyaltyError
 from ..forms import ApproveForm, EntryReasonForm
-from ..models import EntryStatus, LedgerEntry
+from ..models import EntryKind, EntryStatus, LedgerEntry
 from ..services import entry_approve, entry_reject, entry_reverse
 from . import jobs
 from .action_pages import (
     PREVIEW_ROWS,
     CappedCountPaginator,
+    QuickRowsMixin,
     action_page,
+    choice_label,
     is_confirmed,
     mark_token_used,
     new_token,
@@ -50,8 +53,8 @@ class ActorFilter(admin.SimpleListFilter):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(admin.ModelAdmin):
-    list_display = ["id", "created_at", "member", "points", "kind", "status", "reason", "by", "source_page"]
+class LedgerEntryAdmin(QuickRowsMixin, admin.ModelAdmin):
+    list_display = ["id", "created_at", "member", "points", "kind_label", "status_label", "reason", "by", "source_page"]
     list_display_links = ["id"]
     list_select_related = ["member", "actor_user"]
     list_filter = ["kind", "status", "source", ("created_at", admin.DateFieldListFilter), ActorFilter]
@@ -65,14 +68,23 @@ class LedgerEntryAdmin(admin.ModelAdmin):
     raw_id_fields = ["member"]
     actions = ["reverse_conversion", "approve_pending", "reject_pending"]
 
+    def row_label(self, entry):
+        return f"#{entry.pk}"  # the checkbox's label: the entry's number says which row it is
+
+    @admin.display(description=gettext_lazy("kind"), ordering="kind")
+    def kind_label(self, entry):
+        return choice_label(EntryKind, entry.kind)
+
+    @admin.display(description=gettext_lazy("status"), ordering="status")
+    def status_label(self, entry):
+        return choice_label(EntryStatus, entry.status)
+
     @admin.display(description=gettext_lazy("by"))
     def by(self, entry):
         return entry.actor_label
 
     @admin.display(description=gettext_lazy("source"))
     def source_page(self, entry):
-        from django.utils.html import format_html
-
         label, url = source_link(entry)
         return format_html('<a href="{}">{}</a>', url, label) if url else label
 

@@ -1,11 +1,13 @@
 """Members: the list support agents search all day; a member's page with Program activity; the two actions."""
 
+from functools import lru_cache
+
 from django.contrib import admin, messages
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from django.urls import NoReverseMatch, path, reverse
+from django.urls import NoReverseMatch, get_script_prefix, get_urlconf, path, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
@@ -18,6 +20,7 @@ from ..services import SET_TO, points_adjust, reward_give
 from . import jobs
 from .action_pages import (
     CappedCountPaginator,
+    QuickRowsMixin,
     action_page,
     is_confirmed,
     mark_token_used,
@@ -87,7 +90,7 @@ class CustomerGroupFilter(admin.SimpleListFilter):
 
 
 @admin.register(Member)
-class MemberAdmin(admin.ModelAdmin):
+class MemberAdmin(QuickRowsMixin, admin.ModelAdmin):
     list_display = ["email", "name", "available_points", "pending_points", "lifetime_points", "tier", "signed_up_at"]
     list_select_related = ["tier"]
     list_filter = [("tier", admin.RelatedFieldListFilter), AccountFilter, PendingFilter, CustomerGroupFilter]
@@ -452,12 +455,26 @@ def admin_url(name, *args, query="") -> str:
     return f"{url}?{query}" if query else url
 
 
+def change_url(name, pk) -> str:
+    """An admin change page's URL, reversed once per page name: lists call this once per row."""
+    pattern = _change_url_pattern(name, get_urlconf(), get_script_prefix())
+    return pattern.replace(PK_PLACEHOLDER, str(pk), 1) if pattern else ""
+
+
+PK_PLACEHOLDER = "__pk__"
+
+
+@lru_cache
+def _change_url_pattern(name, urlconf, prefix) -> str:
+    return admin_url(name, PK_PLACEHOLDER)
+
+
 def source_link(entry) -> tuple[str, str]:
     """The label and admin URL of where an entry came from ("" where there is no page to link)."""
     if entry.source not in SOURCE_PAGES or entry.source_ref is None:
         return entry.get_source_display(), ""
     url_name, label = SOURCE_PAGES[entry.source]
-    return label % {"id": entry.source_ref}, admin_url(url_name, entry.source_ref)
+    return label % {"id": entry.source_ref}, change_url(url_name, entry.source_ref)
 
 
 def reversed_label(entry) -> str:
@@ -493,7 +510,7 @@ def member_page_context(request, member) -> dict:
         "activity": activity_rows(page.object_list),
         "coupons": list(member.coupons.select_related("reward").order_by("-created_at", "-id")[:RELATED_ROWS]),
         "orders": [
-            (order, admin_url("admin:loyalty_order_change", order.pk))
+            (order, change_url("admin:loyalty_order_change", order.pk))
             for order in Order.objects.filter(member=member).order_by("-placed_at", "-id")[:RELATED_ROWS]
         ],
         "coupons_url": admin_url("admin:loyalty_coupon_changelist", query=f"member__id__exact={member.pk}"),

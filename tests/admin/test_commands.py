@@ -37,7 +37,9 @@ def test_bench_admin_prints_the_pages_as_json():
 def test_seed_demo_gives_a_history_to_members_a_stopped_run_left_without_one():
     call_command("seed_demo", members=20, entries_per_member=3, quiet=True, stdout=StringIO())
     # What a run stopped between inserting a chunk's members and posting their history leaves behind.
-    Member.objects.bulk_create(Member(email=f"shopper{n}@demo.example", customer_id=str(7_000_000 + n)) for n in (20, 21))
+    Member.objects.bulk_create(
+        Member(email=f"shopper{n}@demo.example", customer_id=str(7_000_000 + n)) for n in (20, 21)
+    )
     call_command("seed_demo", members=30, entries_per_member=3, quiet=True, stdout=StringIO())
     without_history = Member.objects.annotate(n=Count("entries")).filter(n=0)
     assert Member.objects.count() == 30 and not without_history.exists()
