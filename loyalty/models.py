@@ -90,6 +90,7 @@ class Member(models.Model):
     available_points = models.BigIntegerField(_("available"), default=0, editable=False)
     pending_points = models.BigIntegerField(_("pending"), default=0, editable=False)
     lifetime_points = models.BigIntegerField(_("lifetime"), default=0, editable=False)
+    # The (tier, -id) index below serves tier lookups; a second index on tier alone would only slow balance updates.
     tier = models.ForeignKey(
         "tiers.Tier",
         on_delete=models.PROTECT,
@@ -97,6 +98,7 @@ class Member(models.Model):
         blank=True,
         editable=False,
         related_name="members",
+        db_index=False,
     )
     created_at = models.DateTimeField(_("known since"), default=timezone.now, editable=False)
 
@@ -253,7 +255,6 @@ class LedgerEntry(models.Model):
         indexes = [
             models.Index(fields=["member", "-created_at", "-id"], name="entry_member_created"),
             models.Index(fields=["source", "source_ref"], name="entry_source_ref"),
-            models.Index(fields=["created_at"], name="entry_created"),
             models.Index(
                 fields=["hold_until"],
                 condition=models.Q(status=EntryStatus.PENDING),
