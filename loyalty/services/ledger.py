@@ -172,6 +172,7 @@ def _insert(
 ):
     """Insert one entry and move the member's figures; the caller has validated and locked."""
     counts = extra.pop("counts_toward_lifetime", None)
+    guard = extra.pop("guard", True)  # False: a clash on the key raises IntegrityError to the caller
     if counts is None:
         counts = counts_toward_lifetime(kind)
     key = extra.get("idempotency_key")
@@ -186,7 +187,7 @@ def _insert(
         **actor_fields(actor),
         **extra,
     )
-    if not key:  # nothing to collide on: no savepoint needed
+    if not key or not guard:  # nothing to collide on, or the caller handles a clash: no savepoint needed
         entry = LedgerEntry.objects.create(**fields)
     else:
         try:
@@ -328,7 +329,8 @@ def points_earn(
     Two knobs save round trips for a caller that applies many facts in one transaction (the webhook drain):
     `savepoint=False` joins the caller's transaction (or savepoint) instead of opening one, and `key_is_new=True`
     skips the look-up of the idempotency key when the caller knows it cannot be on the ledger yet (the key names a
-    row created in this transaction); the unique index still answers "already applied" should it be.
+    row created in this transaction). With both, the unique index still refuses a second entry for the key: the
+    IntegrityError then goes to the caller, who rolls back its own savepoint and runs the fact again.
     """
     if not isinstance(points, int) or points <= 0:
         raise LoyaltyError("Earned points must be a whole number above 0.")
@@ -352,6 +354,7 @@ def points_earn(
                 idempotency_key=idempotency_key,
                 earn_rule=earn_rule,
                 hold_until=hold_until if status == EntryStatus.PENDING else None,
+                guard=savepoint or not key_is_new,
             )
         except _AlreadyApplied:
             return _applied(idempotency_key, locked)

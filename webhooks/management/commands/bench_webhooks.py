@@ -1,7 +1,8 @@
 """`manage.py bench_webhooks --events N`: signed order events through the real endpoint and a real worker.
 
-Starts, on 127.0.0.1, the app under a threaded WSGI server (`--servers` processes sharing one port) and a Celery worker
-(`--worker-concurrency`) on its own queue, both on the configured database and broker; then sends N signed order
+Starts, on 127.0.0.1, the app under gunicorn (`--servers` gthread workers of `--threads` threads each, as in production;
+`--server django` uses Django's threaded WSGI server instead) and a Celery worker (`--worker-concurrency`) on its own
+queue, both on the configured database and broker; then sends N signed order
 deliveries (Shopify orders/paid and WooCommerce order.created, alternately, each a new paid order of one of a pool of
 shoppers) over keep-alive connections from `--clients` threads, and waits until the worker processed them all.
 
@@ -50,7 +51,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--events", type=int, default=2000)
         parser.add_argument("--clients", type=int, default=16, help="Sending threads (keep-alive connections).")
+        parser.add_argument("--server", choices=["gunicorn", "django"], default="gunicorn", help="WSGI server to run.")
         parser.add_argument("--servers", type=int, default=2, help="WSGI server processes sharing the port.")
+        parser.add_argument("--threads", type=int, default=4, help="Threads per gunicorn worker.")
         parser.add_argument("--worker-concurrency", type=int, default=2)
         parser.add_argument("--shoppers", type=int, default=500, help="Distinct shoppers the orders come from.")
         parser.add_argument("--timeout", type=float, default=600)
@@ -82,8 +85,11 @@ class Command(BaseCommand):
         procs = []
         try:
             procs.append(start_worker(env, options["worker_concurrency"], log_dir / f"worker-{run}.log"))
-            for index in range(options["servers"]):
-                procs.append(start_server(env, port, log_dir / f"server-{run}-{index}.log"))
+            if options["server"] == "gunicorn":
+                procs.append(start_gunicorn(env, port, options, log_dir / f"server-{run}.log"))
+            else:
+                for index in range(options["servers"]):
+                    procs.append(start_server(env, port, log_dir / f"server-{run}-{index}.log"))
             wait_port(port, procs)
             self.stderr.write(f"sending {len(deliveries)} signed deliveries to 127.0.0.1:{port} ...")
             sent = send_all(port, deliveries, options["clients"])
@@ -124,7 +130,9 @@ class Command(BaseCommand):
             "events": len(deliveries),
             "database": connection.vendor,
             "broker": settings.CELERY_BROKER_URL.split("://")[0],
+            "server": options["server"],
             "servers": options["servers"],
+            "threads": options["threads"] if options["server"] == "gunicorn" else None,
             "clients": options["clients"],
             "worker_concurrency": options["worker_concurrency"],
             "answered_200": sent["ok"],
@@ -335,6 +343,15 @@ def start_worker(env, concurrency, log_path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=WARNING", "-P", "prefork"]
     cmd += [f"--concurrency={concurrency}", "-Q", env["CELERY_TASK_DEFAULT_QUEUE"], "--without-gossip"]
     cmd += ["--without-mingle", "--without-heartbeat", "-n", f"bench-{uuid.uuid4().hex[:6]}@%h"]
+    log = open(log_path, "w")  # noqa: SIM115 - the process writes to it until it stops
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def start_gunicorn(env, port, options, log_path) -> subprocess.Popen:
+    """The production server: gthread workers keep the clients' connections alive between deliveries."""
+    cmd = [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread"]
+    cmd += ["--workers", str(options["servers"]), "--threads", str(options["threads"]), "--keep-alive", "30"]
+    cmd += ["--log-level", "warning"]
     log = open(log_path, "w")  # noqa: SIM115 - the process writes to it until it stops
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
