@@ -32,7 +32,8 @@ from loyalty.services import ledger_bulk
 
 from ..models import BackfillRun, BackfillStatus
 
-CHUNK_IDS = 250_000  # member or order ids per transaction of a run
+CHUNK_MEMBERS = 50_000  # member ids per transaction of a run (with their sign-ups and all their orders)
+SEQ_SPAN = 10**12  # staging rows of the n-th rule are numbered n * SEQ_SPAN + member or order id
 NOT_PAID = ("pending", "authorized", "refunded", "voided", "failed", "expired")
 BACKFILL_JOB = SystemActor("Reward past actions")
 
@@ -121,14 +122,14 @@ def _new_only(key: str, only_new: bool) -> str:
     return f" AND NOT EXISTS (SELECT 1 FROM loyalty_ledgerentry e WHERE e.idempotency_key = {key})"
 
 
-def _signup_select(line: RuleLine, *, cutoff, now, only_new=True, lo: int | None = None, hi: int | None = None):
+def _signup_select(line: RuleLine, *, cutoff, now, only_new=True, lo=None, hi=None, seq_base=0):
     """(sql, params) selecting the staging rows of one sign-up rule: seq, member, points, status, key, hold."""
     key = f"'backfill:signup:rule{line.rule_id}:member' || CAST(m.id AS text)"
     hold = _plus_days("m.signed_up_at", line.hold_days)
     pending_after = now - timedelta(days=line.hold_days)
     span = " AND m.id BETWEEN %s AND %s" if lo is not None else ""
     sql = f"""
-        SELECT m.id AS seq, m.id AS member_id, {int(line.points)} AS points,
+        SELECT {int(seq_base)} + m.id AS seq, m.id AS member_id, {int(line.points)} AS points,
                CASE WHEN m.signed_up_at > %s THEN 'pending' ELSE 'active' END AS status,
                {key} AS idem_key,
                CASE WHEN m.signed_up_at > %s THEN {hold} END AS hold_until
@@ -140,15 +141,15 @@ def _signup_select(line: RuleLine, *, cutoff, now, only_new=True, lo: int | None
     return sql, params + ([lo, hi] if lo is not None else [])
 
 
-def _order_select(line: RuleLine, *, cutoff, now, program, only_new=True, lo: int | None = None, hi: int | None = None):
+def _order_select(line: RuleLine, *, cutoff, now, program, only_new=True, lo=None, hi=None, seq_base=0):
     key = f"'backfill:order:rule{line.rule_id}:order' || CAST(o.id AS text)"
     hold = _plus_days("o.placed_at", line.hold_days)
     pending_after = now - timedelta(days=line.hold_days)
-    span = " AND o.id BETWEEN %s AND %s" if lo is not None else ""
+    span = " AND o.member_id BETWEEN %s AND %s" if lo is not None else ""
     not_paid = ", ".join(f"'{s}'" for s in NOT_PAID)
     sql = f"""
         SELECT seq, member_id, points, status, idem_key, hold_until, store_order_id FROM (
-            SELECT o.id AS seq, o.member_id, {_order_points_sql(line)} AS points,
+            SELECT {int(seq_base)} + o.id AS seq, o.member_id, {_order_points_sql(line)} AS points,
                    CASE WHEN o.placed_at > %s THEN 'pending' ELSE 'active' END AS status,
                    {key} AS idem_key,
                    CASE WHEN o.placed_at > %s THEN {hold} END AS hold_until,
@@ -249,12 +250,13 @@ def _queue(name: str, run_id: int) -> None:
     getattr(backfill_tasks, name).delay(run_id)
 
 
-def _chunks(line: RuleLine) -> list[tuple[int, int]]:
-    table = "loyalty_member" if line.kind == EarnRuleKind.SIGNUP else "loyalty_order"
-    lo, hi = _one(f"SELECT MIN(id), MAX(id) FROM {table}", [])
+def _member_spans() -> list[tuple[int, int]]:
+    """Member id ranges: every rule of a range goes in one transaction, so each member's row is written once per run
+    (a member's row update is the costly part: it carries the members list's search indexes)."""
+    lo, hi = _one("SELECT MIN(id), MAX(id) FROM loyalty_member", [])
     if lo is None:
         return []
-    return [(start, min(start + CHUNK_IDS - 1, hi)) for start in range(lo, hi + 1, CHUNK_IDS)]
+    return [(start, min(start + CHUNK_MEMBERS - 1, hi)) for start in range(lo, hi + 1, CHUNK_MEMBERS)]
 
 
 def backfill_run_apply(*, run_id: int) -> BackfillRun:
@@ -263,12 +265,12 @@ def backfill_run_apply(*, run_id: int) -> BackfillRun:
     if run.status not in (BackfillStatus.QUEUED, BackfillStatus.RUNNING, BackfillStatus.FAILED):
         return run
     lines = [RuleLine(**{k: v for k, v in rule.items() if k in RuleLine.__dataclass_fields__}) for rule in run.rules]
-    plan = [(line, span) for line in lines for span in _chunks(line)]
+    spans = _member_spans()
     made_before = _run_entries(run).count()  # by an earlier attempt of this run (a redelivery or a resume)
     BackfillRun.objects.filter(pk=run.pk).update(
         status=BackfillStatus.RUNNING,
         started_at=timezone.now(),
-        steps_total=len(plan),
+        steps_total=len(spans),
         steps_done=0,
         error="",
         members_credited=0,
@@ -277,8 +279,8 @@ def backfill_run_apply(*, run_id: int) -> BackfillRun:
         already_credited=0,
     )
     try:
-        for line, (lo, hi) in plan:
-            _apply_chunk(run, line, lo, hi)
+        for lo, hi in spans:
+            _apply_chunk(run, lines, lo, hi)
     except Exception as exc:
         BackfillRun.objects.filter(pk=run.pk).update(
             status=BackfillStatus.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
@@ -309,11 +311,18 @@ def _final_summary(run: BackfillRun, made_before: int) -> None:
     )
 
 
-def _stage_fill(line: RuleLine, run: BackfillRun, lo: int, hi: int) -> None:
-    """INSERT ... SELECT the chunk's credits straight into the bulk path's staging table."""
+def _stage_fill(line: RuleLine, seq_base: int, run: BackfillRun, lo: int, hi: int) -> None:
+    """INSERT ... SELECT one rule's credits for a range of members straight into the bulk path's staging table."""
     program = ProgramSettings.load()
     sql, params = _select_for(
-        line, cutoff=run.program_started_at, now=timezone.now(), program=program, only_new=False, lo=lo, hi=hi
+        line,
+        cutoff=run.program_started_at,
+        now=timezone.now(),
+        program=program,
+        only_new=False,
+        lo=lo,
+        hi=hi,
+        seq_base=seq_base,
     )
     if line.kind == EarnRuleKind.SIGNUP:
         reason, reason_params = "%s", [f"Reward past actions: sign-up ({line.name})"]
@@ -331,11 +340,13 @@ def _stage_fill(line: RuleLine, run: BackfillRun, lo: int, hi: int) -> None:
         )
 
 
-def _apply_chunk(run: BackfillRun, line: RuleLine, lo: int, hi: int) -> None:
+def _apply_chunk(run: BackfillRun, lines: list[RuleLine], lo: int, hi: int) -> None:
     with transaction.atomic():
+        _roomy_sorts()
         ledger_bulk.stage_create()
         try:
-            _stage_fill(line, run, lo, hi)
+            for position, line in enumerate(lines):
+                _stage_fill(line, position * SEQ_SPAN, run, lo, hi)
             if _pg():
                 # A temporary table has no statistics until analysed; without them the bulk path's joins plan badly.
                 with connection.cursor() as cur:
@@ -346,18 +357,34 @@ def _apply_chunk(run: BackfillRun, line: RuleLine, lo: int, hi: int) -> None:
                 source_ref=run.pk,
                 policy=ProgramSettings.load().negative_balance_policy,
             )
+            signups = _stage_posted({line.rule_id for line in lines if line.kind == EarnRuleKind.SIGNUP})
         finally:
             ledger_bulk.stage_drop()
-        counter = "members_credited" if line.kind == EarnRuleKind.SIGNUP else "orders_credited"
         _bump(
             run,
-            **{
-                counter: result.posted,
-                "points_credited": result.points_credited,
-                "already_credited": result.already_applied,
-                "steps_done": 1,
-            },
+            members_credited=signups,
+            orders_credited=result.posted - signups,
+            points_credited=result.points_credited,
+            already_credited=result.already_applied,
+            steps_done=1,
         )
+
+
+def _roomy_sorts() -> None:
+    """Let this transaction sort a chunk's rows (the bulk path's window functions) in memory, not on disk."""
+    if _pg():
+        with connection.cursor() as cur:
+            cur.execute("SET LOCAL work_mem = '256MB'")
+
+
+def _stage_posted(rule_ids: set[int]) -> int:
+    """How many rows of these rules the bulk path posted (read from its staging table before it goes)."""
+    if not rule_ids:
+        return 0
+    marks = ", ".join(str(int(r)) for r in rule_ids)
+    return _one(
+        f"SELECT COUNT(*) FROM {ledger_bulk.STAGE} WHERE state = {ledger_bulk.NEW} AND earn_rule_id IN ({marks})", []
+    )[0]
 
 
 def _bump(run: BackfillRun, **amounts) -> None:

@@ -74,7 +74,12 @@ def rfm_refresh() -> RFMResult:
         ) scored"""
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute(f"DELETE FROM {table}")
+        if connection.vendor == "postgresql":
+            # Sort the three rankings in memory; TRUNCATE leaves no dead rows (readers wait for the commit, briefly).
+            cur.execute("SET LOCAL work_mem = '256MB'")
+            cur.execute(f"TRUNCATE {table}")
+        else:
+            cur.execute(f"DELETE FROM {table}")
         cur.execute(sql, [connection.ops.adapt_datetimefield_value(now)])
         cur.execute(f"SELECT segment, COUNT(*) FROM {table} GROUP BY segment")
         by_segment = dict(cur.fetchall())
