@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 
 from loyalty.actors import SystemActor
 from loyalty.models import EntryKind, EntrySource, EntryStatus, LedgerEntry
+from loyalty.services.ledger_bulk import fill_table
 
 from ..models import ImportJob, ImportKind, ImportRowProblem, ImportStatus
 from . import sql
@@ -105,8 +106,7 @@ def import_job_check(*, job_id: int) -> ImportJob:
     except ImportFileError as exc:
         return _fail(job, str(exc))
     ctx = _context(job)
-    kind.resolve(ctx)
-    counts = _record_check_problems(job, kind, ctx)
+    counts = _resolve(job, kind, ctx)
     ImportJob.objects.filter(pk=job.pk).update(
         **counts,
         progress=0,
@@ -128,9 +128,20 @@ def _parse_into_rows_table(job: ImportJob, kind) -> None:
         with open_table(job.file.path) as table:
             index = table.column_index()
             kind.check_header(index)
-            from loyalty.services.ledger_bulk import fill_table
+            columns = tuple(c for c, _t in kind.stage)
+            rows = kind.normalise(table, index, ctx)
+            if kind.rows_without_empty_strings:
+                sql.load_rows(job.rows_table, columns, rows)
+            else:
+                fill_table(job.rows_table, columns, rows)
 
-            fill_table(job.rows_table, tuple(c for c, _t in kind.stage), kind.normalise(table, index, ctx))
+
+def _resolve(job: ImportJob, kind, ctx: Context, *, preview: bool = True) -> dict:
+    """Check the parsed rows against the database (the ready table) and record their problems."""
+    with transaction.atomic():
+        sql.jit_off()
+        kind.resolve(ctx)
+        return _record_check_problems(job, kind, ctx, preview=preview)
 
 
 def _record_check_problems(job: ImportJob, kind, ctx: Context, *, preview: bool = True) -> dict:
@@ -145,7 +156,7 @@ def _record_check_problems(job: ImportJob, kind, ctx: Context, *, preview: bool 
         )
     total, problems, already = sql.rows(
         f"""SELECT COUNT(*), COALESCE(SUM(CASE WHEN problem IS NOT NULL THEN 1 ELSE 0 END), 0),
-                   COALESCE(SUM(CASE WHEN problem IS NULL AND {kind.already_applied_sql() if preview else "1 = 0"}
+                   COALESCE(SUM(CASE WHEN problem IS NULL AND {kind.already_applied_sql(ctx) if preview else "1 = 0"}
                                 THEN 1 ELSE 0 END), 0)
             FROM {READY} x"""
     )[0]
@@ -199,8 +210,7 @@ def import_job_apply(*, job_id: int) -> ImportJob:
     try:
         if not sql.table_exists(job.rows_table):
             _parse_into_rows_table(job, kind)
-        kind.resolve(ctx)
-        counts = _record_check_problems(job, kind, ctx, preview=False)
+        counts = _resolve(job, kind, ctx, preview=False)
         ImportJob.objects.filter(pk=job.pk).update(problems=counts["problems"], total=counts["total"])
         _apply_chunks(job, kind, ctx)
     except ImportFileError as exc:
@@ -212,17 +222,22 @@ def import_job_apply(*, job_id: int) -> ImportJob:
 
 def _apply_chunks(job: ImportJob, kind, ctx: Context) -> None:
     size = chunk_rows()
+    last_hi, clean = None, False
     while True:
         with transaction.atomic():
             # The job's row lock makes a second worker on the same job wait, then continue after this chunk.
             locked = ImportJob.objects.select_for_update().get(pk=job.pk)
             if locked.status != ImportStatus.APPLYING:
                 return
+            sql.jit_off()
             lo = locked.applied_through_row
             hi = _chunk_end(lo, size)
             if hi is None:
                 return
             rows_in_chunk = sql.one(f"SELECT COUNT(*) FROM {READY} WHERE row_no > %s AND row_no <= %s", [lo, hi])
+            # Then the chunk's own row keys need no lookup on the ledger (its references still do).
+            clean = _run_clean_so_far(locked, last_hi, clean)
+            ctx.file_keys_new = clean and not _same_file_started_elsewhere(locked)
             result = kind.apply_chunk(ctx, lo, hi)
             ImportJob.objects.filter(pk=job.pk).update(
                 applied=F("applied") + result.applied,
@@ -232,6 +247,24 @@ def _apply_chunks(job: ImportJob, kind, ctx: Context) -> None:
                 progress=F("progress") + rows_in_chunk,
                 applied_through_row=hi,
             )
+        last_hi = hi
+
+
+def _run_clean_so_far(locked: ImportJob, last_hi: int | None, clean: bool) -> bool:
+    """Whether nothing of this job past its last committed chunk can be on the ledger. Each chunk commits with
+    applied_through_row, so that holds if this run started first (nothing committed, no entry of the job on the
+    ledger) and every chunk since was this run's own. A resumed or redelivered run, or another worker in between,
+    makes it False for the rest of the run."""
+    if last_hi is None:
+        return locked.applied_through_row == 0 and not (
+            LedgerEntry.objects.filter(source=EntrySource.IMPORT, source_ref=locked.pk).exists()
+        )
+    return clean and locked.applied_through_row == last_hi
+
+
+def _same_file_started_elsewhere(locked: ImportJob) -> bool:
+    """Another upload of the very same file has started applying: it may have posted this file's row keys."""
+    return ImportJob.objects.filter(checksum=locked.checksum, started_at__isnull=False).exclude(pk=locked.pk).exists()
 
 
 def _chunk_end(lo: int, size: int) -> int | None:

@@ -1,6 +1,13 @@
 """Small SQL helpers for the import's own tables (PostgreSQL and SQLite)."""
 
+import csv
+import io
+
 from django.db import connection
+
+# Rows sent per COPY write (PostgreSQL) or per executemany (SQLite): big enough that the per-call cost vanishes,
+# small enough that a block stays a few MB whatever the file's size.
+BLOCK_ROWS = 20_000
 
 # Column types by backend: staging tables hold typed values, parsed and validated in Python.
 TYPES = {
@@ -11,6 +18,13 @@ TYPES = {
 
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
+
+
+def jit_off() -> None:
+    """For the rest of the transaction: no JIT compiling of the import's big statements (it costs about half a
+    second a statement, more than most of them take to run)."""
+    if is_postgres():
+        execute("SET LOCAL jit = off")
 
 
 def execute(sql: str, params=None) -> int:
@@ -53,3 +67,35 @@ def adapt_datetime(value):
     if value is None or is_postgres():
         return value
     return connection.ops.adapt_datetimefield_value(value)
+
+
+def load_rows(table: str, columns: tuple[str, ...], rows) -> None:
+    """Load rows of str, int or None into a table, in blocks: CSV COPY on PostgreSQL, executemany on SQLite.
+
+    CSV (not COPY's text format) because the csv module quotes in C. CSV COPY reads an unquoted empty field as NULL,
+    so rows must give None, never "", for an empty cell (both backends then agree).
+    """
+    names = ", ".join(columns)
+    with connection.cursor() as cur:
+        if is_postgres():
+            with cur.cursor.copy(f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
+                for block in _blocks(rows):
+                    buffer = io.StringIO()
+                    csv.writer(buffer, lineterminator="\n").writerows(block)
+                    copy.write(buffer.getvalue())
+            cur.execute(f"ANALYZE {table}")  # the joins that check the rows then plan from real figures
+            return
+        marks = ", ".join(["%s"] * len(columns))
+        for block in _blocks(rows):
+            cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", block)
+
+
+def _blocks(rows):
+    block = []
+    for row in rows:
+        block.append(row)
+        if len(block) >= BLOCK_ROWS:
+            yield block
+            block = []
+    if block:
+        yield block

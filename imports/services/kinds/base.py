@@ -36,6 +36,8 @@ class Context:
     reason: str
     upload_reason: str = ""
     actor: object = None
+    # Set by the apply, chunk by chunk: no key "import:<checksum>:<row>" of this file can be on the ledger yet.
+    file_keys_new: bool = False
 
 
 class Kind:
@@ -47,6 +49,8 @@ class Kind:
     one_of: tuple[str, ...] = ()
     stage: tuple[tuple[str, str], ...] = ()
     undoable = False
+    # normalise() gives None, never "", for an empty cell, so its rows can go through sql.load_rows (CSV COPY).
+    rows_without_empty_strings = False
 
     def check_header(self, index: dict[str, int]) -> None:
         """Fail the whole file at once, naming every missing column."""
@@ -81,7 +85,7 @@ class Kind:
         """Fill the ready table (row_no, ..., problem, problem_column) from the job's parsed rows."""
         raise NotImplementedError
 
-    def already_applied_sql(self) -> str:
+    def already_applied_sql(self, ctx: Context) -> str:
         """A condition on the ready table's alias `x`: the row is already applied."""
         return "1 = 0"
 

@@ -88,7 +88,7 @@ class MembersKind(Kind):
                    ON dc.customer_id = r.customer_id AND r.row_no > dc.first_row"""
         )
 
-    def already_applied_sql(self) -> str:
+    def already_applied_sql(self, ctx: Context) -> str:
         return "x.unchanged = 1"
 
     def apply_chunk(self, ctx: Context, lo: int, hi: int) -> ChunkResult:

@@ -97,7 +97,7 @@ class OrdersKind(Kind):
                        GROUP BY order_id HAVING COUNT(*) > 1) d ON d.order_id = r.order_id AND r.row_no > d.first_row"""
         )
 
-    def already_applied_sql(self) -> str:
+    def already_applied_sql(self, ctx: Context) -> str:
         return "x.unchanged = 1"
 
     def apply_chunk(self, ctx: Context, lo: int, hi: int) -> ChunkResult:

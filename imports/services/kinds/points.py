@@ -10,10 +10,22 @@ from django.utils.translation import gettext as _
 from loyalty.models import EntryKind, EntrySource
 from loyalty.services import ledger_bulk
 
+from ...models import ImportJob
 from .. import sql
 from .base import READY, ChunkResult, Context, Kind, clip, whole_number
 
 MAX_REFERENCE = 180
+# A condition on a table of idem_key: the key is a reference's (any file may carry it), not this file's own.
+REFERENCE_KEY = "SUBSTR({alias}idem_key, 1, 11) = 'import:ref:'"
+
+
+def file_keys_may_be_on_ledger(ctx: Context) -> bool:
+    """Whether a key "import:<checksum>:<row>" of this file may already be on the ledger (or a shortfall).
+
+    Only an import of the very same file posts such keys, and only once it has started applying (started_at is set
+    before any chunk): if no job with this checksum has, none of those keys exists and none needs looking up.
+    """
+    return ImportJob.objects.filter(checksum=ctx.checksum, started_at__isnull=False).exists()
 
 
 class PointsKind(Kind):
@@ -34,9 +46,25 @@ class PointsKind(Kind):
     undoable = True
 
     def normalise(self, table, index, ctx: Context):
-        for row, (email, customer_id, text, reason, reference) in self.cells(table, index):
-            points, problem = whole_number(text)
-            column = "points"
+        """Rows for the job's table, with the cheap per-cell checks; members and duplicates are checked in SQL.
+
+        This loop runs once per row of a file of millions, so it avoids per-row helpers: the usual points (plain
+        digits, or "-" then digits) are passed on as text without int(); anything else goes through whole_number.
+        """
+        n = len(table.header)
+        ie, ic, ip, ir, iref = (index.get(c, -1) for c in self.columns)
+        for row, cells in table.rows:
+            if len(cells) < n:
+                cells.extend([""] * (n - len(cells)))
+            cells.append("")  # a column the file lacks has position -1: it reads as this ""
+            email, customer_id, text = cells[ie].strip(), cells[ic].strip(), cells[ip].strip()
+            reason, reference = cells[ir].strip(), cells[iref].strip()
+            digits = text[1:] if text[:1] == "-" else text
+            if digits.isdigit() and digits.isascii() and len(digits) < 10 and digits[0] != "0":
+                problem = column = None  # 1 to 999,999,999 points, within MAX_POINTS
+            else:
+                points, problem = whole_number(text)
+                text, column = (None, "points") if problem else (str(points), None)
             if not email and not customer_id:
                 problem, column = _("email and customer_id are both empty"), "email"
             elif len(reference) > MAX_REFERENCE:
@@ -50,11 +78,11 @@ class PointsKind(Kind):
                 row,
                 email.lower() or None,
                 customer_id or None,
-                points,
+                text,
                 reason or None,
                 reference or None,
                 problem,
-                column if problem else None,
+                column,
             )
 
     def resolve(self, ctx: Context) -> None:
@@ -99,9 +127,13 @@ class PointsKind(Kind):
             [ctx.reason, ctx.checksum],
         )
 
-    def already_applied_sql(self) -> str:
-        return """(EXISTS (SELECT 1 FROM loyalty_ledgerentry e WHERE e.idempotency_key = x.idem_key)
+    def already_applied_sql(self, ctx: Context) -> str:
+        on_ledger = """(EXISTS (SELECT 1 FROM loyalty_ledgerentry e WHERE e.idempotency_key = x.idem_key)
                    OR EXISTS (SELECT 1 FROM loyalty_shortfall s WHERE s.idempotency_key = x.idem_key))"""
+        if file_keys_may_be_on_ledger(ctx):
+            return on_ledger
+        # Only rows with a reference can be on the ledger: look those up, not a million file keys.
+        return f"({REFERENCE_KEY.format(alias='x.')} AND {on_ledger})"
 
     def apply_chunk(self, ctx: Context, lo: int, hi: int) -> ChunkResult:
         ledger_bulk.stage_create()
@@ -113,15 +145,20 @@ class PointsKind(Kind):
                     FROM {READY} WHERE problem IS NULL AND row_no > %s AND row_no <= %s""",
                 [EntryKind.ADJUSTMENT, True, lo, hi],
             )
-            return post_stage(ctx)
+            # The file's own keys are known new on a first run: only references need looking up on the ledger.
+            return post_stage(ctx, keys_to_look_up=REFERENCE_KEY.format(alias="") if ctx.file_keys_new else "1 = 1")
         finally:
             ledger_bulk.stage_drop()
 
 
-def post_stage(ctx: Context, *, with_refused: bool = False):
+def post_stage(ctx: Context, *, with_refused: bool = False, keys_to_look_up: str = "1 = 1"):
     """Apply the filled ledger stage and record its refusals as the job's row problems."""
     result = ledger_bulk.apply_stage(
-        actor=ctx.actor, source=EntrySource.IMPORT, source_ref=ctx.job_id, policy=ledger_bulk.policy_or_default(None)
+        actor=ctx.actor,
+        source=EntrySource.IMPORT,
+        source_ref=ctx.job_id,
+        policy=ledger_bulk.policy_or_default(None),
+        keys_to_look_up=keys_to_look_up,
     )
     refused = sql.execute(
         f"""INSERT INTO imports_importrowproblem (job_id, row_number, column_name, reason, phase)

@@ -110,7 +110,7 @@ class TokensKind(Kind):
             [default_rule, default_rule],
         )
 
-    def already_applied_sql(self) -> str:
+    def already_applied_sql(self, ctx: Context) -> str:
         return "(x.token_status = x.status OR (x.status = 'closed' AND x.credit_id IS NOT NULL))"
 
     def apply_chunk(self, ctx: Context, lo: int, hi: int) -> ChunkResult:
