@@ -75,11 +75,9 @@ def rfm_refresh() -> RFMResult:
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cur:
         if connection.vendor == "postgresql":
-            # Sort the three rankings in memory; TRUNCATE leaves no dead rows (readers wait for the commit, briefly).
-            cur.execute("SET LOCAL work_mem = '256MB'")
-            cur.execute(f"TRUNCATE {table}")
-        else:
-            cur.execute(f"DELETE FROM {table}")
+            cur.execute("SET LOCAL work_mem = '256MB'")  # the three rankings sort in memory, not on disk
+        # DELETE, not TRUNCATE: readers keep seeing the old scores until the new ones commit.
+        cur.execute(f"DELETE FROM {table}")
         cur.execute(sql, [connection.ops.adapt_datetimefield_value(now)])
         cur.execute(f"SELECT segment, COUNT(*) FROM {table} GROUP BY segment")
         by_segment = dict(cur.fetchall())
