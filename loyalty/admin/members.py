@@ -154,11 +154,15 @@ class MemberAdmin(QuickRowsMixin, admin.ModelAdmin):
         ]
 
     def get_object(self, request, object_id, from_field=None):
-        queryset = self.get_queryset(request).select_related("tier")
-        try:
-            return queryset.get(pk=int(object_id))
-        except (Member.DoesNotExist, ValueError):
-            return None
+        # The member's page asks twice (its own context, then Django's change view): one query, kept on the request.
+        loaded = request.__dict__.setdefault("_loyalty_members", {})
+        if object_id not in loaded:
+            queryset = self.get_queryset(request).select_related("tier")
+            try:
+                loaded[object_id] = queryset.get(pk=int(object_id))
+            except (Member.DoesNotExist, ValueError):
+                loaded[object_id] = None
+        return loaded[object_id]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         member = self.get_object(request, object_id)
