@@ -32,6 +32,7 @@ def test_bench_admin_prints_the_pages_as_json():
     assert {"members list", "members search by email", "members filter by tier", "member page"} <= names
     for page in figures["pages"]:
         assert page["ms"] > 0 and 0 < page["queries"] < 15, page
+    assert figures["load_average_1m"] >= 0  # printed beside the figures: a busy machine skews them
 
 
 def test_seed_demo_gives_a_history_to_members_a_stopped_run_left_without_one():

@@ -2,10 +2,12 @@
 
 Runs the pages in-process with Django's test client, signed in as a support agent (a non-superuser, so permission
 checks cost what they cost in real life), and prints the figures as JSON on the last line:
-{"members": N, "entries": N, "pages": [{"name", "ms", "queries"}, ...]}. "ms" is the median of --repeat runs.
+{"members": N, "entries": N, "pages": [{"name", "ms", "queries"}, ...], "load_average_1m": L}. "ms" is the median of
+--repeat runs.
 """
 
 import json
+import os
 import statistics
 import time
 
@@ -55,6 +57,8 @@ class Command(BaseCommand):
                     "members": self._estimate("loyalty_member"),
                     "entries": self._estimate("loyalty_ledgerentry"),
                     "pages": results,
+                    "cpus": os.cpu_count(),
+                    "load_average_1m": round(os.getloadavg()[0], 2),  # other work on the machine skews the figures
                 }
             )
         )
