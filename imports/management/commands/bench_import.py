@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files import File
 from django.core.management.base import BaseCommand
 from django.db import connection, transaction
@@ -19,6 +20,7 @@ from django.utils import timezone
 
 from imports.models import ImportStatus
 from imports.services import sql
+from imports.services.jobs import chunk_rows as chunk_rows_setting
 from imports.services.jobs import import_job_apply, import_job_check, import_job_create
 from loyalty.services.ledger_bulk import _tier_case
 from tiers.models import Tier
@@ -30,6 +32,15 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def _load_average() -> str:
+    """Other work on the machine shares its cores: the figures mean little without it."""
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return ""
+
+
 class Command(BaseCommand):
     help = "Generate a points CSV of N rows over M members and time our import, the COPY floor and import-export."
 
@@ -38,8 +49,12 @@ class Command(BaseCommand):
         parser.add_argument("--members", type=int, default=20_000)
         parser.add_argument("--sample", type=int, default=SAMPLE, help="Rows of the django-import-export sample.")
         parser.add_argument("--seed", type=int, default=7)
+        parser.add_argument("--chunk-rows", type=int, help="Rows per apply chunk (default: IMPORT_CHUNK_ROWS).")
 
-    def handle(self, *args, rows, members, sample, seed, **options):
+    def handle(self, *args, rows, members, sample, seed, chunk_rows, **options):
+        load_at_start = _load_average()
+        if chunk_rows:
+            settings.IMPORT_CHUNK_ROWS = chunk_rows
         self._ensure_tiers()
         self._ensure_members(members)
         with tempfile.TemporaryDirectory() as tmp:
@@ -67,6 +82,9 @@ class Command(BaseCommand):
             "peak_rss_mb": ours_rss,
             "peak_rss_mb_whole_run": peak_rss_mb(),
             "applied": ours["applied"],
+            "chunk_rows": chunk_rows_setting(),
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": _load_average(),
         }
         self.stdout.write(
             f"Ours (check + apply, balances and tiers): {figures['rows_per_s']:,} rows/s "
