@@ -132,6 +132,10 @@ WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=2 * 1024 * 10
 
 # CSV uploads: the largest file accepted, in megabytes.
 IMPORT_MAX_UPLOAD_MB = env.int("IMPORT_MAX_UPLOAD_MB", default=200)
+# Rows applied per transaction; progress is written between chunks and a resumed apply restarts at a chunk boundary.
+IMPORT_CHUNK_ROWS = env.int("IMPORT_CHUNK_ROWS", default=100_000)
+# django-import-export's own views escape cells a spreadsheet would run as formulae (= + - @).
+IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 

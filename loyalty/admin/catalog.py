@@ -11,6 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy, ngettext
 
+from imports.resources import export_actions
+
 from ..models import Coupon, EarnRule, Order, ProgramSettings, Reward
 from .action_pages import CappedCountPaginator
 
@@ -35,7 +37,7 @@ class CouponAdmin(admin.ModelAdmin):
     raw_id_fields = ["member"]
     show_full_result_count = False
     paginator = CappedCountPaginator
-    actions = ["disable_coupons"]
+    actions = ["disable_coupons", *export_actions("coupons")]
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
