@@ -10,12 +10,11 @@ Without Redis (the filesystem broker, eager tasks in tests) every delivery queue
 import logging
 import os
 
-from django.conf import settings
 from django.db import connection
 
 log = logging.getLogger(__name__)
 
-FLAG_SECONDS = 30
+FLAG_SECONDS = 10
 _client = {"pid": None, "redis": None}
 
 
@@ -51,7 +50,8 @@ def _flag():
     """(Redis client, key) when the broker is Redis and tasks really are queued; else None."""
     from config.celery import app
 
-    url = settings.CELERY_BROKER_URL
+    # The Celery app's own settings (not Django's): they name the broker and queue the task really goes to.
+    url = app.conf.broker_url or ""
     if app.conf.task_always_eager or not url.startswith(("redis://", "rediss://")):
         return None
     if _client["pid"] != os.getpid():  # a forked server or worker process makes its own connections
@@ -59,5 +59,5 @@ def _flag():
 
         _client.update(pid=os.getpid(), redis=redis.Redis.from_url(url, socket_timeout=2))
     # One flag per queue and database: test runs and benchmarks sharing a Redis never suppress each other's drains.
-    key = f"webhooks:drain-queued:{settings.CELERY_TASK_DEFAULT_QUEUE}:{connection.settings_dict['NAME']}"
+    key = f"webhooks:drain-queued:{app.conf.task_default_queue}:{connection.settings_dict['NAME']}"
     return _client["redis"], key

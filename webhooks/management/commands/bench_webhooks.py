@@ -63,6 +63,7 @@ class Command(BaseCommand):
         if options["serve"]:
             return serve(options["serve"])
         self._check_migrated()
+        options["load_at_start"] = os.getloadavg()  # the machine's load before the bench adds its own
         rule = self._prepare()
         run = uuid.uuid4().hex[:8]
         after = WebhookEvent.objects.aggregate(last=Max("pk"))["last"] or 0
@@ -150,6 +151,7 @@ class Command(BaseCommand):
             "ledger_reconciles": not ledger_differences(limit=10),
             "cpus": os.cpu_count(),
             "load_average_1m": round(os.getloadavg()[0], 2),  # other work on the machine skews the figures
+            "load_average_at_start": [round(x, 2) for x in options["load_at_start"]],
         }
 
 
