@@ -194,14 +194,14 @@ def _save_outcomes(events: list[WebhookEvent]) -> None:
 
 def _retry_waiting(created: list[WebhookEvent]) -> None:
     """Refunds that came before their order failed with "not arrived yet": now the order is here, retry them."""
-    if not created:
-        return
-    wanted = Q()
+    refs = {}
     for event in created:
-        wanted |= Q(store=event.store, order_ref=event.order_ref)
-    waiting = WebhookEvent.objects.filter(wanted, status=EventStatus.FAILED).order_by("pk").values_list("pk", flat=True)
-    for event_id in waiting:
-        transaction.on_commit(partial(_queue, event_id))
+        refs.setdefault(event.store, []).append(event.order_ref)
+    for store, order_refs in refs.items():
+        # Failed events are few: the status index finds them, the order refs filter them (one query per store).
+        waiting = WebhookEvent.objects.filter(status=EventStatus.FAILED, store=store, order_ref__in=order_refs)
+        for event_id in waiting.order_by("pk").values_list("pk", flat=True):
+            transaction.on_commit(partial(_queue, event_id))
 
 
 def _queue(event_id: int) -> None:

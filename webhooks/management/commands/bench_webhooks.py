@@ -99,6 +99,7 @@ class Command(BaseCommand):
         finally:
             for proc in procs:
                 stop(proc)
+            drop_queue(env["CELERY_TASK_DEFAULT_QUEUE"])
         self.stdout.write(json.dumps(self._figures(after, deliveries, sent, done, rule, expected_points, options)))
 
     def _check_migrated(self):
@@ -387,6 +388,15 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+def drop_queue(queue: str) -> None:
+    """The run's own queue goes with it (a drain stopped mid-way is requeued there and never taken again)."""
+    url = settings.CELERY_BROKER_URL
+    if url.startswith(("redis://", "rediss://")):
+        import redis
+
+        redis.Redis.from_url(url).delete(queue)
 
 
 def serve(port: int) -> None:
