@@ -53,7 +53,7 @@ class Command(BaseCommand):
         parser.add_argument("--clients", type=int, default=16, help="Sending threads (keep-alive connections).")
         parser.add_argument("--server", choices=["gunicorn", "django"], default="gunicorn", help="WSGI server to run.")
         parser.add_argument("--servers", type=int, default=2, help="WSGI server processes sharing the port.")
-        parser.add_argument("--threads", type=int, default=4, help="Threads per gunicorn worker.")
+        parser.add_argument("--threads", type=int, default=8, help="Threads per gunicorn worker.")
         parser.add_argument("--worker-concurrency", type=int, default=2)
         parser.add_argument("--shoppers", type=int, default=500, help="Distinct shoppers the orders come from.")
         parser.add_argument("--timeout", type=float, default=600)
