@@ -19,7 +19,7 @@ from ..selectors_groups import group_members
 from ..services.tokens import token_close, token_reject, tokens_issue
 
 FORM_PAGE = "admin/loyalty/customergroup/form_page.html"
-MAX_ISSUE = 100_000  # tokens one request may issue; more is a job for the tokens CSV
+MAX_ISSUE = 5_000  # tokens one admin request issues (one row each); more is a job for the tokens CSV
 
 
 def _conversion_rules():
@@ -235,8 +235,14 @@ class RewardTokenAdmin(admin.ModelAdmin):
 @admin.action(description=_("Issue a reward token to each selected member"), permissions=["change"])
 def issue_reward_tokens(modeladmin, request, queryset):
     """For MemberAdmin.actions: one new token per selected member, for the active conversion way to earn."""
+    if queryset.count() > MAX_ISSUE:
+        # All or nothing: a silent cut at the limit would leave the merchant guessing who got a token.
+        modeladmin.message_user(
+            request, _("More than %(n)s members: use the tokens CSV instead.") % {"n": f"{MAX_ISSUE:,}"}, messages.ERROR
+        )
+        return None
     try:
-        tokens = tokens_issue(members=list(queryset.order_by("pk")[:MAX_ISSUE]), actor=request.user)
+        tokens = tokens_issue(members=list(queryset.order_by("pk")), actor=request.user)
     except LoyaltyError as error:
         modeladmin.message_user(request, error.message, messages.ERROR)
         return None
