@@ -73,10 +73,11 @@ def event_process(event_id: int) -> WebhookEvent | None:
 def events_process_batch(*, batch_size: int = BATCH_SIZE, event_ids=None, tries: Counter | None = None) -> Batch:
     """Take a batch of events (the given ones, else the oldest received) and apply them in one transaction.
 
-    One commit serves the whole batch; each event has its own savepoint, so a failing one is marked failed with its
-    error and the others stand. An event hit by a passing database error (a deadlock with another drain, the same new
-    order or shopper created by another worker a moment ago) is left as it was, to be taken again up to
-    TRANSIENT_TRIES times.
+    One commit serves the whole batch. It first runs without a savepoint per event; should any event fail, that
+    transaction is rolled back and the batch runs again with a savepoint per event, so the failing one is marked
+    failed with its error and the others stand. An event hit by a passing database error (a deadlock with another
+    drain, the same new order or shopper created by another worker a moment ago) is left as it was, to be taken
+    again, up to TRANSIENT_TRIES times.
     """
     tries = Counter() if tries is None else tries
     try:
