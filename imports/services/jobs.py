@@ -43,7 +43,10 @@ class ImportJobError(Exception):
 
 
 def chunk_rows() -> int:
-    return getattr(settings, "IMPORT_CHUNK_ROWS", 100_000)
+    """Rows applied per transaction. Memory stays flat whatever the size (the work is set-based in the database);
+    a bigger chunk locks and rewrites each member fewer times (measured on 1,000,000 rows over 200,000 members:
+    apply 147 s with 100,000-row chunks, 114 s with 500,000), a smaller one shows progress more often."""
+    return getattr(settings, "IMPORT_CHUNK_ROWS", 250_000)
 
 
 def max_upload_bytes() -> int:
@@ -139,7 +142,7 @@ def _parse_into_rows_table(job: ImportJob, kind) -> None:
 def _resolve(job: ImportJob, kind, ctx: Context, *, preview: bool = True) -> dict:
     """Check the parsed rows against the database (the ready table) and record their problems."""
     with transaction.atomic():
-        sql.jit_off()
+        sql.tune_transaction()
         kind.resolve(ctx)
         return _record_check_problems(job, kind, ctx, preview=preview)
 
@@ -229,7 +232,7 @@ def _apply_chunks(job: ImportJob, kind, ctx: Context) -> None:
             locked = ImportJob.objects.select_for_update().get(pk=job.pk)
             if locked.status != ImportStatus.APPLYING:
                 return
-            sql.jit_off()
+            sql.tune_transaction()
             lo = locked.applied_through_row
             hi = _chunk_end(lo, size)
             if hi is None:

@@ -98,3 +98,21 @@ def test_quoted_cells_with_delimiters_and_newlines(members):
     entry = LedgerEntry.objects.get()
     assert entry.reason == 'Sorry, late "parcel"\nsecond line'
     assert job.applied == 1
+
+
+def test_points_at_the_limit_with_signs_and_an_escaped_minus(members):
+    job = applied(
+        "email,points\n"
+        "ann@shop.example,999999999\n"
+        "ann@shop.example,1000000000\n"
+        "ann@shop.example,1000000001\n"
+        "ann@shop.example,'-20\n"
+        "ann@shop.example,-0\n"
+        "ann@shop.example,-7\n"
+    )
+    assert [(p["row"], p["column"], p["reason"]) for p in job.first_problems] == [
+        (4, "points", "1000000001 points is more than the 1,000,000,000 allowed in one row"),
+        (6, "points", "points must not be 0"),
+    ]
+    assert (job.applied, job.failed) == (4, 2)
+    assert Member.objects.get(email="ann@shop.example").available_points == 999_999_999 + 1_000_000_000 - 20 - 7

@@ -86,6 +86,15 @@ def test_reference_keeps_a_row_from_applying_twice_across_different_files(member
     assert balances("ann@shop.example", "bob@shop.example") == [100, 5]
 
 
+def test_preview_counts_a_reference_another_file_applied_as_already_applied(members):
+    applied("email,points,reference\nann@shop.example,100,crm-1\n")
+    job = checked("email,points,reference\nann@shop.example,100,crm-1\nbob@shop.example,5,\n")
+    assert (job.to_apply, job.already_applied) == (1, 1)
+    job = import_job_apply(job_id=job.pk)
+    assert (job.applied, job.skipped) == (1, 1)
+    assert balances("ann@shop.example", "bob@shop.example") == [100, 5]
+
+
 def test_duplicate_reference_in_one_file_fails_the_later_row(members):
     job = applied("email,points,reference\nann@shop.example,100,r1\nbob@shop.example,50,r1\n")
     assert job.first_problems == [{"row": 3, "column": "reference", "reason": "the reference r1 is also on row 2"}]
