@@ -9,6 +9,8 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from imports.resources import export_actions
+
 from ..errors import LoyaltyError
 from ..forms import ApproveForm, EntryReasonForm
 from ..models import EntryKind, EntryStatus, LedgerEntry
@@ -66,7 +68,7 @@ class LedgerEntryAdmin(QuickRowsMixin, admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     paginator = CappedCountPaginator
     raw_id_fields = ["member"]
-    actions = ["reverse_conversion", "approve_pending", "reject_pending"]
+    actions = ["reverse_conversion", "approve_pending", "reject_pending", *export_actions("entries")]
 
     def row_label(self, entry):
         return f"#{entry.pk}"  # the checkbox's label: the entry's number says which row it is

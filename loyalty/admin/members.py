@@ -11,6 +11,7 @@ from django.urls import NoReverseMatch, get_script_prefix, get_urlconf, path, re
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from imports.resources import export_actions
 from tiers.models import TierChange
 
 from ..errors import LoyaltyError
@@ -102,7 +103,7 @@ class MemberAdmin(QuickRowsMixin, admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     paginator = CappedCountPaginator
     ordering = ["-id"]
-    actions = ["adjust_points", "give_reward"]
+    actions = ["adjust_points", "give_reward", *export_actions("members")]
     fieldsets = [
         (None, {"fields": ["email", "customer_id", "first_name", "last_name", "signed_up_at"]}),
         (gettext_lazy("Points"), {"fields": ["available_points", "pending_points", "lifetime_points", "tier"]}),
