@@ -323,6 +323,7 @@ def points_earn(
     hold_until=None,
     savepoint: bool = True,
     key_is_new: bool = False,
+    member_locked: bool = False,
 ) -> PostResult:
     """Credit earned points: pending until `hold_until` when it lies in the future, else active.
 
@@ -331,6 +332,8 @@ def points_earn(
     skips the look-up of the idempotency key when the caller knows it cannot be on the ledger yet (the key names a
     row created in this transaction). With both, the unique index still refuses a second entry for the key: the
     IntegrityError then goes to the caller, who rolls back its own savepoint and runs the fact again.
+    `member_locked=True`: `member` is a Member the caller locked (SELECT ... FOR UPDATE, or created) earlier in this
+    transaction and holds as fresh as its row, so it is not locked and read a second time.
     """
     if not isinstance(points, int) or points <= 0:
         raise LoyaltyError("Earned points must be a whole number above 0.")
@@ -338,7 +341,7 @@ def points_earn(
     status = EntryStatus.PENDING if hold_until and hold_until > timezone.now() else EntryStatus.ACTIVE
     member_id = member if isinstance(member, int) else member.pk
     with transaction.atomic(savepoint=savepoint):
-        locked = lock_member(member_id)
+        locked = member if member_locked and isinstance(member, Member) else lock_member(member_id)
         if not key_is_new and (applied := _applied(idempotency_key, locked)):
             return applied
         try:

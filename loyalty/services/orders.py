@@ -168,9 +168,11 @@ def member_for_order(facts: OrderFacts, context: SettleContext | None = None) ->
     email = (facts.email or "").strip().lower()
     if not facts.customer_id and not email:
         return None
-    # One query for both ways of finding the shopper (each is unique, so at most two rows come back).
+    # One query for both ways of finding the shopper (each is unique, so at most two rows come back). A batch locks
+    # the row now: the earning that follows locks it anyway, and can then use this fresh copy (one query fewer).
     wanted = (Q(customer_id=facts.customer_id) if facts.customer_id else Q()) | (Q(email=email) if email else Q())
-    found = list(Member.objects.filter(wanted))
+    members = Member.objects.select_for_update() if context and context.in_savepoint else Member.objects
+    found = list(members.filter(wanted))
     if facts.customer_id and (member := next((m for m in found if m.customer_id == facts.customer_id), None)):
         return member
     if not email:
@@ -210,7 +212,8 @@ def _claim_customer_id(member: Member, customer_id: str) -> None:
     # The caller found nobody holding the id; a shopper claiming it meanwhile makes the UPDATE fail, and it is skipped.
     try:
         with transaction.atomic():
-            Member.objects.filter(pk=member.pk, customer_id__isnull=True).update(customer_id=customer_id)
+            if Member.objects.filter(pk=member.pk, customer_id__isnull=True).update(customer_id=customer_id):
+                member.customer_id = customer_id  # the copy stays as fresh as the row
     except IntegrityError:
         pass
 
@@ -345,6 +348,8 @@ def _earn(order, earnings, context, outcome, *, actor, new=False) -> list[Ledger
             outcome.notes.append(refusal)
         return []
     credited = {entry.earn_rule_id for entry in earnings}
+    # A batch's new order holds its member locked and fresh (found with FOR UPDATE, or just created).
+    member_locked = new and context.in_savepoint
     posted = []
     for rule in context.rules:
         points = order_rule_points(rule, order)
@@ -352,7 +357,7 @@ def _earn(order, earnings, context, outcome, *, actor, new=False) -> list[Ledger
             continue
         hold_days = rule.hold_days if rule.hold_days is not None else program.hold_days_default
         result = points_earn(
-            member=order.member_id,
+            member=order.member if member_locked else order.member_id,
             points=points,
             reason=f"{rule.name}: order {order}",
             actor=actor,
@@ -363,6 +368,7 @@ def _earn(order, earnings, context, outcome, *, actor, new=False) -> list[Ledger
             hold_until=order.placed_at + timedelta(days=hold_days) if hold_days else None,
             savepoint=not context.in_savepoint,
             key_is_new=new,  # the key names the order's new primary key
+            member_locked=member_locked,
         )
         if result.posted:
             outcome.notes.append(f"earned {points:+,} ({result.entry.get_status_display().lower()})")
