@@ -1,10 +1,11 @@
 """ "Reward past actions": credit what members did before the program started, for the ways to earn active now.
 
 * Sign-up points: every member with an account (signed_up_at set) who signed up before program_started_at, once per
-  active sign-up way to earn; key f"backfill:signup:rule{rule}:member{member}".
+  active sign-up way to earn; key signup_earning_key (loyalty/keys.py), shared with every other path.
 * Order points: every order placed before program_started_at by a member or a guest, once per active order way to
-  earn; key f"backfill:order:rule{rule}:order{order}". Points per currency unit of the earnable amount (else the
-  total) less refunds, rounded down, or the rule's fixed points. Cancelled and test orders, orders without a customer,
+  earn; key order_earning_key (loyalty/keys.py), the webhook's own, so an automatic revert finds the earning.
+  Points per currency unit of the earnable amount (else the total) less refunds, rounded down, or the rule's fixed
+  points. Cancelled and test orders, orders without a customer,
   orders not paid (pending, authorized, refunded, voided, failed, expired) and orders with one of the program's revert
   tags earn nothing.
 * Points stay pending for the rule's hold days counted from the sign-up or the order, like a live earning, so only
@@ -27,6 +28,7 @@ from django.utils.translation import gettext as _
 
 from loyalty.actors import SystemActor
 from loyalty.errors import LoyaltyError
+from loyalty.keys import order_earning_key_sql, signup_earning_key_sql
 from loyalty.models import EarnRule, EarnRuleKind, EntryKind, EntrySource, LedgerEntry, ProgramSettings
 from loyalty.services import ledger_bulk
 
@@ -124,7 +126,7 @@ def _new_only(key: str, only_new: bool) -> str:
 
 def _signup_select(line: RuleLine, *, cutoff, now, only_new=True, lo=None, hi=None, seq_base=0):
     """(sql, params) selecting the staging rows of one sign-up rule: seq, member, points, status, key, hold."""
-    key = f"'backfill:signup:rule{line.rule_id}:member' || CAST(m.id AS text)"
+    key = signup_earning_key_sql("m.id", line.rule_id)
     hold = _plus_days("m.signed_up_at", line.hold_days)
     pending_after = now - timedelta(days=line.hold_days)
     span = " AND m.id BETWEEN %s AND %s" if lo is not None else ""
@@ -142,7 +144,7 @@ def _signup_select(line: RuleLine, *, cutoff, now, only_new=True, lo=None, hi=No
 
 
 def _order_select(line: RuleLine, *, cutoff, now, program, only_new=True, lo=None, hi=None, seq_base=0):
-    key = f"'backfill:order:rule{line.rule_id}:order' || CAST(o.id AS text)"
+    key = order_earning_key_sql("o.id", line.rule_id)
     hold = _plus_days("o.placed_at", line.hold_days)
     pending_after = now - timedelta(days=line.hold_days)
     span = " AND o.member_id BETWEEN %s AND %s" if lo is not None else ""

@@ -14,6 +14,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from ..errors import LoyaltyError
+from ..keys import order_earning_key, signup_earning_key
 from ..models import (
     EarnRule,
     EarnRuleKind,
@@ -33,11 +34,11 @@ NEW_CONVERSIONS_DAYS = 30
 
 
 def signup_key(rule: EarnRule, member_id: int) -> str:
-    return f"earn:{rule.pk}:member:{member_id}"
+    return signup_earning_key(member_id, rule.pk)
 
 
 def order_key(rule: EarnRule, order_id: int) -> str:
-    return f"earn:{rule.pk}:order:{order_id}"
+    return order_earning_key(order_id, rule.pk)
 
 
 def active_rule(kind: str) -> EarnRule | None:

@@ -95,7 +95,7 @@ def test_run_credits_members_and_guests(history, manager, committed):
     reasons = set(entries.values_list("reason", flat=True))
     assert "Reward past actions: order A2 (Place an order)" in reasons
     assert "Reward past actions: sign-up (Sign up)" in reasons
-    assert LedgerEntry.objects.filter(idempotency_key__startswith="backfill:signup:rule").count() == 2
+    assert LedgerEntry.objects.filter(idempotency_key__startswith="signup:", source="backfill").count() == 2
     ann = Member.objects.get(email="ann@x.example")
     assert ann.tier.name == "Bronze" and ann.lifetime_points == 350
 
@@ -172,7 +172,7 @@ def test_sign_ups_credited_by_staff_are_skipped(history, rules, system):
         actor=system,
         source="admin",
         earn_rule=rules[0],
-        idempotency_key=f"earn:{rules[0].pk}:member:{history[3].pk}",
+        idempotency_key=f"signup:{history[3].pk}:rule:{rules[0].pk}",
     )
     assert service.backfill_preview().members == 1
 
