@@ -32,6 +32,7 @@ from .action_pages import (
     warn_resubmitted,
 )
 from .conversions import conversion_urls
+from .tokens import issue_reward_tokens
 
 ACTIVITY_PER_PAGE = 25
 RELATED_ROWS = 10
@@ -103,7 +104,7 @@ class MemberAdmin(QuickRowsMixin, admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     paginator = CappedCountPaginator
     ordering = ["-id"]
-    actions = ["adjust_points", "give_reward", *export_actions("members")]
+    actions = ["adjust_points", "give_reward", issue_reward_tokens, *export_actions("members")]
     fieldsets = [
         (None, {"fields": ["email", "customer_id", "first_name", "last_name", "signed_up_at"]}),
         (gettext_lazy("Points"), {"fields": ["available_points", "pending_points", "lifetime_points", "tier"]}),
@@ -519,6 +520,7 @@ def member_page_context(request, member) -> dict:
             for order in Order.objects.filter(member=member).order_by("-placed_at", "-id")[:RELATED_ROWS]
         ],
         "coupons_url": admin_url("admin:loyalty_coupon_changelist", query=f"member__id__exact={member.pk}"),
+        "reward_tokens": list(member.reward_tokens.order_by("-created_at", "-id")[:RELATED_ROWS]),
         "tier_changes": list(
             TierChange.objects.filter(member=member)
             .select_related("from_tier", "to_tier")
