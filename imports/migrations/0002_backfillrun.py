@@ -7,40 +7,72 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('imports', '0001_initial'),
+        ("imports", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='BackfillRun',
+            name="BackfillRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed'), ('undoing', 'Undoing'), ('undone', 'Undone')], default='queued', max_length=10, verbose_name='status')),
-                ('program_started_at', models.DateTimeField(verbose_name='credits actions before')),
-                ('rules', models.JSONField(default=list, verbose_name='ways to earn applied')),
-                ('members_credited', models.BigIntegerField(default=0, verbose_name='members credited (sign-up)')),
-                ('orders_credited', models.BigIntegerField(default=0, verbose_name='orders credited')),
-                ('points_credited', models.BigIntegerField(default=0, verbose_name='points credited')),
-                ('already_credited', models.BigIntegerField(default=0, verbose_name='already credited before')),
-                ('steps_total', models.PositiveIntegerField(default=0, editable=False)),
-                ('steps_done', models.PositiveIntegerField(default=0, editable=False)),
-                ('error', models.TextField(blank=True, verbose_name='error')),
-                ('undo_reversed', models.BigIntegerField(default=0, verbose_name='entries reversed by undo')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='created')),
-                ('started_at', models.DateTimeField(blank=True, null=True, verbose_name='started')),
-                ('finished_at', models.DateTimeField(blank=True, null=True, verbose_name='finished')),
-                ('undone_at', models.DateTimeField(blank=True, null=True, verbose_name='undone')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('undone_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                            ("undoing", "Undoing"),
+                            ("undone", "Undone"),
+                        ],
+                        default="queued",
+                        max_length=10,
+                        verbose_name="status",
+                    ),
+                ),
+                ("program_started_at", models.DateTimeField(verbose_name="credits actions before")),
+                ("rules", models.JSONField(default=list, verbose_name="ways to earn applied")),
+                ("members_credited", models.BigIntegerField(default=0, verbose_name="members credited (sign-up)")),
+                ("orders_credited", models.BigIntegerField(default=0, verbose_name="orders credited")),
+                ("points_credited", models.BigIntegerField(default=0, verbose_name="points credited")),
+                ("already_credited", models.BigIntegerField(default=0, verbose_name="already credited before")),
+                ("steps_total", models.PositiveIntegerField(default=0, editable=False)),
+                ("steps_done", models.PositiveIntegerField(default=0, editable=False)),
+                ("error", models.TextField(blank=True, verbose_name="error")),
+                ("undo_reversed", models.BigIntegerField(default=0, verbose_name="entries reversed by undo")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, verbose_name="created")),
+                ("started_at", models.DateTimeField(blank=True, null=True, verbose_name="started")),
+                ("finished_at", models.DateTimeField(blank=True, null=True, verbose_name="finished")),
+                ("undone_at", models.DateTimeField(blank=True, null=True, verbose_name="undone")),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "undone_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'reward past actions run',
-                'verbose_name_plural': 'reward past actions runs',
-                'ordering': ['-created_at', '-id'],
-                'permissions': [('run_backfill', 'Can run and undo Reward past actions')],
+                "verbose_name": "reward past actions run",
+                "verbose_name_plural": "reward past actions runs",
+                "ordering": ["-created_at", "-id"],
+                "permissions": [("run_backfill", "Can run and undo Reward past actions")],
             },
         ),
     ]
