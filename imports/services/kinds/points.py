@@ -44,6 +44,7 @@ class PointsKind(Kind):
         ("problem_column", "text"),
     )
     undoable = True
+    rows_without_empty_strings = True
 
     def normalise(self, table, index, ctx: Context):
         """Rows for the job's table, with the cheap per-cell checks; members and duplicates are checked in SQL.
