@@ -9,7 +9,7 @@ import secrets
 from bisect import bisect_right
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from tiers.models import Tier, TierChange
@@ -97,6 +97,20 @@ def policy_or_default(policy: str | None) -> str:
     return policy
 
 
+def _check_policy(policy: str | None) -> None:
+    if policy is not None and policy not in NegativeBalancePolicy.values:
+        raise ValueError(f"unknown negative-balance policy {policy!r}")
+
+
+def _debit(*, available: int, points: int, policy: str | None) -> tuple[str | None, int, int]:
+    """resolve_debit, reading the program's policy only when the debit goes beyond what is available (most posts
+    never need it, and a single post should not pay a query for it). Returns (policy used, points, shortfall)."""
+    if points >= 0 or available + points >= 0:
+        return policy, points, 0
+    policy = policy_or_default(policy)
+    return (policy, *resolve_debit(available=available, points=points, policy=policy))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Building blocks (callers hold the member's lock)
 
@@ -140,23 +154,37 @@ def _apply_to_balances(member: Member, *, points: int, status: str, counts: bool
     return False
 
 
-def _recompute_tier(member: Member, *, entry: LedgerEntry | None, reason: str) -> None:
-    new_tier_id = tier_for(member.lifetime_points, tier_table())
-    if new_tier_id == member.tier_id:
-        return
-    TierChange.objects.create(
-        member=member,
-        from_tier_id=member.tier_id,
-        to_tier_id=new_tier_id,
-        lifetime_points=member.lifetime_points,
-        entry=entry,
-        reason=reason[:255],
-    )
-    member.tier_id = new_tier_id
+def _write_member(member: Member, *, lifetime_moved: bool, entry: LedgerEntry | None, reason: str) -> None:
+    """Write the member's new figures; where lifetime moved, the tier is found in the same UPDATE and a move recorded.
 
-
-def _save_balances(member: Member) -> None:
-    member.save(update_fields=["available_points", "pending_points", "lifetime_points", "tier"])
+    One statement instead of read-tiers-then-save keeps a single post at few round trips.
+    """
+    figures = [member.available_points, member.pending_points, member.lifetime_points]
+    with connection.cursor() as cursor:
+        if not lifetime_moved:
+            cursor.execute(
+                "UPDATE loyalty_member SET available_points = %s, pending_points = %s, lifetime_points = %s "
+                "WHERE id = %s",
+                [*figures, member.pk],
+            )
+            return
+        cursor.execute(
+            "UPDATE loyalty_member SET available_points = %s, pending_points = %s, lifetime_points = %s, "
+            "tier_id = (SELECT t.id FROM tiers_tier t WHERE t.threshold <= %s ORDER BY t.threshold DESC LIMIT 1) "
+            "WHERE id = %s RETURNING tier_id",
+            [*figures, member.lifetime_points, member.pk],
+        )
+        new_tier_id = cursor.fetchone()[0]
+    if new_tier_id != member.tier_id:
+        TierChange.objects.create(
+            member=member,
+            from_tier_id=member.tier_id,
+            to_tier_id=new_tier_id,
+            lifetime_points=member.lifetime_points,
+            entry=entry,
+            reason=reason[:255],
+        )
+        member.tier_id = new_tier_id
 
 
 def _insert(
@@ -197,9 +225,8 @@ def _insert(
             if LedgerEntry.objects.filter(idempotency_key=key).exists():
                 raise _AlreadyApplied(key) from None
             raise
-    if _apply_to_balances(member, points=points, status=status, counts=counts):
-        _recompute_tier(member, entry=entry, reason=reason)
-    _save_balances(member)
+    moved = _apply_to_balances(member, points=points, status=status, counts=counts)
+    _write_member(member, lifetime_moved=moved, entry=entry, reason=reason)
     return entry
 
 
@@ -266,7 +293,7 @@ def points_adjust(
         raise LoyaltyError("Points must not be 0.")
     if apply_type == SET_TO and points < 0:
         raise LoyaltyError("Set to needs a balance of 0 or more.")
-    policy = policy_or_default(policy)
+    _check_policy(policy)
     member_id = member if isinstance(member, int) else member.pk
     with transaction.atomic():
         locked = lock_member(member_id)
@@ -278,7 +305,7 @@ def points_adjust(
             if change == 0:
                 return PostResult(member=locked)
         _check_agent_limit(actor, change)
-        posted, short = resolve_debit(available=locked.available_points, points=change, policy=policy)
+        policy, posted, short = _debit(available=locked.available_points, points=change, policy=policy)
         if policy == NegativeBalancePolicy.FORBID and short:
             raise LoyaltyError(
                 f"Cannot take {-change:,} points from {locked.email}: only {locked.available_points:,} are available."
@@ -452,11 +479,10 @@ def _move_status(member: Member, entry: LedgerEntry, *, to: str, actor, reason: 
     )
     entry.status = to
     _apply_to_balances(member, points=entry.points, status=EntryStatus.PENDING, counts=False, sign=-1)
-    if to == EntryStatus.ACTIVE and _apply_to_balances(
+    moved = to == EntryStatus.ACTIVE and _apply_to_balances(
         member, points=entry.points, status=to, counts=entry.counts_toward_lifetime
-    ):
-        _recompute_tier(member, entry=entry, reason=reason)
-    _save_balances(member)
+    )
+    _write_member(member, lifetime_moved=moved, entry=entry, reason=reason)
 
 
 def entry_approve(*, entry: LedgerEntry | int, actor, reason: str = "") -> LedgerEntry:
@@ -521,7 +547,7 @@ def entry_reverse(
     Where the points were already spent, the negative-balance policy decides (forbid refuses with the numbers).
     """
     reason = _require_reason(reason)
-    policy = policy_or_default(policy)
+    _check_policy(policy)
     with transaction.atomic():
         member, entry = _lock_entry(entry)
         if applied := _applied(idempotency_key, member):
@@ -533,7 +559,7 @@ def entry_reverse(
         remaining = entry.points - (_taken_back(entry) if entry.points > 0 else 0)
         if remaining == 0:
             raise LoyaltyError(f"Entry #{entry.pk} was already taken back in full by partial reverts.")
-        posted, short = resolve_debit(available=member.available_points, points=-remaining, policy=policy)
+        policy, posted, short = _debit(available=member.available_points, points=-remaining, policy=policy)
         if policy == NegativeBalancePolicy.FORBID and short:
             raise LoyaltyError(
                 f"Cannot reverse: {remaining:,} points were credited "
@@ -594,7 +620,7 @@ def entry_take_back(
     A pending earning gets a pending take-back with the same hold, so both become active (or rejected) together.
     """
     reason = _require_reason(reason)
-    policy = policy_or_default(policy)
+    _check_policy(policy)
     with transaction.atomic():
         member, entry = _lock_entry(entry)
         if applied := _applied(idempotency_key, member):
@@ -609,7 +635,7 @@ def entry_take_back(
         if entry.status == EntryStatus.PENDING:
             posted, short = -want, 0
         else:
-            posted, short = resolve_debit(available=member.available_points, points=-want, policy=policy)
+            policy, posted, short = _debit(available=member.available_points, points=-want, policy=policy)
             if policy == NegativeBalancePolicy.FORBID and short:
                 raise LoyaltyError(f"Cannot take back {want:,} points: only {member.available_points:,} are available.")
         take_back = None
