@@ -118,6 +118,8 @@ class ImportJobAdmin(admin.ModelAdmin):
     def _job(self, request, pk) -> ImportJob:
         if not self.has_view_permission(request):
             raise PermissionDenied
+        if not str(pk).isdigit():  # a mistyped address is "not found", never a server error
+            raise Http404(_("No import job at this address."))
         return get_object_or_404(ImportJob.objects.select_related("created_by"), pk=pk)
 
     # -- buttons --------------------------------------------------------------------------------------------------

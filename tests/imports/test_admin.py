@@ -116,3 +116,9 @@ def test_support_agents_cannot_upload_or_apply(client, members, agent):
     client.force_login(agent)
     assert client.get(f"{URL}add/").status_code == 403
     assert client.post(f"{URL}1/apply/").status_code == 403
+
+
+@pytest.mark.parametrize("address", ["abc/change/", "1/status.json/change/", "999999/change/"])
+def test_a_mistyped_job_address_is_not_found_not_a_server_error(manager_client, address):
+    response = manager_client.get(f"/admin/imports/importjob/{address}", follow=True)
+    assert response.status_code == 404
