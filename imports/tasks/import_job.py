@@ -8,6 +8,8 @@ import logging
 
 from celery import shared_task
 
+from loyalty.retry import retry_if_transient
+
 from ..services.jobs import import_job_apply, import_job_check, import_job_fail, import_job_undo
 
 log = logging.getLogger(__name__)
@@ -22,12 +24,14 @@ def check_import_job(job_id: int):
     return job.status
 
 
-@shared_task(name="imports.apply_import_job", **OPTIONS)
-def apply_import_job(job_id: int):
+@shared_task(name="imports.apply_import_job", bind=True, **OPTIONS)
+def apply_import_job(self, job_id: int):
     """Apply a checked file in chunks, writing progress after each."""
     try:
         job = import_job_apply(job_id=job_id)
     except Exception as exc:
+        # A deadlock or a dropped connection: the job stays "applying" and the retry continues after the last chunk.
+        retry_if_transient(self, exc)
         log.exception("import job %s stopped", job_id)
         import_job_fail(job_id=job_id, message=f"Stopped by an unexpected error: {exc}. Resume applies the rest.")
         raise

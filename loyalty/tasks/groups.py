@@ -4,6 +4,7 @@ import logging
 
 from celery import shared_task
 
+from ..retry import retry_if_transient
 from ..services.groups import group_action_run, group_action_undo
 from ..services.rfm import rfm_refresh
 
@@ -13,9 +14,13 @@ log = logging.getLogger(__name__)
 JOB = {"acks_late": True, "reject_on_worker_lost": True, "time_limit": 3600, "soft_time_limit": 3500}
 
 
-@shared_task(name="loyalty.group_action_run", **JOB)
-def group_action_run_task(action_id: int):
-    action = group_action_run(action_id=action_id)
+@shared_task(name="loyalty.group_action_run", bind=True, **JOB)
+def group_action_run_task(self, action_id: int):
+    try:
+        action = group_action_run(action_id=action_id)
+    except Exception as exc:
+        retry_if_transient(self, exc)  # a failed action is taken up again; its postings are keyed
+        raise
     return action.posted
 
 

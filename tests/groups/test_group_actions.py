@@ -213,3 +213,27 @@ def test_admin_action_confirms_then_runs(group, client, manager, django_capture_
     with django_capture_on_commit_callbacks(execute=True):
         client.post(f"/admin/loyalty/groupaction/{action.pk}/undo/")
     assert available()["m200@x.example"] == 200
+
+
+def test_a_deadlock_during_a_group_action_is_retried_and_posts_once(group, manager, monkeypatch):
+    from django.db import OperationalError
+
+    from loyalty.tasks.groups import group_action_run_task
+
+    real = group_services._run_chunk
+    calls = []
+
+    def deadlocks_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("deadlock detected")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(group_services, "_run_chunk", deadlocks_once)
+    action = group_services.group_action_create(
+        group=group, apply_type="relative", points=100, comment="Spring bonus", actor=manager
+    )
+    assert group_action_run_task.apply(args=[action.pk], throw=False).successful()
+    action.refresh_from_db()
+    assert action.status == JobStatus.DONE and len(calls) == 2
+    assert available() == {"m200@x.example": 300, "m500@x.example": 600, "m800@x.example": 900, "outside@x.example": 0}

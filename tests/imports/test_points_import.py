@@ -214,3 +214,31 @@ def _system():
     from loyalty.actors import SystemActor
 
     return SystemActor("tests")
+
+
+def test_a_deadlock_mid_apply_is_retried_not_reported_as_a_failure(members, settings, monkeypatch):
+    from django.db import OperationalError
+
+    from imports.services.kinds import points as points_kind
+    from imports.tasks.import_job import apply_import_job
+
+    settings.IMPORT_CHUNK_ROWS = 2
+    text = "email,points\n" + "".join(f"{e},10\n" for e in ["ann@shop.example", "bob@shop.example"] * 3)
+    job = checked(text)
+    real = points_kind.PointsKind.apply_chunk
+    calls = []
+
+    def deadlocks_once_on_second_chunk(self, ctx, lo, hi):
+        calls.append(lo)
+        if len(calls) == 2:
+            raise OperationalError("deadlock detected")
+        return real(self, ctx, lo, hi)
+
+    monkeypatch.setattr(points_kind.PointsKind, "apply_chunk", deadlocks_once_on_second_chunk)
+    # As a worker runs it: the Retry is taken up as a new attempt (in-process here, so without the delay).
+    result = apply_import_job.apply(args=[job.pk], throw=False)
+    assert result.successful()
+    job.refresh_from_db()
+    assert (job.status, job.applied, job.error) == (ImportStatus.APPLIED, 6, "")
+    assert len(calls) == 4 and calls[1] == calls[2], "the retry continues at the chunk that was rolled back"
+    assert balances("ann@shop.example", "bob@shop.example") == [30, 30]
