@@ -610,7 +610,28 @@ class JobStatus(models.TextChoices):
     UNDONE = "undone", _("Undone")
 
 
-class GroupAction(models.Model):
+class BackgroundJob(models.Model):
+    """What every batch job of the back office keeps: who started it, when it ran, and its undo.
+
+    Group actions and "Reward past actions" runs share it; their entries carry the job's id as source_ref.
+    """
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    undone_at = models.DateTimeField(_("undone"), null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        abstract = True
+
+
+class GroupAction(BackgroundJob):
     """A points adjustment of every member of a customer group, run in the background as one batch.
 
     Its entries carry source "group" and source_ref = this row's id, so each member's activity shows the comment and
@@ -635,16 +656,6 @@ class GroupAction(models.Model):
     points_credited = models.BigIntegerField(_("points credited"), default=0)
     points_debited = models.BigIntegerField(_("points debited"), default=0)
     problems = models.TextField(_("problems"), blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
-    created_at = models.DateTimeField(_("created"), default=timezone.now)
-    started_at = models.DateTimeField(_("started"), null=True, blank=True)
-    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
-    undone_at = models.DateTimeField(_("undone"), null=True, blank=True)
-    undone_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
 
     class Meta:
         verbose_name = _("group action")

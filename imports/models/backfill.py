@@ -1,23 +1,18 @@
 """ "Reward past actions" runs: one row per run, with what it applied, its progress and its summary."""
 
-from django.conf import settings
 from django.db import models
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+from loyalty.models import BackgroundJob, JobStatus
 
 __all__ = ["BackfillRun", "BackfillStatus"]
 
 
-class BackfillStatus(models.TextChoices):
-    QUEUED = "queued", _("Queued")
-    RUNNING = "running", _("Running")
-    DONE = "done", _("Done")
-    FAILED = "failed", _("Failed")
-    UNDOING = "undoing", _("Undoing")
-    UNDONE = "undone", _("Undone")
+# A run moves through the statuses of every batch job.
+BackfillStatus = JobStatus
 
 
-class BackfillRun(models.Model):
+class BackfillRun(BackgroundJob):
     """One run of "Reward past actions": sign-up and order points for what happened before the program started.
 
     `rules` keeps the ways to earn and point values the run applied (as they were when it was confirmed); its entries
@@ -35,16 +30,6 @@ class BackfillRun(models.Model):
     steps_done = models.PositiveIntegerField(default=0, editable=False)
     error = models.TextField(_("error"), blank=True)
     undo_reversed = models.BigIntegerField(_("entries reversed by undo"), default=0)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
-    created_at = models.DateTimeField(_("created"), default=timezone.now)
-    started_at = models.DateTimeField(_("started"), null=True, blank=True)
-    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
-    undone_at = models.DateTimeField(_("undone"), null=True, blank=True)
-    undone_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
 
     class Meta:
         verbose_name = _("reward past actions run")
