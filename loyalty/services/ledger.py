@@ -28,6 +28,7 @@ from ..models import (
     Reward,
     Shortfall,
 )
+from .ledger_pg import adjust_in_one_statement
 
 RELATIVE = "relative"
 SET_TO = "set"
@@ -295,6 +296,19 @@ def points_adjust(
         raise LoyaltyError("Set to needs a balance of 0 or more.")
     _check_policy(policy)
     member_id = member if isinstance(member, int) else member.pk
+    if apply_type == RELATIVE:
+        _check_agent_limit(actor, points)
+        posted = adjust_in_one_statement(
+            member_id=member_id,
+            points=points,
+            reason=reason,
+            who=actor_fields(actor),
+            source=source,
+            source_ref=source_ref,
+            key=idempotency_key,
+        )
+        if posted:
+            return PostResult(entry=posted[0], member=posted[1])
     with transaction.atomic():
         locked = lock_member(member_id)
         if applied := _applied(idempotency_key, locked):

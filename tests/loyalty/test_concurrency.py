@@ -67,3 +67,34 @@ def test_eight_threads_against_five_members_keep_the_ledger_exact(tiers):
     # Each operation posts exactly one entry or is refused with a reason: nothing lost, nothing posted twice.
     assert LedgerEntry.objects.count() == THREADS * OPS_PER_THREAD - len(refusals)
     assert len(refusals) < THREADS * OPS_PER_THREAD // 2
+
+
+def test_the_same_adjustment_sent_by_eight_agents_at_once_posts_once(tiers):
+    """Eight sessions post one keyed adjustment (a double-clicked form, say) at the same moment: one entry, seven
+    "already applied", whichever of the ledger's paths each session took."""
+    actor = ManagerFactory()
+    member_id = MemberFactory().pk
+    barrier = threading.Barrier(THREADS)
+    results, errors = [], []
+
+    def agent():
+        try:
+            barrier.wait(timeout=30)
+            results.append(
+                points_adjust(member=member_id, points=75, reason="goodwill", actor=actor, idempotency_key="form:1")
+            )
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=agent) for _ in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert sorted(r.already_applied for r in results) == [False] + [True] * (THREADS - 1)
+    assert LedgerEntry.objects.filter(idempotency_key="form:1").count() == 1
+    assert Member.objects.get(pk=member_id).available_points == 75
+    assert ledger_differences() == []

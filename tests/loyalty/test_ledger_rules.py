@@ -3,6 +3,8 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from loyalty.errors import LoyaltyError
@@ -35,6 +37,25 @@ def test_credit_raises_available_and_lifetime_and_moves_the_tier(tiers, manager)
     assert member.tier.name == "Silver"
     change = member.tier_changes.get()
     assert (change.from_tier, change.to_tier.name, change.entry) == (None, "Silver", result.entry)
+
+
+def test_an_adjustment_answers_with_the_member_as_stored_and_is_one_statement_on_postgresql(tiers, manager):
+    member = MemberFactory()
+    points_adjust(member=member, points=100, reason="Start", actor=manager)
+    with CaptureQueriesContext(connection) as queries:
+        result = points_adjust(member=member, points=450, reason="Goodwill", actor=manager)
+    stored = LedgerEntry.objects.get(pk=result.entry.pk)
+    assert (result.entry.points, result.entry.reason, result.entry.created_at) == (450, "Goodwill", stored.created_at)
+    member.refresh_from_db()
+    assert (result.member.available_points, result.member.lifetime_points, result.member.tier_id) == (
+        550,
+        550,
+        member.tier_id,
+    )
+    assert member.tier.name == "Silver" and member.tier_changes.order_by("-id").first().entry == stored
+    if connection.vendor == "postgresql":  # lock, post, balances, tier and tier change in one round trip
+        statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+        assert len(statements) == 1
 
 
 def test_debit_beyond_available_is_refused_with_the_numbers(tiers, manager):
