@@ -582,7 +582,12 @@ class CustomerGroupMember(models.Model):
 class MemberRFM(models.Model):
     """A member's RFM scores (1-5, quintiles over members with orders), rewritten by each refresh."""
 
-    member = models.OneToOneField(Member, on_delete=models.CASCADE, primary_key=True, related_name="rfm")
+    # Scores are derived data, rewritten from the orders by every refresh: no database-level foreign key, so a refresh
+    # of a million members does not check (and lock) a million member rows at commit. Django still deletes a member's
+    # scores with the member (on_delete), and the next refresh drops scores of anyone without orders.
+    member = models.OneToOneField(
+        Member, on_delete=models.CASCADE, primary_key=True, related_name="rfm", db_constraint=False
+    )
     last_order_at = models.DateTimeField(_("last order"))
     order_count = models.PositiveIntegerField(_("orders"))
     total_spent = models.DecimalField(_("total spent"), max_digits=16, decimal_places=2)
@@ -590,7 +595,7 @@ class MemberRFM(models.Model):
     frequency = models.PositiveSmallIntegerField(_("frequency score"))
     monetary = models.PositiveSmallIntegerField(_("monetary score"))
     segment = models.CharField(_("segment"), max_length=12, choices=RFMSegment.choices)
-    computed_at = models.DateTimeField(_("computed"))
+    computed_at = models.DateTimeField(_("scores changed"), help_text=_("The refresh that last changed these scores."))
 
     class Meta:
         verbose_name = _("RFM score")

@@ -7,30 +7,17 @@ line of output is one JSON object: members, orders, preview_s, run_s (and what t
 
 import json
 import time
-from datetime import timedelta
 from decimal import Decimal
 
 from django.core.management.base import BaseCommand
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from imports.services.backfill import backfill_preview, backfill_run_apply, backfill_run_create
 from loyalty.actors import SystemActor
+from loyalty.bench_data import make_members, make_orders
 from loyalty.models import EarnRule, EarnRuleKind, ProgramSettings
 from tiers.models import Tier
-
-
-def _series(count: int) -> str:
-    """A relation of the numbers 1..count as column n."""
-    if connection.vendor == "postgresql":
-        return f"generate_series(1, {int(count)}) AS g(n)"
-    return f"(WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {int(count)}) SELECT n FROM s) g"
-
-
-def _minus_days(column_days: str, start: str) -> str:
-    if connection.vendor == "postgresql":
-        return f"{start} - make_interval(days => {column_days})"
-    return f"strftime('%Y-%m-%d %H:%M:%f', {start}, '-' || ({column_days}) || ' days')"
 
 
 class Command(BaseCommand):
@@ -45,8 +32,8 @@ class Command(BaseCommand):
         start = timezone.now()
         self._program(start)
         made = time.monotonic()
-        lo, hi = self._members(members, tag, start)
-        self._orders(orders, tag, start, lo, hi)
+        lo, hi = make_members(members, tag, start)
+        make_orders(orders, tag, start, lo, hi)
         self.stdout.write(f"made {members:,} members and {orders:,} orders in {time.monotonic() - made:.1f} s")
         with connection.cursor() as cur:
             cur.execute("ANALYZE")  # fresh statistics, as autovacuum would give a real store's tables
@@ -88,37 +75,3 @@ class Command(BaseCommand):
             kind=EarnRuleKind.ORDER,
             defaults={"points_per_currency_unit": Decimal("1"), "hold_days": 14},
         )
-
-    def _members(self, count: int, tag: str, start) -> tuple[int, int]:
-        """Insert members in one statement; returns the id range they got. (%% is a literal % next to parameters.)"""
-        at = connection.ops.adapt_datetimefield_value(start - timedelta(days=1))
-        joined = _minus_days("(n %% 900)", "%s")
-        with transaction.atomic(), connection.cursor() as cur:
-            cur.execute("SELECT COALESCE(MAX(id), 0) FROM loyalty_member")
-            before = cur.fetchone()[0]
-            cur.execute(
-                f"""INSERT INTO loyalty_member (email, customer_id, first_name, last_name, signed_up_at,
-                        available_points, pending_points, lifetime_points, created_at)
-                    SELECT 'bench' || %s || '-' || n || '@bench.example', NULL, 'Bench', 'Member',
-                           CASE WHEN n %% 5 = 0 THEN NULL ELSE {joined} END, 0, 0, 0, %s
-                    FROM {_series(count)}""",
-                [tag, at, at],
-            )
-            cur.execute("SELECT MIN(id), MAX(id) FROM loyalty_member WHERE id > %s", [before])
-            return cur.fetchone()
-
-    def _orders(self, count: int, tag: str, start, lo: int, hi: int) -> None:
-        """Insert orders spread over the new members (a fixed stride, so the spread is the same every time)."""
-        at = connection.ops.adapt_datetimefield_value(start - timedelta(hours=1))
-        placed = _minus_days("(n %% 700)", "%s")
-        span = hi - lo + 1
-        with transaction.atomic(), connection.cursor() as cur:
-            cur.execute(
-                f"""INSERT INTO loyalty_order (store, store_order_id, order_number, member_id, email, customer_id,
-                        total, earnable_amount, currency, financial_status, cancelled, tags, placed_at, updated_at,
-                        test)
-                    SELECT 'csv', 'bench-' || %s || '-' || n, '', {lo} + (CAST(n AS bigint) * 7919) %% {span}, '', '',
-                           15 + (n * 37) %% 400, NULL, 'USD', 'paid', FALSE, '', {placed}, %s, FALSE
-                    FROM {_series(count)}""",
-                [tag, at, at],
-            )
