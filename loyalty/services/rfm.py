@@ -96,18 +96,20 @@ def rfm_refresh() -> RFMResult:
         cur.execute(f"CREATE UNIQUE INDEX {SCORED}_member ON {SCORED} (member_id)")
         cur.execute(f"ANALYZE {SCORED}")
         cur.execute(
+            f"DELETE FROM {table} WHERE NOT EXISTS (SELECT 1 FROM {SCORED} n WHERE n.member_id = {table}.member_id)"
+        )
+        cur.execute(
             f"""UPDATE {table} SET {", ".join(f"{c} = n.{c}" for c in COLUMNS)}, computed_at = %s
                 FROM {SCORED} n WHERE {table}.member_id = n.member_id AND ({changed})""",
             [now],
         )
+        # What is left in the temporary table is new. (An INSERT that looked for its rows in the table it fills would
+        # scan that table once per row while it grows.)
+        cur.execute(f"DELETE FROM {SCORED} WHERE member_id IN (SELECT member_id FROM {table})")
         cur.execute(
             f"""INSERT INTO {table} (member_id, {", ".join(COLUMNS)}, computed_at)
-                SELECT n.member_id, {", ".join(f"n.{c}" for c in COLUMNS)}, %s FROM {SCORED} n
-                WHERE NOT EXISTS (SELECT 1 FROM {table} r WHERE r.member_id = n.member_id)""",
+                SELECT member_id, {", ".join(COLUMNS)}, %s FROM {SCORED}""",
             [now],
-        )
-        cur.execute(
-            f"DELETE FROM {table} WHERE NOT EXISTS (SELECT 1 FROM {SCORED} n WHERE n.member_id = {table}.member_id)"
         )
         cur.execute(f"DROP TABLE {SCORED}")
         cur.execute(f"SELECT segment, COUNT(*) FROM {table} GROUP BY segment")

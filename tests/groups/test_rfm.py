@@ -61,6 +61,22 @@ def test_refresh_rescores_from_the_current_orders(ten_customers):
     assert MemberRFM.objects.count() == 10
 
 
+def test_a_refresh_changes_only_what_changed_adds_new_customers_and_drops_those_without_orders(ten_customers):
+    rfm_refresh()
+    first = dict(MemberRFM.objects.values_list("member_id", "computed_at"))
+    gone, newcomer = ten_customers[4], MemberFactory(email="new@x.example")
+    gone.orders.update(cancelled=True)
+    OrderFactory(member=newcomer, total=1, placed_at=timezone.now() - timedelta(days=500))
+    result = rfm_refresh()
+    after = dict(MemberRFM.objects.values_list("member_id", "computed_at"))
+    assert gone.pk not in after and newcomer.pk in after
+    assert result.members_scored == 10 == len(after)
+    assert scores(newcomer) == (1, 1, 1, RFMSegment.LOST)
+    # The best customer's scores are the same as before: her row is not rewritten, it still says when it last changed.
+    assert scores(ten_customers[9]) == (5, 5, 5, RFMSegment.CHAMPIONS)
+    assert after[ten_customers[9].pk] == first[ten_customers[9].pk]
+
+
 def test_cancelled_and_test_orders_do_not_count(ten_customers):
     OrderFactory(member=ten_customers[0], total=10_000, placed_at=timezone.now(), cancelled=True)
     OrderFactory(member=ten_customers[0], total=10_000, placed_at=timezone.now(), test=True)
