@@ -254,12 +254,16 @@ def _require_reason(reason: str) -> str:
     return reason
 
 
-def _check_agent_limit(actor, points: int) -> None:
-    """Support agents may move at most the program's per-action limit; program managers have no limit."""
+def _agent_limit(actor) -> int | None:
+    """The most points this actor may move in one action: the program's limit for support agents, None otherwise."""
     if isinstance(actor, SystemActor) or actor.has_perm(UNLIMITED_ADJUST_PERMISSION):
-        return
-    limit = ProgramSettings.load().support_agent_limit
-    if abs(points) > limit:
+        return None
+    return ProgramSettings.load().support_agent_limit
+
+
+def _check_agent_limit(points: int, limit: int | None) -> None:
+    """Support agents may move at most the program's per-action limit; program managers have no limit."""
+    if limit is not None and abs(points) > limit:
         raise LoyaltyError(
             f"Adjustments above {limit:,} points need a program manager: this one is {abs(points):,} points."
         )
@@ -296,8 +300,9 @@ def points_adjust(
         raise LoyaltyError("Set to needs a balance of 0 or more.")
     _check_policy(policy)
     member_id = member if isinstance(member, int) else member.pk
-    if apply_type == RELATIVE:
-        _check_agent_limit(actor, points)
+    limit = _agent_limit(actor)
+    # Over an agent's limit the general path answers, so a repeated key still reads "already applied" first.
+    if apply_type == RELATIVE and (limit is None or abs(points) <= limit):
         posted = adjust_in_one_statement(
             member_id=member_id,
             points=points,
@@ -318,7 +323,7 @@ def points_adjust(
             change = resolve_set_to(available=locked.available_points, target=points)
             if change == 0:
                 return PostResult(member=locked)
-        _check_agent_limit(actor, change)
+        _check_agent_limit(change, limit)
         policy, posted, short = _debit(available=locked.available_points, points=change, policy=policy)
         if policy == NegativeBalancePolicy.FORBID and short:
             raise LoyaltyError(

@@ -2,21 +2,25 @@
 
 The general single path (ledger.py) takes five round trips for an adjustment (BEGIN, lock, insert, update, COMMIT)
 and builds each query through the ORM. Here one statement does it all; outside a transaction it is its own
-transaction, so an agent's adjustment costs one round trip and one commit. It takes only the common case: a relative
-adjustment that needs no negative-balance policy (a credit, or a debit the balance covers) and a key not seen before.
+transaction, so an adjustment costs one round trip and one commit (with an idempotency key: BEGIN, the lock, the
+statement, COMMIT; see Concurrency). It takes only the common case: a relative adjustment that needs no
+negative-balance policy (a credit, or a debit the balance covers) and a key not seen before.
 Everything else (a member that does not exist, a debit beyond the balance, a key already posted, a key clash with a
 concurrent post) writes nothing here and answers None, and the caller runs the general path, which words the outcome.
 
 Concurrency: FOR UPDATE in the first step waits for another transaction holding the member and then reads the row as
 that transaction left it (READ COMMITTED re-reads a locked row), so the new balance is computed from the latest one.
-The idempotency key is looked up with the statement's snapshot, which can be older than the lock: a concurrent post of
-the same key then makes the INSERT fail on the unique key, the statement writes nothing, and the general path finds
-the key applied.
+Other tables are read with the statement's snapshot, which can be older than the lock. So a post with an idempotency
+key takes the member's lock in a statement of its own first: the key is then looked up after whatever the lock waited
+for has committed (a shortfall recorded under the key holds no entry, so the ledger's unique key alone would not
+refuse it). A post of the same key on another member at the same moment makes the INSERT fail on the unique key; the
+statement writes nothing and the general path finds the key applied.
 """
 
 from contextlib import nullcontext
 
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from tiers.models import TierChange
 
@@ -48,7 +52,7 @@ def _statement() -> str:
             INSERT INTO {entry_table} (member_id, points, kind, status, counts_toward_lifetime, reason,
                 actor_user_id, actor_system, source, source_ref, idempotency_key, created_at)
             SELECT ok.id, %(points)s, '{EntryKind.ADJUSTMENT}', '{EntryStatus.ACTIVE}', true, %(reason)s,
-                %(actor_user_id)s, %(actor_system)s, %(source)s, %(source_ref)s, %(key)s, now()
+                %(actor_user_id)s, %(actor_system)s, %(source)s, %(source_ref)s, %(key)s, %(now)s
             FROM ok
             RETURNING {_columns(entry_table, _ENTRY_FIELDS)}
         ), u AS (
@@ -63,7 +67,7 @@ def _statement() -> str:
         ), c AS (
             INSERT INTO {change_table} (member_id, from_tier_id, to_tier_id, lifetime_points, entry_id, reason,
                 created_at)
-            SELECT u.id, u.tier_before, u.tier_id, u.lifetime_points, e.id, %(tier_reason)s, now()
+            SELECT u.id, u.tier_before, u.tier_id, u.lifetime_points, e.id, %(tier_reason)s, %(now)s
             FROM u, e WHERE u.tier_id IS DISTINCT FROM u.tier_before
         )
         SELECT e.*, u.* FROM e, u"""
@@ -87,12 +91,16 @@ def adjust_in_one_statement(
         "source": source,
         "source_ref": source_ref,
         "key": key,
+        "now": timezone.now(),  # the moment of the post, as the general path stamps it (now() is the transaction's)
         **who,
     }
-    # Outside a transaction the statement is its own; inside one, a savepoint keeps a key clash from breaking it.
-    in_transaction = connection.in_atomic_block or not connection.get_autocommit()
+    # Without a key and outside a transaction the statement is its own transaction. Otherwise an atomic block (a
+    # savepoint inside the caller's transaction) keeps a key clash from breaking it and holds the lock taken first.
+    in_transaction = key is not None or connection.in_atomic_block or not connection.get_autocommit()
     try:
         with transaction.atomic() if in_transaction else nullcontext(), connection.cursor() as cursor:
+            if key is not None:
+                cursor.execute(f"SELECT 1 FROM {Member._meta.db_table} WHERE id = %s FOR UPDATE", [member_id])
             cursor.execute(sql, params)
             row = cursor.fetchone()
     except IntegrityError:

@@ -98,3 +98,52 @@ def test_the_same_adjustment_sent_by_eight_agents_at_once_posts_once(tiers):
     assert LedgerEntry.objects.filter(idempotency_key="form:1").count() == 1
     assert Member.objects.get(pk=member_id).available_points == 75
     assert ledger_differences() == []
+
+
+def test_a_credit_waiting_on_a_shortfall_under_the_same_key_is_already_applied(tiers):
+    """Session A records a shortfall under key K (cap policy, nothing available) and has not committed; session B
+    posts a credit with key K for the same member and waits for the lock. Once A commits, B finds K applied."""
+    from django.db import transaction
+
+    actor = ManagerFactory()
+    member_id = MemberFactory().pk
+    holding, release = threading.Event(), threading.Event()
+    results, errors = {}, []
+
+    def session_a():
+        try:
+            with transaction.atomic():
+                results["a"] = points_adjust(
+                    member=member_id, points=-50, reason="cap", actor=actor, idempotency_key="K", policy="cap"
+                )
+                holding.set()
+                release.wait(timeout=30)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def session_b():
+        try:
+            holding.wait(timeout=30)
+            results["b"] = points_adjust(member=member_id, points=10, reason="credit", actor=actor, idempotency_key="K")
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    a, b = threading.Thread(target=session_a), threading.Thread(target=session_b)
+    a.start()
+    b.start()
+    holding.wait(timeout=30)
+    b.join(timeout=1)  # B is waiting on the member's lock
+    assert b.is_alive()
+    release.set()
+    a.join(timeout=30)
+    b.join(timeout=30)
+    assert errors == []
+    assert results["a"].shortfall == 50 and results["a"].entry is None
+    assert results["b"].already_applied
+    assert not LedgerEntry.objects.filter(idempotency_key="K").exists()
+    assert Member.objects.get(pk=member_id).available_points == 0
+    assert ledger_differences() == []

@@ -138,6 +138,24 @@ def test_support_agent_limit_is_enforced_with_the_limit_named(tiers):
     assert points_adjust(member=member, points=500, reason="Fine", actor=agent).entry.points == 500
 
 
+def test_an_agent_resending_a_managers_large_adjustment_is_told_already_applied(tiers, manager):
+    ProgramSettings.objects.update_or_create(pk=1, defaults={"support_agent_limit": 500})
+    member = MemberFactory()
+    first = points_adjust(member=member, points=5000, reason="Big", actor=manager, idempotency_key="form:7")
+    again = points_adjust(member=member, points=5000, reason="Big", actor=UserFactory(), idempotency_key="form:7")
+    assert again.already_applied and again.entry == first.entry
+    assert figures(member) == (5000, 0, 5000)
+
+
+def test_entries_posted_in_one_transaction_carry_the_moment_each_was_posted(tiers, manager):
+    member = MemberFactory()
+    first = points_adjust(member=member, points=10, reason="One", actor=manager)
+    second = points_adjust(member=member, points=10, reason="Two", actor=manager)
+    stored = list(LedgerEntry.objects.filter(member=member).order_by("id").values_list("created_at", flat=True))
+    assert stored == [first.entry.created_at, second.entry.created_at]
+    assert stored[0] < stored[1]
+
+
 def test_same_idempotency_key_twice_is_already_applied_not_a_second_credit(tiers, system):
     member = MemberFactory()
     first = points_adjust(member=member, points=50, reason="Row 2", actor=system, idempotency_key="csv:abc:2")
