@@ -2,7 +2,8 @@
 path, on the configured database. Prints entries/s for both, with JSON on the last line.
 
 Single posts are measured as the admin makes them in production: several sessions at once (web workers serving several
-agents), each posting one entry per transaction. A durable commit waits for the disk (fsync); concurrent sessions share
+agents), each posting one entry per transaction with an idempotency key, as the admin's adjust action does. A durable
+commit waits for the disk (fsync); concurrent sessions share
 those waits (PostgreSQL's group commit), so the figure with --sessions 1 is bounded by the disk's fsyncs per second and
 is printed beside it.
 
@@ -41,8 +42,8 @@ class Command(BaseCommand):
         if connection.vendor == "sqlite":
             sessions = 1  # SQLite has one writer at a time
         one_session_n = max(single // 10, 100)
-        one_session_s = self._single_in_sessions(member_ids, one_session_n, 1)
-        single_s = self._single_in_sessions(member_ids, single, sessions)
+        one_session_s = self._single_in_sessions(member_ids, one_session_n, 1, f"{run}-one")
+        single_s = self._single_in_sessions(member_ids, single, sessions, run)
         bulk_s = self._bulk(member_ids, bulk, run)
         clean = not ledger_differences(limit=10)
         figures = {
@@ -73,19 +74,20 @@ class Command(BaseCommand):
         )
         return list(Member.objects.filter(email__startswith=f"bench-{run}-").values_list("id", flat=True))
 
-    def _single_in_sessions(self, member_ids, count, sessions):
+    def _single_in_sessions(self, member_ids, count, sessions, run):
         """Post `count` entries one per transaction, split over `sessions` processes (each its own connection)."""
-        if sessions <= 1:
-            start = time.perf_counter()
-            _post_singles(member_ids, range(count))
-            return time.perf_counter() - start
-        connections.close_all()  # each process opens its own connection
-        context = multiprocessing.get_context("fork")
-        shares = [range(i, count, sessions) for i in range(sessions)]
         start = time.perf_counter()
-        with context.Pool(sessions) as pool:
-            pool.starmap(_post_singles, [(member_ids, share) for share in shares])
-        return time.perf_counter() - start
+        if sessions <= 1:
+            posted = _post_singles(member_ids, range(count), run)
+        else:
+            connections.close_all()  # each process opens its own connection
+            shares = [range(i, count, sessions) for i in range(sessions)]
+            with multiprocessing.get_context("fork").Pool(sessions) as pool:
+                posted = sum(pool.starmap(_post_singles, [(member_ids, share, run) for share in shares]))
+        elapsed = time.perf_counter() - start
+        if posted != count:
+            raise SystemExit(f"single posts: {posted} of {count} posted")
+        return elapsed
 
     def _bulk(self, member_ids, count, run):
         postings = [
@@ -100,8 +102,16 @@ class Command(BaseCommand):
         return elapsed
 
 
-def _post_singles(member_ids, indexes):
+def _post_singles(member_ids, indexes, run):
+    """Each post carries an idempotency key, as the admin's adjust action gives every member it adjusts."""
     connections.close_all()
+    posted = 0
     for i in indexes:
-        points_adjust(member=member_ids[i % len(member_ids)], points=10 + i % 50, reason="bench single", actor=ACTOR)
+        member_id = member_ids[i % len(member_ids)]
+        key = f"admin:bench-{run}-{i}:{member_id}"
+        result = points_adjust(
+            member=member_id, points=10 + i % 50, reason="bench single", actor=ACTOR, idempotency_key=key
+        )
+        posted += result.posted
     connections.close_all()
+    return posted
