@@ -134,6 +134,8 @@ WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=2 * 1024 * 10
 IMPORT_MAX_UPLOAD_MB = env.int("IMPORT_MAX_UPLOAD_MB", default=200)
 # Rows applied per transaction; progress is written between chunks and a resumed apply restarts at a chunk boundary.
 IMPORT_CHUNK_ROWS = env.int("IMPORT_CHUNK_ROWS", default=100_000)
+# Reward past actions on PostgreSQL: member ranges applied at once, each on its own database connection.
+BACKFILL_PARALLEL_CHUNKS = env.int("BACKFILL_PARALLEL_CHUNKS", default=2)
 # django-import-export's own views escape cells a spreadsheet would run as formulae (= + - @).
 IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
