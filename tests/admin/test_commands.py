@@ -1,4 +1,4 @@
-"""seed_demo builds a program whose ledger reconciles; bench_admin prints its figures as JSON on the last line."""
+"""seed_demo builds a program whose ledger reconciles; the bench commands print their figures as JSON on the last line."""
 
 import json
 from io import StringIO
@@ -44,3 +44,24 @@ def test_seed_demo_gives_a_history_to_members_a_stopped_run_left_without_one():
     call_command("seed_demo", members=30, entries_per_member=3, quiet=True, stdout=StringIO())
     without_history = Member.objects.annotate(n=Count("entries")).filter(n=0)
     assert Member.objects.count() == 30 and not without_history.exists()
+
+
+def test_bench_rfm_scores_its_members_in_quintiles_and_prints_json():
+    out = StringIO()
+    call_command("bench_rfm", members=200, orders=500, stdout=out)
+    figures = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert figures["members_scored"] == 200 == sum(figures["by_segment"].values())
+    assert figures["first_refresh_s"] >= 0 and figures["refresh_s"] >= 0  # scored in quintiles, or it exits 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bench_ledger_posts_every_entry_and_reconciles():
+    call_command("seed_demo", members=5, entries_per_member=1, quiet=True, stdout=StringIO())
+    before = LedgerEntry.objects.count()
+    out = StringIO()
+    call_command("bench_ledger", single=120, bulk=500, members=10, sessions=1, stdout=out)
+    figures = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert figures["reconciles"] and figures["single_per_s"] > 0 and figures["bulk_per_s"] > 0
+    # 100 posts alone, 120 by the sessions, 500 through the bulk path; every single post with its own key.
+    assert LedgerEntry.objects.count() - before == 100 + 120 + 500
+    assert LedgerEntry.objects.filter(reason="bench single", idempotency_key__startswith="admin:bench-").count() == 220
