@@ -1,4 +1,4 @@
-"""seed_demo builds a program whose ledger reconciles; the bench commands print their figures as JSON on the last line."""
+"""seed_demo builds a program whose ledger reconciles; the bench commands print their JSON on the last line."""
 
 import json
 from io import StringIO
