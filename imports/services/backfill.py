@@ -18,12 +18,13 @@ Everything is set-based: the staging rows of the ledger's bulk path are built wi
 loyalty_member and loyalty_order, in id ranges so the run commits (and reports progress) chunk by chunk.
 """
 
-from concurrent.futures import ThreadPoolExecutor
+import logging
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -35,6 +36,8 @@ from loyalty.models import EarnRule, EarnRuleKind, EntryKind, EntrySource, Ledge
 from loyalty.services import ledger_bulk
 
 from ..models import BackfillRun, BackfillStatus
+
+log = logging.getLogger(__name__)
 
 CHUNK_MEMBERS = 50_000  # member ids per transaction of a run (with their sign-ups and all their orders)
 SEQ_SPAN = 10**12  # staging rows of the n-th rule are numbered n * SEQ_SPAN + member or order id
@@ -297,22 +300,35 @@ def backfill_run_apply(*, run_id: int) -> BackfillRun:
 def _apply_spans(run: BackfillRun, lines: list[RuleLine], spans: list[tuple[int, int]]) -> None:
     """Apply the member ranges, several at once on PostgreSQL (settings.BACKFILL_PARALLEL_CHUNKS connections).
 
-    Ranges are independent: each holds its own members, their sign-ups and their orders, so their transactions lock
-    disjoint member rows and post disjoint keys; they meet only on the run's counters, updated last in each. Inside a
-    caller's transaction (the tests' own, say) other connections could not see its rows: one range after another.
+    Ranges hold their own members, with their sign-ups and their orders, so their transactions lock different member
+    rows and post different keys, and meet last on the run's counters. They can meet earlier in one case: an order
+    moved to a member of another range while the run goes (an orders import, say) is staged by both, and one range then
+    waits on the other's key or they deadlock. A range that fails on the database that way is applied again on its
+    own once the others are in, when its key reads "already credited". Any other failure stops the run at once.
+    Inside a caller's transaction (the tests' own, say) other connections could not see its rows: one range after
+    another.
     """
     workers = settings.BACKFILL_PARALLEL_CHUNKS if _pg() and not connection.in_atomic_block else 1
     if workers <= 1 or len(spans) <= 1:
         for lo, hi in spans:
             _apply_chunk(run, lines, lo, hi)
         return
+    again = []
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backfill") as pool:
-        futures = [pool.submit(_apply_chunk_on_own_connection, run, lines, lo, hi) for lo, hi in spans]
-        try:
-            for future in futures:
-                future.result()  # the first failure stops the run; ranges already committed stay, keyed
-        finally:
-            pool.shutdown(cancel_futures=True)
+        futures = {pool.submit(_apply_chunk_on_own_connection, run, lines, lo, hi): (lo, hi) for lo, hi in spans}
+        for future in as_completed(futures):
+            try:
+                future.result()
+            except DatabaseError as exc:
+                log.warning(
+                    "Reward past actions run %s: members %s-%s again on their own: %s", run.pk, *futures[future], exc
+                )
+                again.append(futures[future])
+            except Exception:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    for lo, hi in sorted(again):
+        _apply_chunk(run, lines, lo, hi)
 
 
 def _apply_chunk_on_own_connection(run: BackfillRun, lines: list[RuleLine], lo: int, hi: int) -> None:
@@ -374,8 +390,7 @@ def _stage_fill(line: RuleLine, seq_base: int, run: BackfillRun, lo: int, hi: in
 def _apply_chunk(run: BackfillRun, lines: list[RuleLine], lo: int, hi: int) -> None:
     with transaction.atomic():
         _roomy_sorts()
-        ledger_bulk.stage_create()
-        try:
+        with ledger_bulk.staging():
             for position, line in enumerate(lines):
                 _stage_fill(line, position * SEQ_SPAN, run, lo, hi)
             if _pg():
@@ -389,8 +404,6 @@ def _apply_chunk(run: BackfillRun, lines: list[RuleLine], lo: int, hi: int) -> N
                 policy=ProgramSettings.load().negative_balance_policy,
             )
             signups = _stage_posted({line.rule_id for line in lines if line.kind == EarnRuleKind.SIGNUP})
-        finally:
-            ledger_bulk.stage_drop()
         _bump(
             run,
             members_credited=signups,

@@ -9,6 +9,7 @@ Postings go into a temporary staging table (COPY on PostgreSQL). Then, in one tr
    the shortfalls, the status moves and the members' cached figures are written with one statement each.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -143,6 +144,16 @@ def stage_drop() -> None:
         cur.execute(f"DROP TABLE IF EXISTS {STAGE}")
 
 
+@contextmanager
+def staging():
+    """The staging table for the block, inside the caller's transaction: created on entry, dropped when the block
+    succeeds. When the block fails the transaction rolls back and takes the table with it; a DROP in a transaction a
+    database error has aborted would itself fail and hide that error (and the retry that depends on its kind)."""
+    stage_create()
+    yield
+    stage_drop()
+
+
 def fill_table(table: str, columns: tuple[str, ...], rows) -> None:
     """Load rows into a table: COPY on PostgreSQL, executemany elsewhere."""
     with connection.cursor() as cur:
@@ -185,13 +196,9 @@ def entries_post_bulk(
 ) -> BulkResult:
     """Post many entries at once: the same rules, keys and tiers as posting them one by one, in order."""
     policy = policy_or_default(policy)
-    with transaction.atomic():
-        stage_create()
-        try:
-            fill_table(STAGE, POST_COLUMNS, (p.stage_row(i) for i, p in enumerate(postings)))
-            return apply_stage(actor=actor, source=source, source_ref=source_ref, policy=policy)
-        finally:
-            stage_drop()
+    with transaction.atomic(), staging():
+        fill_table(STAGE, POST_COLUMNS, (p.stage_row(i) for i, p in enumerate(postings)))
+        return apply_stage(actor=actor, source=source, source_ref=source_ref, policy=policy)
 
 
 def apply_stage(
@@ -562,13 +569,9 @@ def _summarise() -> BulkResult:
 
 
 def _run_staged(fill_sql: str, params, *, actor, source: str, source_ref: int | None, policy: str) -> BulkResult:
-    with transaction.atomic():
-        stage_create()
-        try:
-            _exec(fill_sql, params)
-            return apply_stage(actor=actor, source=source, source_ref=source_ref, policy=policy)
-        finally:
-            stage_drop()
+    with transaction.atomic(), staging():
+        _exec(fill_sql, params)
+        return apply_stage(actor=actor, source=source, source_ref=source_ref, policy=policy)
 
 
 def _ids_table(entry_ids) -> None:
@@ -643,13 +646,11 @@ def entries_reverse_bulk(
     policy = policy_or_default(policy)
     with transaction.atomic():
         _ids_table(entry_ids)
-        stage_create()
-        try:
+        with staging():
             _stage_reversals(reason)
-            return apply_stage(actor=actor, source=source, source_ref=source_ref, policy=policy)
-        finally:
-            stage_drop()
-            _exec("DROP TABLE IF EXISTS ledger_stage_entries")
+            result = apply_stage(actor=actor, source=source, source_ref=source_ref, policy=policy)
+        _exec("DROP TABLE IF EXISTS ledger_stage_entries")  # on failure the rollback takes it, as it does the stage
+        return result
 
 
 def _stage_reversals(reason: str) -> None:

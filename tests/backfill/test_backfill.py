@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
+from django.db import DatabaseError, connection
 
 from imports.models import BackfillRun, BackfillStatus
 from imports.services import backfill as service
@@ -153,6 +154,23 @@ def test_orders_with_a_revert_tag_earn_nothing(history, start):
     ProgramSettings.objects.filter(pk=1).update(revert_tags="fraud, test")
     OrderFactory(member=history[1], total=Decimal("70.00"), tags="vip, Fraud", placed_at=start - timedelta(days=3))
     assert service.backfill_preview().orders == 4
+
+
+def test_a_database_error_in_a_run_is_recorded_as_it_was(history, manager, monkeypatch):
+    """The run's error names what the database refused, not the aborted transaction's later complaints."""
+    from loyalty.services import ledger_bulk
+
+    def broken_insert(**kwargs):
+        with connection.cursor() as cur:
+            cur.execute("SELECT * FROM no_such_table")
+
+    monkeypatch.setattr(ledger_bulk, "_insert_entries", broken_insert)
+    run = service.backfill_run_create(actor=manager, queue=False)
+    with pytest.raises(DatabaseError, match="no_such_table"):
+        service.backfill_run_apply(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == BackfillStatus.FAILED and "no_such_table" in run.error
+    assert not LedgerEntry.objects.exists()
 
 
 def test_undo_reverses_the_whole_run(history, manager, committed):

@@ -4,6 +4,7 @@ and balances as one range after another, and a failure in one range leaves a run
 import threading
 
 import pytest
+from django.db import IntegrityError
 
 from imports.models import BackfillStatus
 from imports.services import backfill as service
@@ -61,5 +62,26 @@ def test_a_range_that_fails_fails_the_run_and_a_resume_finishes_it(history, mana
     monkeypatch.setattr(service, "_apply_chunk", recording)
     run = service.backfill_run_apply(run_id=run.pk)
     assert run.status == BackfillStatus.DONE
+    assert (run.members_credited, run.orders_credited, run.points_credited) == (2, 4, 600)
+    assert balances() == EXPECTED
+
+
+def test_a_range_that_meets_another_on_the_database_goes_again_on_its_own(
+    history, manager, one_member_per_range, monkeypatch
+):
+    """What an order moved to another range's member mid-run causes (a key clash or a deadlock between ranges): that
+    range is applied again once the others are in, and the run finishes with every credit once."""
+    ann, bob, cy, dan = history
+    recording, failed = service._apply_chunk, []
+
+    def clashing_once_for_bob(run, lines, lo, hi):
+        if lo <= bob.pk <= hi and not failed:
+            failed.append(lo)
+            raise IntegrityError('duplicate key value violates unique constraint "entry_idempotency_key_unique"')
+        return recording(run, lines, lo, hi)
+
+    monkeypatch.setattr(service, "_apply_chunk", clashing_once_for_bob)
+    run = service.backfill_run_apply(run_id=service.backfill_run_create(actor=manager, queue=False).pk)
+    assert failed and run.status == BackfillStatus.DONE
     assert (run.members_credited, run.orders_credited, run.points_credited) == (2, 4, 600)
     assert balances() == EXPECTED

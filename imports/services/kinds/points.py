@@ -137,8 +137,7 @@ class PointsKind(Kind):
         return f"({REFERENCE_KEY.format(alias='x.')} AND {on_ledger})"
 
     def apply_chunk(self, ctx: Context, lo: int, hi: int) -> ChunkResult:
-        ledger_bulk.stage_create()
-        try:
+        with ledger_bulk.staging():
             sql.execute(
                 f"""INSERT INTO {ledger_bulk.STAGE}
                         (seq, op, member_id, points, apply_type, kind, status, counts, reason, idem_key)
@@ -148,8 +147,6 @@ class PointsKind(Kind):
             )
             # The file's own keys are known new on a first run: only references need looking up on the ledger.
             return post_stage(ctx, keys_to_look_up=REFERENCE_KEY.format(alias="") if ctx.file_keys_new else "1 = 1")
-        finally:
-            ledger_bulk.stage_drop()
 
 
 def post_stage(ctx: Context, *, with_refused: bool = False, keys_to_look_up: str = "1 = 1"):

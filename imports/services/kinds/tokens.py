@@ -209,8 +209,7 @@ def _reject(row_no, token, member_id, credit_id, ctx) -> tuple:
 def _post(ctx, stage) -> tuple[ChunkResult, set[int]]:
     if not stage:
         return ChunkResult(), set()
-    ledger_bulk.stage_create()
-    try:
+    with ledger_bulk.staging():
         ledger_bulk.fill_table(ledger_bulk.STAGE, ledger_bulk.STAGE_COLUMNS, stage)
         # A reject moves the pending entry's own points: read them from the entry.
         sql.execute(
@@ -219,8 +218,6 @@ def _post(ctx, stage) -> tuple[ChunkResult, set[int]]:
             [ledger_bulk.REJECT],
         )
         return post_stage(ctx, with_refused=True)
-    finally:
-        ledger_bulk.stage_drop()
 
 
 def _update_tokens(updates, now) -> None:
