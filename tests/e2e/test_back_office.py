@@ -131,3 +131,20 @@ def test_program_manager_approves_pending_points(page, live_server, store, shot)
     ann.refresh_from_db()
     assert (ann.available_points, ann.pending_points) == (520, 0)
     shot(page, "manager-01-approved-pending")
+
+
+def test_customer_group_list_fills_in_each_groups_live_count(page, live_server, store, shot):
+    from loyalty.models import AccountFilter, CustomerGroup
+
+    MemberFactory(email="guest@shop.example", signed_up_at=None)  # so the two groups differ
+    everyone = CustomerGroup.objects.create(name="Everyone")
+    named = CustomerGroup.objects.create(name="Accounts", account=AccountFilter.ACCOUNT)
+    expected = Member.objects.filter(signed_up_at__isnull=False).count()
+    assert expected < Member.objects.count()
+    sign_in(page, live_server, "manager-max")
+    page.goto(f"{live_server.url}/admin/loyalty/customergroup/")
+    for group, count in ((everyone, Member.objects.count()), (named, expected)):
+        link = page.locator(f"a[data-member-count-url$='/{group.pk}/member-count/']")
+        page.wait_for_function("(el) => el.textContent !== '…'", arg=link.element_handle())
+        assert link.inner_text() == f"{count:,}"
+    shot(page, "manager-02-group-counts")

@@ -133,8 +133,11 @@ def test_group_admin_shows_live_member_count(shoppers, client, manager):
     page = client.get(f"/admin/loyalty/customergroup/{group.pk}/change/")
     assert page.status_code == 200
     assert "3 members now" in page.content.decode()
-    listing = client.get("/admin/loyalty/customergroup/")
-    assert ">3</a>" in listing.content.decode()
+    listing = client.get("/admin/loyalty/customergroup/").content.decode()
+    count_url = f"/admin/loyalty/customergroup/{group.pk}/member-count/"
+    assert f'data-member-count-url="{count_url}"' in listing  # the page fills the count in
+    assert client.get(count_url).json() == {"group": group.pk, "members": 3, "label": "3"}
+    assert client.get("/admin/loyalty/customergroup/999999/member-count/").status_code == 404
 
 
 def test_group_admin_upload_emails_page(shoppers, client, manager):
