@@ -13,6 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from tiers.models import Tier, TierChange
+from tiers.sql import tier_for_lifetime_sql
 
 from ..actors import SystemActor, actor_fields
 from ..errors import LoyaltyError
@@ -171,7 +172,7 @@ def _write_member(member: Member, *, lifetime_moved: bool, entry: LedgerEntry | 
             return
         cursor.execute(
             "UPDATE loyalty_member SET available_points = %s, pending_points = %s, lifetime_points = %s, "
-            "tier_id = (SELECT t.id FROM tiers_tier t WHERE t.threshold <= %s ORDER BY t.threshold DESC LIMIT 1) "
+            f"tier_id = {tier_for_lifetime_sql('%s')} "
             "WHERE id = %s RETURNING tier_id",
             [*figures, member.lifetime_points, member.pk],
         )

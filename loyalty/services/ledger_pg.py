@@ -23,6 +23,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from tiers.models import TierChange
+from tiers.sql import tier_for_lifetime_sql
 
 from ..models import EntryKind, EntryStatus, LedgerEntry, Member, Shortfall
 
@@ -59,8 +60,7 @@ def _statement() -> str:
             UPDATE {member_table} SET
                 available_points = ok.available_points + %(points)s,
                 lifetime_points = ok.lifetime_points + %(points)s,
-                tier_id = (SELECT t.id FROM tiers_tier t WHERE t.threshold <= ok.lifetime_points + %(points)s
-                           ORDER BY t.threshold DESC LIMIT 1)
+                tier_id = {tier_for_lifetime_sql("ok.lifetime_points + %(points)s")}
             FROM ok, e
             WHERE {member_table}.id = ok.id
             RETURNING {_columns(member_table, _MEMBER_FIELDS)}, ok.tier_id AS tier_before
