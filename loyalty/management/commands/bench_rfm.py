@@ -30,9 +30,9 @@ class Command(BaseCommand):
         parser.add_argument("--orders", type=int, default=3_000_000)
 
     def handle(self, *args, members, orders, **options):
-        made = time.monotonic()
-        lo, hi = make_members(members, f"rfm{int(time.time())}", timezone.now())
-        make_orders(orders, f"rfm{int(time.time())}", timezone.now(), lo, hi)
+        made, tag, start = time.monotonic(), f"rfm{int(time.time())}", timezone.now()
+        lo, hi = make_members(members, tag, start)
+        make_orders(orders, tag, start, lo, hi)
         self.stdout.write(f"made {members:,} members and {orders:,} orders in {time.monotonic() - made:.1f} s")
         if connection.vendor == "postgresql":
             with connection.cursor() as cur:
