@@ -1,7 +1,5 @@
-"""Admin of customer groups, RFM scores and group actions; plus the members-list filter by group.
-
-For the member admin: add `CustomerGroupListFilter` to MemberAdmin.list_filter to filter the members list by group.
-"""
+"""Admin of customer groups, RFM scores and group actions. The members list filters by group with
+members.CustomerGroupFilter, which the groups' member counts link to."""
 
 from django import forms
 from django.contrib import admin, messages
@@ -17,29 +15,17 @@ from django.utils.translation import ngettext
 
 from ..errors import LoyaltyError
 from ..models import CustomerGroup, GroupAction, JobStatus, MemberRFM
-from ..selectors_groups import group_member_count, group_members
+from ..selectors_groups import group_member_count
 from ..services.groups import group_action_create, group_action_undo_request, group_static_members_add
+from .members import CustomerGroupFilter
 
 FORM_PAGE = "admin/loyalty/customergroup/form_page.html"
 MAX_EMAILS_UPLOAD_MB = 20
 
 
-class CustomerGroupListFilter(admin.SimpleListFilter):
-    """Members list filter: the members of one customer group (saved filter or static list)."""
-
-    title = _("customer group")
-    parameter_name = "customer_group"
-
-    def lookups(self, request, model_admin):
-        return [(str(g.pk), g.name) for g in CustomerGroup.objects.order_by("name")]
-
-    def queryset(self, request, queryset):
-        if not self.value():
-            return queryset
-        group = CustomerGroup.objects.filter(pk=self.value()).first() if self.value().isdigit() else None
-        if group is None:
-            return queryset.none()
-        return queryset.filter(pk__in=group_members(group).values("pk"))
+def members_url(group: CustomerGroup) -> str:
+    """The members list filtered to the group."""
+    return reverse("admin:loyalty_member_changelist") + "?" + urlencode({CustomerGroupFilter.parameter_name: group.pk})
 
 
 class GroupActionForm(forms.Form):
@@ -135,7 +121,7 @@ class CustomerGroupAdmin(admin.ModelAdmin):
     def members_now(self, group):
         """The live count, filled in by the page once it is shown: a group filtering on orders counts over every
         order, and a list of such groups would otherwise wait for all of them before it appears."""
-        url = reverse("admin:loyalty_member_changelist") + "?" + urlencode({"customer_group": group.pk})
+        url = members_url(group)
         count_url = reverse("admin:loyalty_customergroup_count", args=[group.pk])
         return format_html('<a href="{}" data-member-count-url="{}">…</a>', url, count_url)
 
@@ -166,7 +152,7 @@ class CustomerGroupAdmin(admin.ModelAdmin):
         if group is not None:
             extra_context.update(
                 member_count=group_member_count(group),
-                members_url=reverse("admin:loyalty_member_changelist") + "?" + urlencode({"customer_group": group.pk}),
+                members_url=members_url(group),
                 upload_url=reverse("admin:loyalty_customergroup_upload", args=[group.pk]),
             )
         return super().change_view(request, object_id, form_url, extra_context)

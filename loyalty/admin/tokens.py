@@ -1,7 +1,7 @@
 """Admin of reward tokens: issue tokens to members, close them by hand (a sale), reject them.
 
-For the member admin: add `RewardTokenInline` to MemberAdmin.inlines (the member's tokens on their page), and
-`issue_reward_tokens` to MemberAdmin.actions (issue one token to each selected member).
+The member admin offers `issue_reward_tokens` (one token to each selected member); the member's page lists their
+tokens (members.member_page_context).
 """
 
 from django import forms
@@ -77,21 +77,6 @@ class CloseTokensForm(forms.Form):
 
 class RejectTokensForm(forms.Form):
     reason = forms.CharField(label=_("Reason"), max_length=500)
-
-
-class RewardTokenInline(admin.TabularInline):
-    """The member's reward tokens, read-only, on the member's page."""
-
-    model = RewardToken
-    fields = ["token", "status", "earn_rule", "amount", "created_at", "closed_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = True
-    ordering = ["-created_at"]
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(RewardToken)

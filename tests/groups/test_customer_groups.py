@@ -8,7 +8,7 @@ from django.contrib.admin.sites import site
 from django.test import RequestFactory
 from django.utils import timezone
 
-from loyalty.admin.groups import CustomerGroupListFilter
+from loyalty.admin.members import CustomerGroupFilter
 from loyalty.errors import LoyaltyError
 from loyalty.models import AccountFilter, CustomerGroup, Member
 from loyalty.selectors_groups import group_member_count, group_members
@@ -117,13 +117,14 @@ def test_saved_filter_refuses_uploaded_emails(shoppers):
 
 def test_members_list_filter_by_group(shoppers, manager):
     group = CustomerGroup.objects.create(name="Guests", account=AccountFilter.GUEST)
-    request = RequestFactory().get("/admin/loyalty/member/", {"customer_group": str(group.pk)})
+    request = RequestFactory().get("/admin/loyalty/member/", {"group": str(group.pk)})
     request.user = manager
     model_admin = site._registry[Member]
-    chosen = CustomerGroupListFilter(request, {"customer_group": [str(group.pk)]}, Member, model_admin)
+    assert CustomerGroupFilter in model_admin.list_filter
+    chosen = CustomerGroupFilter(request, {"group": [str(group.pk)]}, Member, model_admin)
     assert (str(group.pk), "Guests") in chosen.lookups(request, model_admin)
     assert emails(chosen.queryset(request, Member.objects.all())) == ["bob@x.example"]
-    unknown = CustomerGroupListFilter(request, {"customer_group": ["nope"]}, Member, model_admin)
+    unknown = CustomerGroupFilter(request, {"group": ["999999"]}, Member, model_admin)
     assert unknown.queryset(request, Member.objects.all()).count() == 0
 
 
@@ -137,6 +138,10 @@ def test_group_admin_shows_live_member_count(shoppers, client, manager):
     count_url = f"/admin/loyalty/customergroup/{group.pk}/member-count/"
     assert f'data-member-count-url="{count_url}"' in listing  # the page fills the count in
     assert client.get(count_url).json() == {"group": group.pk, "members": 3, "label": "3"}
+    # The count links to the members list filtered to the group.
+    members = client.get(f"/admin/loyalty/member/?group={group.pk}")
+    assert f'href="/admin/loyalty/member/?group={group.pk}"' in listing
+    assert members.status_code == 200 and len(members.context["cl"].result_list) == 3
     assert client.get("/admin/loyalty/customergroup/999999/member-count/").status_code == 404
 
 
