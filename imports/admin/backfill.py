@@ -9,6 +9,7 @@ from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.errors import LoyaltyError
+from loyalty.ids import record_id
 
 from ..models import BackfillRun, BackfillStatus
 from ..services.backfill import backfill_preview, backfill_run_create, backfill_undo_request
@@ -113,7 +114,7 @@ class BackfillRunAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/imports/backfillrun/preview.html", context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        run = BackfillRun.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        run = BackfillRun.objects.filter(pk=record_id(object_id)).first() if record_id(object_id) else None
         if run is not None:
             extra_context = {
                 **(extra_context or {}),

@@ -12,6 +12,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext as _
 
+from loyalty.ids import record_id
+
 from ..forms import ImportUploadForm, UndoForm
 from ..models import ImportJob, ImportStatus
 from ..services.jobs import (
@@ -118,9 +120,9 @@ class ImportJobAdmin(admin.ModelAdmin):
     def _job(self, request, pk) -> ImportJob:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        if not str(pk).isdigit():  # a mistyped address is "not found", never a server error
+        if not (job_id := record_id(pk)):  # a mistyped address is "not found", never a server error
             raise Http404(_("No import job at this address."))
-        return get_object_or_404(ImportJob.objects.select_related("created_by"), pk=pk)
+        return get_object_or_404(ImportJob.objects.select_related("created_by"), pk=job_id)
 
     # -- buttons --------------------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from django.utils.translation import ngettext
 
 from ..errors import LoyaltyError
 from ..forms import AddConversionForm
+from ..ids import record_id
 from ..services.conversions import conversion_credit, conversions_reward, new_conversions
 from .action_pages import action_page, mark_token_used, new_token, report_refusals, token_was_used, warn_resubmitted
 
@@ -127,4 +128,4 @@ class ConversionPages:
 
 
 def _ids(request, name):
-    return [int(v) for v in request.POST.getlist(name) if v.isdigit()]
+    return [i for v in request.POST.getlist(name) if (i := record_id(v))]

@@ -13,6 +13,7 @@ from imports.resources import export_actions
 
 from ..errors import LoyaltyError
 from ..forms import ApproveForm, EntryReasonForm
+from ..ids import record_id
 from ..models import EntryKind, EntryStatus, LedgerEntry
 from ..services import entry_approve, entry_reject, entry_reverse
 from . import jobs
@@ -49,8 +50,8 @@ class ActorFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         if self.value() == "system":
             return queryset.filter(actor_user__isnull=True)
-        if self.value() and self.value().isdigit():
-            return queryset.filter(actor_user_id=int(self.value()))
+        if self.value() and (user_id := record_id(self.value())):
+            return queryset.filter(actor_user_id=user_id)
         return queryset
 
 

@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from ..errors import LoyaltyError
+from ..ids import record_id
 from ..models import CustomerGroup, GroupAction, JobStatus, MemberRFM
 from ..selectors_groups import group_member_count
 from ..services.groups import group_action_create, group_action_undo_request, group_static_members_add
@@ -148,7 +149,7 @@ class CustomerGroupAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
-        group = CustomerGroup.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        group = CustomerGroup.objects.filter(pk=record_id(object_id)).first() if record_id(object_id) else None
         if group is not None:
             extra_context.update(
                 member_count=group_member_count(group),
@@ -324,7 +325,7 @@ class GroupActionAdmin(admin.ModelAdmin):
         return urls + super().get_urls()
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        action = GroupAction.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        action = GroupAction.objects.filter(pk=record_id(object_id)).first() if record_id(object_id) else None
         if action is not None:
             extra_context = {**(extra_context or {}), **status_context(action)}
             extra_context["status_url"] = reverse("admin:loyalty_groupaction_status", args=[action.pk])

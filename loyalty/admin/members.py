@@ -16,6 +16,7 @@ from tiers.models import TierChange
 
 from ..errors import LoyaltyError
 from ..forms import NO, YES, AdjustPointsForm, GiveRewardForm
+from ..ids import record_id
 from ..models import Coupon, EntrySource, LedgerEntry, Member, Order, ProgramSettings
 from ..services import SET_TO, points_adjust, reward_give
 from . import jobs
@@ -83,9 +84,10 @@ class CustomerGroupFilter(admin.SimpleListFilter):
         from ..models import CustomerGroup
         from ..selectors_groups import group_members
 
-        if not (self.value() or "").isdigit():
+        if not self.value():
             return queryset
-        group = CustomerGroup.objects.filter(pk=int(self.value())).first()
+        group_id = record_id(self.value())
+        group = CustomerGroup.objects.filter(pk=group_id).first() if group_id else None
         if group is None:
             return queryset.none()
         return queryset.filter(pk__in=group_members(group).values("pk"))
