@@ -55,9 +55,7 @@ def agent(db):
     from django.contrib.auth.models import Group
 
     user = UserFactory(username="agent")
-    group = Group.objects.filter(name="Support agent").first()
-    if group:
-        user.groups.add(group)
+    user.groups.add(Group.objects.get(name="Support agent"))
     return user
 
 

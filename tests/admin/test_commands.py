@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.db.models import Count, Q
 
-from loyalty.models import EntryKind, LedgerEntry, Member
+from loyalty.models import EntryKind, LedgerEntry, Member, RFMSegment
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +32,8 @@ def test_bench_admin_prints_the_pages_as_json():
     assert {"members list", "members search by email", "members filter by tier", "member page"} <= names
     for page in figures["pages"]:
         assert page["ms"] > 0 and 0 < page["queries"] < 15, page
-    assert figures["load_average_1m"] >= 0  # printed beside the figures: a busy machine skews them
+    # Printed beside the figures: a busy machine skews them.
+    assert isinstance(figures.get("load_average_1m"), float) and figures["load_average_1m"] >= 0
 
 
 def test_seed_demo_gives_a_history_to_members_a_stopped_run_left_without_one():
@@ -51,7 +52,10 @@ def test_bench_rfm_scores_its_members_in_quintiles_and_prints_json():
     call_command("bench_rfm", members=200, orders=500, stdout=out)
     figures = json.loads(out.getvalue().strip().splitlines()[-1])
     assert figures["members_scored"] == 200 == sum(figures["by_segment"].values())
-    assert figures["first_refresh_s"] >= 0 and figures["refresh_s"] >= 0  # scored in quintiles, or it exits 1
+    assert set(figures["by_segment"]) <= set(RFMSegment.values), figures["by_segment"]
+    for timing in ("first_refresh_s", "refresh_s"):  # scored in quintiles, or it exits 1
+        value = figures.get(timing)
+        assert isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0, (timing, value)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -38,6 +38,7 @@ def test_ranges_applied_at_once_credit_exactly_what_one_by_one_would(history, ma
     assert (run.members_credited, run.orders_credited, run.points_credited) == (2, 4, 600)
     assert run.steps_done == run.steps_total == Member.objects.count()
     assert balances() == EXPECTED
+    assert len(one_member_per_range) == 2, "two threads applied ranges at once"
     assert one_member_per_range and all(name.startswith("backfill") for name in one_member_per_range)
     assert LedgerEntry.objects.filter(source="backfill", source_ref=run.pk).count() == 6
 

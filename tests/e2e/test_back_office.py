@@ -101,12 +101,16 @@ def test_support_agent_adjusts_gives_a_reward_reverses_and_cannot_change_setting
     page.goto(f"{live_server.url}/admin/loyalty/programsettings/")
     page.wait_for_selector("#content")
     assert page.locator("input[name=_save]").count() == 0
+    # With a valid CSRF token, so the 403 comes from the permission check and not from CSRF protection.
+    csrf_token = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
+    settings_url = f"{live_server.url}/admin/loyalty/programsettings/1/change/"
     refused = page.request.post(
-        f"{live_server.url}/admin/loyalty/programsettings/1/change/",
-        form={"program_name": "Hacked", "support_agent_limit": "999999"},
-        headers={"Referer": page.url},
+        settings_url,
+        form={"program_name": "Hacked", "support_agent_limit": "999999", "csrfmiddlewaretoken": csrf_token},
+        headers={"X-CSRFToken": csrf_token, "Referer": settings_url},
     )
     assert refused.status == 403
+    assert "CSRF" not in refused.text(), "refused by CSRF protection, not by the permission check"
     assert ProgramSettings.load().support_agent_limit == 1000
     shot(page, "agent-04-settings-read-only")
 

@@ -112,7 +112,8 @@ def test_trigger_lets_a_pending_entry_move_its_status_only(tiers, manager, syste
         source="order",
         hold_until=timezone.now() + timedelta(days=1),
     ).entry
-    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cur:
+    refused = pytest.raises(DatabaseError, match=rf"ledger entries are append-only: UPDATE of entry {entry.pk} refused")
+    with refused, transaction.atomic(), connection.cursor() as cur:
         cur.execute("UPDATE loyalty_ledgerentry SET status = 'active', points = 11 WHERE id = %s", [entry.pk])
     with connection.cursor() as cur:
         cur.execute("UPDATE loyalty_ledgerentry SET status = 'rejected' WHERE id = %s", [entry.pk])

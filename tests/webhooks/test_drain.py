@@ -183,7 +183,9 @@ def test_two_drains_at_once_never_process_an_event_twice(order_rule):
     for thread in threads:
         thread.join(timeout=300)
 
+    assert not any(thread.is_alive() for thread in threads), "a drain did not finish"
     assert errors == []
+    assert len(counts) == 2, "both drains reported"
     assert all(count[EventStatus.PROCESSED] > 0 for count in counts), "both drains took a share"
     assert sum(count[EventStatus.PROCESSED] for count in counts) == orders
     assert set(WebhookEvent.objects.values_list("status", "attempts")) == {(EventStatus.PROCESSED, 1)}
