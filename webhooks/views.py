@@ -135,6 +135,10 @@ def _keep(request, store: str, body: bytes) -> JsonResponse:
             status = EventStatus.IGNORED
     except parsers.PayloadError as exc:
         status, reason = EventStatus.FAILED, str(exc)
+    except (TypeError, AttributeError, ValueError, ArithmeticError, KeyError, IndexError, RecursionError) as exc:
+        # A signed body whose fields have the wrong shape (a string where an object belongs, "1e40" as a total): the
+        # store would retry a 503 forever, so it is kept as failed with the reason, as any unreadable delivery is.
+        status, reason = EventStatus.FAILED, f"A field has an unexpected value ({type(exc).__name__}: {exc})."[:500]
     event_id = _store_event(request, store, topic, body, payload, status, reason, ref)
     if event_id is None:
         return _answer("already received")

@@ -189,3 +189,34 @@ def test_database_trouble_is_a_503_not_a_500(store, monkeypatch):
     response = store.shopify("orders/paid", recent("shopify/orders_paid.json"))
     assert response.status_code == 503
     assert response.json()["reason"] == "The delivery could not be kept right now; please retry."
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("customer", "abc"), ("refunds", "abc"), ("refunds", [1]), ("total_price", "1e30")],
+)
+def test_signed_shopify_order_with_a_field_of_the_wrong_shape_is_kept_as_failed(store, field, value):
+    payload = recent("shopify/orders_paid.json")
+    payload[field] = value
+    response = store.shopify("orders/paid", payload)
+    assert response.status_code == 400  # the store stops retrying; a 503 would be retried for days
+    event = WebhookEvent.objects.get()
+    assert event.status == EventStatus.FAILED and event.error
+    assert response.json()["reason"] == event.error
+    assert not Order.objects.exists()
+
+
+def test_signed_body_nested_too_deep_is_kept_as_failed(store):
+    response = store.shopify("orders/paid", b"[" * 100_000 + b"]" * 100_000)
+    assert response.status_code == 400
+    assert WebhookEvent.objects.get().status == EventStatus.FAILED
+
+
+@pytest.mark.parametrize(("field", "value"), [("billing", "x"), ("total", "1e40")])
+def test_signed_woocommerce_order_with_a_field_of_the_wrong_shape_is_kept_as_failed(store, field, value):
+    payload = recent("woocommerce/order_created.json")
+    payload[field] = value
+    response = store.woocommerce("order.created", payload)
+    assert response.status_code == 400
+    assert WebhookEvent.objects.get().status == EventStatus.FAILED
+    assert not Order.objects.exists()
