@@ -122,7 +122,7 @@ def _xlsx_table(path: str) -> Table:
         raise ImportFileError(_("The Excel file cannot be read: %(error)s") % {"error": exc}) from None
     sheet = book.worksheets[0]
     values = sheet.iter_rows(values_only=True)
-    header = [_cell_text(v) for v in next(values, ())]
+    header = [_cell_text(v) for v in _next_xlsx_row(book, values, 1) or ()]
     if not any(header):
         book.close()
         raise ImportFileError(_("The sheet is empty or its first row is blank: the first row must name the columns."))
@@ -131,12 +131,27 @@ def _xlsx_table(path: str) -> Table:
 
 def _xlsx_rows(book, values) -> Iterator[tuple[int, list[str]]]:
     try:
-        for row, cells in enumerate(values, start=2):
+        row = 1
+        while (cells := _next_xlsx_row(book, values, row + 1)) is not None:
+            row += 1
             texts = [_cell_text(v) for v in cells]
             if any(texts):
                 yield row, texts
     finally:
         book.close()
+
+
+def _next_xlsx_row(book, values, row: int):
+    """The next row of the sheet, or None at its end; a damaged sheet (cut short, bad XML) is a file problem that
+    names the row, not a crash that leaves the job checking."""
+    try:
+        return next(values, None)
+    except Exception as exc:  # openpyxl and its XML parser raise many types for a damaged sheet
+        book.close()
+        raise ImportFileError(
+            _("Row %(row)s of the Excel file cannot be read (the file may be damaged): %(error)s")
+            % {"row": row, "error": exc}
+        ) from None
 
 
 def _cell_text(value) -> str:

@@ -82,6 +82,28 @@ def test_xlsx_files_are_read_like_csv(members):
     assert [m.available_points for m in Member.objects.order_by("email")] == [40, 2]
 
 
+def test_an_xlsx_file_whose_sheet_is_cut_short_fails_with_the_reason(members):
+    import zipfile
+
+    book = Workbook()
+    book.active.append(["Email", "Points", "Reason"])
+    for i in range(200):
+        book.active.append(["ann@shop.example", 1, f"row {i}"])
+    whole = io.BytesIO()
+    book.save(whole)
+    damaged = io.BytesIO()
+    with zipfile.ZipFile(whole) as source, zipfile.ZipFile(damaged, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = data[: len(data) // 2]  # the sheet's XML stops mid-way
+            target.writestr(item, data)
+    job = checked(damaged.getvalue(), name="points.xlsx")
+    assert job.status == ImportStatus.FAILED
+    assert "of the Excel file cannot be read (the file may be damaged)" in job.error
+    assert not LedgerEntry.objects.exists()
+
+
 def test_old_excel_files_are_refused(members):
     job = checked(b"\xd0\xcf\x11\xe0" + b"\x00" * 100, name="old.xls")
     assert job.error.startswith("Old Excel (.xls) files are not supported")
