@@ -62,6 +62,14 @@ def test_bad_cells_fail_their_row_with_row_number_column_and_reason(members):
     assert job.to_apply == 0
 
 
+def test_a_reason_longer_than_an_entry_holds_fails_its_row(members):
+    job = checked(f"email,points,reason\nann@shop.example,5,{'x' * 501}\nbob@shop.example,5,{'y' * 500}\n")
+    assert [(p["row"], p["column"], p["reason"]) for p in job.first_problems] == [
+        (2, "reason", "the reason is longer than 500 characters")
+    ]
+    assert job.to_apply == 1
+
+
 def test_an_empty_file_is_refused(members):
     job = checked("\n\n")
     assert job.status == ImportStatus.FAILED

@@ -7,7 +7,7 @@ when the row gives a reference (so the same reference never applies twice, whate
 
 from django.utils.translation import gettext as _
 
-from loyalty.models import EntryKind, EntrySource
+from loyalty.models import EntryKind, EntrySource, LedgerEntry
 from loyalty.services import ledger_bulk
 
 from ...models import ImportJob
@@ -15,6 +15,7 @@ from .. import sql
 from .base import READY, ChunkResult, Context, Kind, clip, whole_number
 
 MAX_REFERENCE = 180
+MAX_REASON = LedgerEntry._meta.get_field("reason").max_length  # the entry's own limit: longer would fail the chunk
 # A condition on a table of idem_key: the key is a reference's (any file may carry it), not this file's own.
 REFERENCE_KEY = "SUBSTR({alias}idem_key, 1, 11) = 'import:ref:'"
 
@@ -73,6 +74,8 @@ class PointsKind(Kind):
                     _("the reference is longer than %(max)s characters") % {"max": MAX_REFERENCE},
                     ("reference"),
                 )
+            elif len(reason) > MAX_REASON:
+                problem, column = _("the reason is longer than %(max)s characters") % {"max": MAX_REASON}, "reason"
             elif len(email) > 254 or len(customer_id) > 64:
                 problem, column = _("“%(value)s” is too long") % {"value": clip(email or customer_id)}, "email"
             yield (
