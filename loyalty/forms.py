@@ -4,7 +4,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from .models import Reward
-from .services.ledger import RELATIVE, SET_TO
+from .services.ledger import MAX_ACTION_POINTS, RELATIVE, SET_TO
 
 YES, NO = "yes", "no"
 
@@ -25,8 +25,8 @@ class AdjustPointsForm(ActionForm):
     )
     points = forms.IntegerField(
         label=_("Points"),
-        min_value=-10_000_000,
-        max_value=10_000_000,
+        min_value=-MAX_ACTION_POINTS,
+        max_value=MAX_ACTION_POINTS,
         help_text=_("Relative: a signed number, e.g. 500 or -200. Set to: the balance the member should end at."),
     )
     reason = forms.CharField(label=_("Reason"), max_length=500, help_text=_("Members and colleagues see it."))

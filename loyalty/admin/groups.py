@@ -18,6 +18,7 @@ from ..ids import record_id
 from ..models import CustomerGroup, GroupAction, JobStatus, MemberRFM
 from ..selectors_groups import group_member_count
 from ..services.groups import group_action_create, group_action_undo_request, group_static_members_add
+from ..services.ledger import MAX_ACTION_POINTS
 from .members import CustomerGroupFilter
 
 FORM_PAGE = "admin/loyalty/customergroup/form_page.html"
@@ -37,6 +38,8 @@ class GroupActionForm(forms.Form):
     )
     points = forms.IntegerField(
         label=_("Points"),
+        min_value=-MAX_ACTION_POINTS,
+        max_value=MAX_ACTION_POINTS,
         help_text=_(
             "Relative: a signed number (-200 takes 200). Set absolute value: the balance each member ends with; "
             "0 writes balances off."

@@ -28,7 +28,7 @@ from ..models import (
     ProgramSettings,
 )
 from ..selectors_groups import member_ids_of
-from .ledger import APPLY_TYPES, RELATIVE, SET_TO
+from .ledger import APPLY_TYPES, MAX_ACTION_POINTS, RELATIVE, SET_TO
 from .ledger_bulk import Posting, entries_post_bulk, entries_reverse_bulk
 
 CHUNK = 5000  # members per transaction of a group action
@@ -85,6 +85,8 @@ def group_action_create(*, group: CustomerGroup, apply_type: str, points: int, c
         raise LoyaltyError(_("Points must be a whole number."))
     if apply_type == RELATIVE and points == 0:
         raise LoyaltyError(_("Points must not be 0."))
+    if abs(points) > MAX_ACTION_POINTS:
+        raise LoyaltyError(_("Points must be within ±%(max)s.") % {"max": f"{MAX_ACTION_POINTS:,}"})
     if apply_type == SET_TO and points < 0:
         raise LoyaltyError(_("Set absolute value needs a balance of 0 or more."))
     with transaction.atomic():

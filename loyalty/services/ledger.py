@@ -36,6 +36,7 @@ SET_TO = "set"
 APPLY_TYPES = (RELATIVE, SET_TO)
 COUPON_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 UNLIMITED_ADJUST_PERMISSION = "loyalty.adjust_points_unlimited"
+MAX_ACTION_POINTS = 10_000_000  # the most one staff action (one member, or each member of a group) may move
 
 
 @dataclass

@@ -160,6 +160,8 @@ def test_undo_after_points_were_spent_takes_what_is_left(
         ("set", -5, "x", "0 or more"),
         ("relative", 10, "  ", "comment is required"),
         ("sideways", 10, "x", "Unknown apply type"),
+        ("relative", 9223372036854775807, "x", "within ±10,000,000"),
+        ("set", 10_000_001, "x", "within ±10,000,000"),
     ],
 )
 def test_bad_requests_are_refused_before_anything_runs(
@@ -188,6 +190,18 @@ def test_admin_action_confirms_then_runs(group, client, manager, django_capture_
         },
     )
     assert "Points must not be 0" in bad.content.decode()
+    huge = client.post(
+        url,
+        {
+            "action": "adjust_group_points",
+            "_selected_action": [group.pk],
+            "post": "yes",
+            "apply_type": "relative",
+            "points": "99999999999999999999999",
+            "comment": "x",
+        },
+    )
+    assert huge.status_code == 200 and "less than or equal to 10000000" in huge.content.decode()
     assert not GroupAction.objects.exists()
     with django_capture_on_commit_callbacks(execute=True):
         done = client.post(
