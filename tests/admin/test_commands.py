@@ -4,7 +4,7 @@ import json
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db.models import Count, Q
 
 from loyalty.models import EntryKind, LedgerEntry, Member, RFMSegment
@@ -69,3 +69,19 @@ def test_bench_ledger_posts_every_entry_and_reconciles():
     # 100 posts alone, 120 by the sessions, 500 through the bulk path; every single post with its own key.
     assert LedgerEntry.objects.count() - before == 100 + 120 + 500
     assert LedgerEntry.objects.filter(reason="bench single", idempotency_key__startswith="admin:bench-").count() == 220
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "value"),
+    [
+        ("reconcile_ledger", "--limit", "0"),
+        ("reconcile_ledger", "--limit", "-1"),
+        ("bench_ledger", "--members", "0"),
+        ("bench_admin", "--repeat", "0"),
+        ("bench_import", "--rows", "-1"),
+        ("bench_rfm", "--members", "zero"),
+    ],
+)
+def test_sizes_and_limits_below_one_are_refused_with_the_value_named(command, option, value):
+    with pytest.raises(CommandError, match=f"argument {option}: .*{value}"):
+        call_command(command, option, value)

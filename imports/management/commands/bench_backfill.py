@@ -16,6 +16,7 @@ from django.utils import timezone
 from imports.services.backfill import backfill_preview, backfill_run_apply, backfill_run_create
 from loyalty.actors import SystemActor
 from loyalty.bench_data import make_members, make_orders
+from loyalty.management.arguments import positive_int
 from loyalty.models import EarnRule, EarnRuleKind, ProgramSettings
 from tiers.models import Tier
 
@@ -24,8 +25,8 @@ class Command(BaseCommand):
     help = "Benchmark Reward past actions: make N members and M orders before the program started, time it."
 
     def add_arguments(self, parser):
-        parser.add_argument("--members", type=int, default=200_000)
-        parser.add_argument("--orders", type=int, default=1_000_000)
+        parser.add_argument("--members", type=positive_int, default=200_000)
+        parser.add_argument("--orders", type=positive_int, default=1_000_000)
 
     def handle(self, *args, members, orders, **options):
         tag = str(int(time.time()))

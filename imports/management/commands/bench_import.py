@@ -22,6 +22,7 @@ from imports.models import ImportStatus
 from imports.services import sql
 from imports.services.jobs import chunk_rows as chunk_rows_setting
 from imports.services.jobs import import_job_apply, import_job_check, import_job_create
+from loyalty.management.arguments import positive_int
 from loyalty.services.ledger_bulk import _tier_case
 from tiers.models import Tier
 
@@ -45,11 +46,15 @@ class Command(BaseCommand):
     help = "Generate a points CSV of N rows over M members and time our import, the COPY floor and import-export."
 
     def add_arguments(self, parser):
-        parser.add_argument("--rows", type=int, default=100_000)
-        parser.add_argument("--members", type=int, default=20_000)
-        parser.add_argument("--sample", type=int, default=SAMPLE, help="Rows of the django-import-export sample.")
+        parser.add_argument("--rows", type=positive_int, default=100_000)
+        parser.add_argument("--members", type=positive_int, default=20_000)
+        parser.add_argument(
+            "--sample", type=positive_int, default=SAMPLE, help="Rows of the django-import-export sample."
+        )
         parser.add_argument("--seed", type=int, default=7)
-        parser.add_argument("--chunk-rows", type=int, help="Rows per apply chunk (default: IMPORT_CHUNK_ROWS).")
+        parser.add_argument(
+            "--chunk-rows", type=positive_int, help="Rows per apply chunk (default: IMPORT_CHUNK_ROWS)."
+        )
 
     def handle(self, *args, rows, members, sample, seed, chunk_rows, **options):
         load_at_start = _load_average()

@@ -18,6 +18,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import User
+from loyalty.management.arguments import positive_int
 from loyalty.models import LedgerEntry, Member
 from tiers.models import Tier
 
@@ -28,7 +29,7 @@ class Command(BaseCommand):
     help = "Time the members list (first page, a search, filters), a member's page and the ledger list."
 
     def add_arguments(self, parser):
-        parser.add_argument("--repeat", type=int, default=5)
+        parser.add_argument("--repeat", type=positive_int, default=5)
 
     def handle(self, *args, repeat, **options):
         member = self._busy_member()

@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand
 from django.db import connection, connections
 
 from loyalty.actors import SystemActor
+from loyalty.management.arguments import positive_int
 from loyalty.models import Member
 from loyalty.selectors import ledger_differences
 from loyalty.services import Posting, entries_post_bulk, points_adjust
@@ -31,10 +32,12 @@ class Command(BaseCommand):
     help = "Benchmark single and bulk ledger posts on the configured database (JSON on the last line)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--single", type=int, default=3000, help="Entries posted one by one.")
-        parser.add_argument("--bulk", type=int, default=300_000, help="Entries posted through the bulk path.")
-        parser.add_argument("--members", type=int, default=1000, help="Members the entries are spread over.")
-        parser.add_argument("--sessions", type=int, default=8, help="Concurrent sessions posting single entries.")
+        parser.add_argument("--single", type=positive_int, default=3000, help="Entries posted one by one.")
+        parser.add_argument("--bulk", type=positive_int, default=300_000, help="Entries posted through the bulk path.")
+        parser.add_argument("--members", type=positive_int, default=1000, help="Members the entries are spread over.")
+        parser.add_argument(
+            "--sessions", type=positive_int, default=8, help="Concurrent sessions posting single entries."
+        )
 
     def handle(self, *args, single, bulk, members, sessions, **options):
         run = uuid.uuid4().hex[:8]

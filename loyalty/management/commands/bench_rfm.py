@@ -18,6 +18,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from loyalty.bench_data import make_members, make_orders
+from loyalty.management.arguments import positive_int
 from loyalty.models import MemberRFM, RFMSegment
 from loyalty.services.rfm import rfm_refresh
 
@@ -26,8 +27,8 @@ class Command(BaseCommand):
     help = "Benchmark the RFM refresh: make N members and M orders, time two refreshes (JSON on the last line)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--members", type=int, default=1_000_000)
-        parser.add_argument("--orders", type=int, default=3_000_000)
+        parser.add_argument("--members", type=positive_int, default=1_000_000)
+        parser.add_argument("--orders", type=positive_int, default=3_000_000)
 
     def handle(self, *args, members, orders, **options):
         made, tag, start = time.monotonic(), f"rfm{int(time.time())}", timezone.now()

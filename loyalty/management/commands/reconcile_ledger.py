@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand
 
+from loyalty.management.arguments import positive_int
 from loyalty.selectors import ledger_differences
 
 
@@ -7,7 +8,7 @@ class Command(BaseCommand):
     help = "Check every member's cached figures (available, pending, lifetime, tier) against the ledger."
 
     def add_arguments(self, parser):
-        parser.add_argument("--limit", type=int, default=1000, help="Report at most this many differences.")
+        parser.add_argument("--limit", type=positive_int, default=1000, help="Report at most this many differences.")
 
     def handle(self, *args, limit, **options):
         differences = ledger_differences(limit=limit)

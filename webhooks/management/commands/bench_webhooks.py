@@ -37,6 +37,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Max, Min, Sum
 from django.utils import timezone
 
+from loyalty.management.arguments import positive_int
 from loyalty.models import EarnRule, EarnRuleKind, LedgerEntry, ProgramSettings
 from loyalty.selectors import ledger_differences
 from webhooks.models import EventStatus, WebhookEvent
@@ -48,13 +49,17 @@ class Command(BaseCommand):
     help = "Benchmark the webhook endpoints and their processing: prints JSON with received_per_s and processed_per_s."
 
     def add_arguments(self, parser):
-        parser.add_argument("--events", type=int, default=2000)
-        parser.add_argument("--clients", type=int, default=16, help="Sending threads (keep-alive connections).")
+        parser.add_argument("--events", type=positive_int, default=2000)
+        parser.add_argument(
+            "--clients", type=positive_int, default=16, help="Sending threads (keep-alive connections)."
+        )
         parser.add_argument("--server", choices=["gunicorn", "django"], default="gunicorn", help="WSGI server to run.")
-        parser.add_argument("--servers", type=int, default=2, help="WSGI server processes sharing the port.")
-        parser.add_argument("--threads", type=int, default=8, help="Threads per gunicorn worker.")
-        parser.add_argument("--worker-concurrency", type=int, default=2)
-        parser.add_argument("--shoppers", type=int, default=500, help="Distinct shoppers the orders come from.")
+        parser.add_argument("--servers", type=positive_int, default=2, help="WSGI server processes sharing the port.")
+        parser.add_argument("--threads", type=positive_int, default=8, help="Threads per gunicorn worker.")
+        parser.add_argument("--worker-concurrency", type=positive_int, default=2)
+        parser.add_argument(
+            "--shoppers", type=positive_int, default=500, help="Distinct shoppers the orders come from."
+        )
         parser.add_argument("--timeout", type=float, default=600)
         parser.add_argument("--serve", type=int, help=argparse_hidden())
 
