@@ -109,6 +109,8 @@ def import_job_check(*, job_id: int) -> ImportJob:
         _parse_into_rows_table(job, kind)
     except ImportFileError as exc:
         return _fail(job, str(exc))
+    if not sql.one(f"SELECT COUNT(*) FROM {job.rows_table}"):
+        return _fail(job, _("The file has no rows under its first row (the column names): there is nothing to import."))
     ctx = _context(job)
     counts = _resolve(job, kind, ctx)
     ImportJob.objects.filter(pk=job.pk).update(
@@ -131,7 +133,7 @@ def _parse_into_rows_table(job: ImportJob, kind) -> None:
         sql.create_table(job.rows_table, kind.stage, temp=False)
         with open_table(job.file.path) as table:
             index = table.column_index()
-            kind.check_header(index)
+            kind.check_header(index, table.repeated_columns())
             columns = tuple(c for c, _t in kind.stage)
             rows = kind.normalise(table, index, ctx)
             if kind.rows_without_empty_strings:

@@ -48,6 +48,11 @@ class Table:
             index.setdefault(name.strip().lower(), i)
         return index
 
+    def repeated_columns(self) -> list[str]:
+        """Header names (as column_index reads them) that name more than one column."""
+        names = [name.strip().lower() for name in self.header if name.strip()]
+        return sorted({name for name in names if names.count(name) > 1})
+
 
 @contextmanager
 def open_table(path: str):

@@ -70,6 +70,19 @@ def test_a_reason_longer_than_an_entry_holds_fails_its_row(members):
     assert job.to_apply == 1
 
 
+def test_a_file_with_only_its_column_names_is_refused(members):
+    job = checked("email,points,reason\n\n")
+    assert job.status == ImportStatus.FAILED
+    assert "no rows under its first row" in job.error
+
+
+def test_a_column_named_twice_is_refused_naming_it(members):
+    job = checked("email,points,points,notes,notes\nann@shop.example,5,7,a,b\n")
+    assert job.status == ImportStatus.FAILED
+    assert job.error == "The first row names points more than once: keep one column of each."
+    assert not LedgerEntry.objects.exists()
+
+
 def test_an_empty_file_is_refused(members):
     job = checked("\n\n")
     assert job.status == ImportStatus.FAILED

@@ -52,8 +52,14 @@ class Kind:
     # normalise() gives None, never "", for an empty cell, so its rows can go through sql.load_rows (CSV COPY).
     rows_without_empty_strings = False
 
-    def check_header(self, index: dict[str, int]) -> None:
-        """Fail the whole file at once, naming every missing column."""
+    def check_header(self, index: dict[str, int], repeated: list[str] = ()) -> None:
+        """Fail the whole file at once, naming every missing column, or a column of this kind named twice (which of
+        the two was meant cannot be told)."""
+        if twice := [name for name in repeated if name in self.columns]:
+            raise ImportFileError(
+                _("The first row names %(names)s more than once: keep one column of each.")
+                % {"names": ", ".join(twice)}
+            )
         missing = [c for c in self.required if c not in index]
         if self.one_of and not any(c in index for c in self.one_of):
             missing.append(_(" or ").join(self.one_of))
