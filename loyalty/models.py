@@ -4,6 +4,7 @@ Balances on Member are a cache of sums over LedgerEntry, written only by loyalty
 """
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -562,6 +563,35 @@ class CustomerGroup(models.Model):
 
     def __str__(self):
         return self.name
+
+    RANGES = (
+        ("signed_up_from", "signed_up_to"),
+        ("last_order_from", "last_order_to"),
+        ("orders_min", "orders_max"),
+        ("spent_min", "spent_max"),
+        ("recency_min", "recency_max"),
+        ("frequency_min", "frequency_max"),
+        ("monetary_min", "monetary_max"),
+    )
+    SCORES = ("recency_min", "recency_max", "frequency_min", "frequency_max", "monetary_min", "monetary_max")
+
+    def clean(self):
+        """A filter that could match nobody by construction is refused with the field named, not saved to count 0."""
+        errors = {}
+        for name in self.SCORES:
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= 5:
+                errors[name] = _("Scores run from 1 to 5.")
+        for low, high in self.RANGES:
+            if high in errors:
+                continue
+            start, end = getattr(self, low), getattr(self, high)
+            if start is not None and end is not None and start > end:
+                errors[high] = _("This must not be below “%(field)s”.") % {
+                    "field": self._meta.get_field(low).verbose_name
+                }
+        if errors:
+            raise ValidationError(errors)
 
 
 class CustomerGroupMember(models.Model):

@@ -157,3 +157,24 @@ def test_group_admin_upload_emails_page(shoppers, client, manager):
     assert group_member_count(group) == 1
     empty = client.post(url, {"emails": ""})
     assert "Paste emails or choose a file" in empty.content.decode()
+
+
+def test_a_filter_that_cannot_match_anyone_is_refused_with_the_field_named(client, manager):
+    client.force_login(manager)
+    page = client.post(
+        "/admin/loyalty/customergroup/add/",
+        {
+            "name": "Nobody",
+            "orders_min": "5",
+            "orders_max": "2",
+            "recency_min": "9",
+            "signed_up_from": "2026-05-01",
+            "signed_up_to": "2026-04-01",
+        },
+    )
+    assert page.status_code == 200  # the form again, with the errors
+    errors = page.context["adminform"].form.errors
+    assert errors["orders_max"] == ["This must not be below “orders at least”."]
+    assert errors["signed_up_to"] == ["This must not be below “signed up from”."]
+    assert errors["recency_min"] == ["Scores run from 1 to 5."]
+    assert not CustomerGroup.objects.filter(name="Nobody").exists()
