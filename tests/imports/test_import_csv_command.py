@@ -65,3 +65,17 @@ def test_the_same_file_twice_applies_once(csv_file, capsys):
     first = ImportJob.objects.order_by("pk").first()
     assert f"This file was uploaded before as job #{first.pk}" in capsys.readouterr().out
     assert Member.objects.get(email="ann@shop.example").available_points == 40
+
+
+def test_a_user_who_is_not_staff_and_an_overlong_reason_are_refused_before_anything_is_read(csv_file):
+    from django.core.management import CommandError
+
+    from tests.factories import UserFactory
+
+    path = csv_file("email,points\nann@shop.example,40\n")
+    shopper = UserFactory(username="shopper", is_staff=False)
+    with pytest.raises(CommandError, match="No active staff user 'shopper'"):
+        call_command("import_csv", path, "--kind", "points", "--as", shopper.username)
+    with pytest.raises(CommandError, match="--reason is 501 characters long; an entry holds at most 500"):
+        call_command("import_csv", path, "--kind", "points", "--reason", "x" * 501)
+    assert not ImportJob.objects.exists() and not LedgerEntry.objects.exists()

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from accounts.models import User
 from imports.models import ImportKind, ImportStatus
 from imports.services.jobs import ImportJobError, import_job_apply, import_job_check, import_job_create
+from imports.services.kinds.points import MAX_REASON
 
 
 class Command(BaseCommand):
@@ -24,6 +25,8 @@ class Command(BaseCommand):
         parser.add_argument("--as", dest="username", help="The staff user the entries are recorded as.")
 
     def handle(self, *args, path, kind, reason, dry_run, username, **options):
+        if len(reason) > MAX_REASON:
+            raise CommandError(f"--reason is {len(reason)} characters long; an entry holds at most {MAX_REASON}.")
         actor = self._user(username)
         source = Path(path)
         if not source.is_file():
@@ -49,9 +52,9 @@ class Command(BaseCommand):
     def _user(self, username):
         if not username:
             return None
-        user = User.objects.filter(username=username).first()
+        user = User.objects.filter(username=username, is_staff=True, is_active=True).first()
         if user is None:
-            raise CommandError(f"No staff user {username!r}.")
+            raise CommandError(f"No active staff user {username!r}.")
         return user
 
     def _preview(self, job):
