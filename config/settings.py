@@ -76,6 +76,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    # Imports, backfills and bulk posts stage their rows in temporary tables. PostgreSQL keeps a session's temporary
+    # pages in temp_buffers (8MB by default) and spills the rest through the operating system; a million staged rows
+    # are a few hundred MB. The memory is taken only as a session uses it, and the value can only be set before the
+    # session's first temporary table, hence at connection time. Empty leaves the server's value.
+    if temp_buffers := env.str("DATABASE_TEMP_BUFFERS", default="256MB"):
+        options = DATABASES["default"].setdefault("OPTIONS", {})
+        options["options"] = f"{options.get('options', '')} -c temp_buffers={temp_buffers}".strip()
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -20,11 +20,18 @@ class Tier(models.Model):
 class TierChange(models.Model):
     """One move of a member between tiers, with the entry that caused it: the answer to "why is she Gold?"."""
 
-    member = models.ForeignKey("loyalty.Member", on_delete=models.PROTECT, related_name="tier_changes")
-    from_tier = models.ForeignKey(Tier, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    to_tier = models.ForeignKey(Tier, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # A backfill writes a tier change for most members it credits, so every index here is paid for in bulk. The
+    # (member, created) index serves a member's history; tiers and entries are only looked up through these keys
+    # when a tier is deleted (rare, and PROTECT refuses it anyway) and entries are never deleted: no index of their own.
+    member = models.ForeignKey("loyalty.Member", on_delete=models.PROTECT, related_name="tier_changes", db_index=False)
+    from_tier = models.ForeignKey(
+        Tier, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
+    to_tier = models.ForeignKey(Tier, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False)
     lifetime_points = models.BigIntegerField(_("lifetime points after"))
-    entry = models.ForeignKey("loyalty.LedgerEntry", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    entry = models.ForeignKey(
+        "loyalty.LedgerEntry", on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
     reason = models.CharField(_("reason"), max_length=255)
     created_at = models.DateTimeField(_("when"), auto_now_add=True, db_index=True)
 

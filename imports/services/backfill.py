@@ -432,6 +432,15 @@ def _stage_posted(rule_ids: set[int]) -> int:
 
 
 def _bump(run: BackfillRun, **amounts) -> None:
+    """Add a range's figures to the run's counters, the last write of the range's transaction.
+
+    Parallel ranges meet on this row: a range holds its lock until it commits, and a commit on PostgreSQL first runs
+    the deferred foreign-key checks of every row the range wrote (seconds for half a million entries). Running those
+    checks now, before taking the lock, lets the other range's checks run beside them instead of queueing behind them.
+    """
+    if _pg():
+        with connection.cursor() as cur:
+            cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
     BackfillRun.objects.filter(pk=run.pk).update(**{name: F(name) + value for name, value in amounts.items()})
 
 

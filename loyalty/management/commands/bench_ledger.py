@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand
 from django.db import connection, connections
 
 from loyalty.actors import SystemActor
+from loyalty.bench_floor import ledger_write_floor_s
 from loyalty.management.arguments import positive_int
 from loyalty.models import Member
 from loyalty.selectors import ledger_differences
@@ -49,6 +50,7 @@ class Command(BaseCommand):
         single_s = self._single_in_sessions(member_ids, single, sessions, run)
         bulk_s = self._bulk(member_ids, bulk, run)
         clean = not ledger_differences(limit=10)
+        floor_s = ledger_write_floor_s(member_ids, bulk)
         figures = {
             "database": connection.vendor,
             "single_n": single,
@@ -59,6 +61,9 @@ class Command(BaseCommand):
             "bulk_n": bulk,
             "bulk_s": round(bulk_s, 3),
             "bulk_per_s": round(bulk / bulk_s, 1),
+            # The same number of ready-made entries written straight into a copy of the ledger: the most any bulk
+            # path can reach on this machine with the ledger's indexes and guards (see loyalty/bench_floor.py).
+            "bulk_floor_per_s": round(bulk / floor_s, 1),
             "goal_single_per_s": 1000,
             "goal_bulk_per_s": 100_000,
             "reconciles": clean,
@@ -69,6 +74,10 @@ class Command(BaseCommand):
             f"(one session alone: {figures['single_one_session_per_s']:,}/s)"
         )
         self.stdout.write(f"bulk path:    {bulk} in {bulk_s:.2f}s = {figures['bulk_per_s']:,} entries/s")
+        self.stdout.write(
+            f"ledger floor: {bulk} ready-made entries into a copy of the ledger in {floor_s:.2f}s = "
+            f"{figures['bulk_floor_per_s']:,} entries/s (no rules, same indexes and foreign keys)"
+        )
         self.stdout.write(json.dumps(figures))
 
     def _members(self, run, count):

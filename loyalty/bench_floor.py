@@ -1,0 +1,77 @@
+"""The ledger's write floor, for the benchmarks: what writing N entries costs on this database with none of our rules.
+
+A scratch table shaped exactly like the ledger (its columns, checks, indexes and foreign keys, created from the live
+table's own definitions) takes N ready-made entries in one INSERT ... SELECT, and the transaction commits, which runs
+the deferred foreign-key checks. No balance, tier, key lookup or staging: any way of posting N entries to this ledger
+costs at least this much on this machine, so a goal above the floor cannot be met without dropping a guard or an
+index. The scratch table is dropped afterwards; the real ledger is not touched.
+"""
+
+import re
+import time
+
+from django.db import connection, transaction
+
+FLOOR_TABLE = "bench_ledger_floor"
+LEDGER = "loyalty_ledgerentry"
+
+
+def ledger_write_floor_s(member_ids: list[int], count: int) -> float:
+    """Seconds to write `count` entries spread over `member_ids` into a copy of the ledger, committed."""
+    with connection.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {FLOOR_TABLE}")
+        if connection.vendor == "postgresql":
+            _copy_ledger_postgres(cur)
+        else:
+            _copy_ledger_sqlite(cur, member_ids)
+    try:
+        start = time.perf_counter()
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute(_fill_sql(), [count, member_ids] if connection.vendor == "postgresql" else [count])
+        return time.perf_counter() - start
+    finally:
+        with connection.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {FLOOR_TABLE}")
+            cur.execute("DROP TABLE IF EXISTS bench_floor_members")
+
+
+def _copy_ledger_postgres(cur) -> None:
+    cur.execute(f"CREATE TABLE {FLOOR_TABLE} (LIKE {LEDGER} INCLUDING ALL)")
+    cur.execute(
+        f"SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = '{LEDGER}'::regclass "
+        "AND contype = 'f'"
+    )
+    for name, definition in cur.fetchall():
+        cur.execute(f"ALTER TABLE {FLOOR_TABLE} ADD CONSTRAINT floor_{name[:50]} {definition}")
+
+
+def _copy_ledger_sqlite(cur, member_ids: list[int]) -> None:
+    """SQLite keeps each table's and index's CREATE statement: the same statements, on the copy's name."""
+    cur.execute("SELECT type, name, sql FROM sqlite_master WHERE tbl_name = %s AND sql IS NOT NULL", [LEDGER])
+    statements = cur.fetchall()
+    table = next(sql for kind, _name, sql in statements if kind == "table")
+    cur.execute(table.replace(f'CREATE TABLE "{LEDGER}"', f'CREATE TABLE "{FLOOR_TABLE}"', 1))
+    for kind, name, sql in statements:
+        if kind == "index":
+            sql = re.sub(rf'ON "?{LEDGER}"? ', f"ON {FLOOR_TABLE} ", sql, count=1)
+            cur.execute(sql.replace(name, f"floor_{name}", 1))
+    # SQLite has no arrays: the members are numbered in a table of their own.
+    cur.execute("DROP TABLE IF EXISTS bench_floor_members")
+    cur.execute("CREATE TEMP TABLE bench_floor_members (n integer PRIMARY KEY, member_id bigint)")
+    cur.executemany("INSERT INTO bench_floor_members VALUES (%s, %s)", list(enumerate(member_ids)))
+
+
+def _fill_sql() -> str:
+    columns = (
+        "member_id, points, kind, status, counts_toward_lifetime, reason, actor_system, source, idempotency_key, "
+        "created_at"
+    )
+    values = "5 + g %% 40, 'adjustment', 'active', TRUE, 'floor', 'bench floor', 'system', 'floor:' || g"
+    if connection.vendor == "postgresql":
+        return f"""INSERT INTO {FLOOR_TABLE} ({columns})
+            SELECT ids[1 + g %% cardinality(ids)], {values}, now()
+            FROM generate_series(0, %s - 1) g, (SELECT %s::bigint[] AS ids) m"""
+    return f"""WITH RECURSIVE s(g) AS (SELECT 0 UNION ALL SELECT g + 1 FROM s WHERE g + 1 < %s)
+        INSERT INTO {FLOOR_TABLE} ({columns})
+        SELECT m.member_id, {values}, CURRENT_TIMESTAMP
+        FROM s JOIN bench_floor_members m ON m.n = g %% (SELECT COUNT(*) FROM bench_floor_members)"""
