@@ -388,6 +388,7 @@ def _stage_fill(line: RuleLine, seq_base: int, run: BackfillRun, lo: int, hi: in
 
 
 def _apply_chunk(run: BackfillRun, lines: list[RuleLine], lo: int, hi: int) -> None:
+    own_transaction = not connection.in_atomic_block
     with transaction.atomic():
         _roomy_sorts()
         with ledger_bulk.staging():
@@ -404,6 +405,8 @@ def _apply_chunk(run: BackfillRun, lines: list[RuleLine], lo: int, hi: int) -> N
                 policy=ProgramSettings.load().negative_balance_policy,
             )
             signups = _stage_posted({line.rule_id for line in lines if line.kind == EarnRuleKind.SIGNUP})
+        if own_transaction and _pg():
+            _check_constraints_now()
         _bump(
             run,
             members_credited=signups,
@@ -431,16 +434,19 @@ def _stage_posted(rule_ids: set[int]) -> int:
     )[0]
 
 
-def _bump(run: BackfillRun, **amounts) -> None:
-    """Add a range's figures to the run's counters, the last write of the range's transaction.
+def _check_constraints_now() -> None:
+    """Run the range's deferred foreign-key checks now (only in a transaction of the range's own: a caller's
+    transaction keeps its constraints deferred).
 
-    Parallel ranges meet on this row: a range holds its lock until it commits, and a commit on PostgreSQL first runs
-    the deferred foreign-key checks of every row the range wrote (seconds for half a million entries). Running those
-    checks now, before taking the lock, lets the other range's checks run beside them instead of queueing behind them.
+    Parallel ranges meet last on the run's counters: a range holds that row's lock until it commits, and a commit
+    first runs the deferred checks of every row the range wrote (seconds for half a million entries). Run before the
+    counters, the checks of two ranges go side by side instead of one range's queueing behind the other's.
     """
-    if _pg():
-        with connection.cursor() as cur:
-            cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    with connection.cursor() as cur:
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+
+def _bump(run: BackfillRun, **amounts) -> None:
     BackfillRun.objects.filter(pk=run.pk).update(**{name: F(name) + value for name, value in amounts.items()})
 
 

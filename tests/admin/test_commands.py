@@ -72,7 +72,7 @@ def test_bench_ledger_posts_every_entry_and_reconciles():
     assert LedgerEntry.objects.count() - before == 100 + 120 + 500
     assert LedgerEntry.objects.filter(reason="bench single", idempotency_key__startswith="admin:bench-").count() == 220
     # Its floor wrote 500 entries into a scratch copy of the ledger, gone afterwards; the ledger did not get them.
-    assert figures["bulk_floor_per_s"] > 0
+    assert figures["bulk_floor_per_s"] > 0 and figures["bulk_floor_required_guards_per_s"] > 0
     assert FLOOR_TABLE not in connection.introspection.table_names()
 
 
@@ -80,9 +80,10 @@ def test_bench_ledger_posts_every_entry_and_reconciles():
 def test_ledger_floor_has_the_ledgers_guards():
     """The floor is only a floor if its table checks what the ledger checks: here, an unknown member."""
     ids = [m.pk for m in Member.objects.bulk_create([Member(email=f"floor{n}@example.com") for n in range(3)])]
-    assert ledger_write_floor_s(ids, 30) > 0
-    with pytest.raises(IntegrityError):  # a member id that does not exist fails the foreign key at commit
-        ledger_write_floor_s([max(ids) + 1000], 1)
+    for required_only in (False, True):
+        assert ledger_write_floor_s(ids, 30, required_only=required_only) > 0
+        with pytest.raises(IntegrityError):  # a member id that does not exist fails the foreign key at commit
+            ledger_write_floor_s([max(ids) + 1000], 1, required_only=required_only)
     assert FLOOR_TABLE not in connection.introspection.table_names()
     assert not LedgerEntry.objects.filter(reason="floor").exists()
 
