@@ -78,11 +78,13 @@ else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     # Imports, backfills and bulk posts stage their rows in temporary tables. PostgreSQL keeps a session's temporary
     # pages in temp_buffers (8MB by default) and spills the rest through the operating system; a million staged rows
-    # are a few hundred MB. The memory is taken only as a session uses it, and the value can only be set before the
-    # session's first temporary table, hence at connection time. Empty leaves the server's value.
+    # are a few hundred MB. A session takes the memory as it uses it and keeps it until its connection closes; the
+    # value can only be set before the session's first temporary table, hence at connection time. Empty leaves the
+    # server's value.
     if temp_buffers := env.str("DATABASE_TEMP_BUFFERS", default="256MB"):
         options = DATABASES["default"].setdefault("OPTIONS", {})
-        options["options"] = f"{options.get('options', '')} -c temp_buffers={temp_buffers}".strip()
+        # First, so that a temp_buffers given in DATABASE_URL's own options (which come after) wins.
+        options["options"] = f"-c temp_buffers={temp_buffers} {options.get('options', '')}".strip()
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -4,7 +4,9 @@ A scratch table shaped exactly like the ledger (its columns, checks, indexes and
 table's own definitions) takes N ready-made entries in one INSERT ... SELECT, and the transaction commits, which runs
 the deferred foreign-key checks. No balance, tier, key lookup or staging: any way of posting N entries to this ledger
 costs at least this much on this machine, so a goal above the floor cannot be met without dropping a guard or an
-index. The scratch table is dropped afterwards; the real ledger is not touched.
+index. The scratch table is dropped afterwards; no entry of the real ledger is written. Creating and dropping its
+foreign keys briefly locks the tables it refers to (members, users, ways to earn), as any new foreign key does: a
+benchmark database, not a live store.
 
 With required_only, the copy keeps only what the ledger's own specification requires of it: the primary key, the
 unique idempotency key, the unique reverses link, the (member, created) index, the checks and the foreign keys. The
@@ -29,13 +31,16 @@ REQUIRED_INDEXES = {
 
 def ledger_write_floor_s(member_ids: list[int], count: int, *, required_only: bool = False) -> float:
     """Seconds to write `count` entries spread over `member_ids` into a copy of the ledger, committed."""
-    with connection.cursor() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS {FLOOR_TABLE}")
-        if connection.vendor == "postgresql":
-            _copy_ledger_postgres(cur, required_only)
-        else:
-            _copy_ledger_sqlite(cur, member_ids, required_only)
+    if connection.in_atomic_block:
+        # Inside a caller's transaction the commit (and its deferred checks, part of the floor) would not happen.
+        raise RuntimeError("The ledger floor is measured in a transaction of its own.")
     try:
+        with connection.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {FLOOR_TABLE}")
+            if connection.vendor == "postgresql":
+                _copy_ledger_postgres(cur, required_only)
+            else:
+                _copy_ledger_sqlite(cur, member_ids, required_only)
         start = time.perf_counter()
         with transaction.atomic(), connection.cursor() as cur:
             cur.execute(_fill_sql(), [count, member_ids] if connection.vendor == "postgresql" else [count])
@@ -63,6 +68,8 @@ def _copy_ledger_postgres(cur, required_only: bool) -> None:
         "AND contype = 'f'"
     )
     for name, definition in cur.fetchall():
+        # The links between entries (reverses, takes back) point at the copy itself, not at the real ledger.
+        definition = definition.replace(f"REFERENCES {LEDGER}(", f"REFERENCES {FLOOR_TABLE}(")
         cur.execute(f"ALTER TABLE {FLOOR_TABLE} ADD CONSTRAINT floor_{name[:50]} {definition}")
 
 
@@ -71,7 +78,7 @@ def _copy_ledger_sqlite(cur, member_ids: list[int], required_only: bool) -> None
     cur.execute("SELECT type, name, sql FROM sqlite_master WHERE tbl_name = %s AND sql IS NOT NULL", [LEDGER])
     statements = cur.fetchall()
     table = next(sql for kind, _name, sql in statements if kind == "table")
-    cur.execute(table.replace(f'CREATE TABLE "{LEDGER}"', f'CREATE TABLE "{FLOOR_TABLE}"', 1))
+    cur.execute(table.replace(f'"{LEDGER}"', f'"{FLOOR_TABLE}"'))  # its name, and the links between entries
     for kind, name, sql in statements:
         if kind == "index" and (name in REQUIRED_INDEXES or not required_only):
             sql = re.sub(rf'ON "?{LEDGER}"? ', f"ON {FLOOR_TABLE} ", sql, count=1)

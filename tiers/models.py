@@ -21,13 +21,14 @@ class TierChange(models.Model):
     """One move of a member between tiers, with the entry that caused it: the answer to "why is she Gold?"."""
 
     # A backfill writes a tier change for most members it credits, so every index here is paid for in bulk. The
-    # (member, created) index serves a member's history; tiers and entries are only looked up through these keys
-    # when a tier is deleted (rare, and PROTECT refuses it anyway) and entries are never deleted: no index of their own.
+    # (member, created) index serves a member's history and to_tier the history list's filter; the tier a member
+    # left and the entry are only looked up through their keys when a tier or an entry is deleted (a tier rarely, and
+    # PROTECT refuses it anyway; entries never): no index of their own.
     member = models.ForeignKey("loyalty.Member", on_delete=models.PROTECT, related_name="tier_changes", db_index=False)
     from_tier = models.ForeignKey(
         Tier, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
     )
-    to_tier = models.ForeignKey(Tier, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False)
+    to_tier = models.ForeignKey(Tier, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     lifetime_points = models.BigIntegerField(_("lifetime points after"))
     entry = models.ForeignKey(
         "loyalty.LedgerEntry", on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False

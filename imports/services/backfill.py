@@ -394,10 +394,6 @@ def _apply_chunk(run: BackfillRun, lines: list[RuleLine], lo: int, hi: int) -> N
         with ledger_bulk.staging():
             for position, line in enumerate(lines):
                 _stage_fill(line, position * SEQ_SPAN, run, lo, hi)
-            if _pg():
-                # A temporary table has no statistics until analysed; without them the bulk path's joins plan badly.
-                with connection.cursor() as cur:
-                    cur.execute(f"ANALYZE {ledger_bulk.STAGE}")
             result = ledger_bulk.apply_stage(
                 actor=run.created_by or BACKFILL_JOB,
                 source=EntrySource.BACKFILL,

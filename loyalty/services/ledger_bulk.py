@@ -218,6 +218,10 @@ def apply_stage(
         _exec("SET LOCAL jit = off")
     _exec(f"CREATE INDEX IF NOT EXISTS {STAGE}_key ON {STAGE} (idem_key)")
     _exec(f"CREATE INDEX IF NOT EXISTS {STAGE}_member ON {STAGE} (member_id, seq)")
+    if _is_postgres():
+        # A temporary table has no statistics until analysed: the planner would take a big stage for a few hundred
+        # rows and look members up one index probe at a time where one pass over them is cheaper.
+        _exec(f"ANALYZE {STAGE}")
     _mark_unknown_members()
     _mark_already_applied(keys_to_look_up)
     _lock_members()

@@ -5,7 +5,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
 
 from loyalty.bench_floor import FLOOR_TABLE, ledger_write_floor_s
@@ -86,6 +86,8 @@ def test_ledger_floor_has_the_ledgers_guards():
             ledger_write_floor_s([max(ids) + 1000], 1, required_only=required_only)
     assert FLOOR_TABLE not in connection.introspection.table_names()
     assert not LedgerEntry.objects.filter(reason="floor").exists()
+    with transaction.atomic(), pytest.raises(RuntimeError, match="transaction of its own"):
+        ledger_write_floor_s(ids, 1)  # its commit is part of what it measures
 
 
 @pytest.mark.parametrize(
