@@ -18,6 +18,8 @@ import time
 
 from django.db import connection, transaction
 
+from .bench_data import series
+
 FLOOR_TABLE = "bench_ledger_floor"
 LEDGER = "loyalty_ledgerentry"
 # The indexes the ledger's specification names (on SQLite the first three are part of the table's own statement).
@@ -43,7 +45,7 @@ def ledger_write_floor_s(member_ids: list[int], count: int, *, required_only: bo
                 _copy_ledger_sqlite(cur, member_ids, required_only)
         start = time.perf_counter()
         with transaction.atomic(), connection.cursor() as cur:
-            cur.execute(_fill_sql(), [count, member_ids] if connection.vendor == "postgresql" else [count])
+            cur.execute(_fill_sql(count), [member_ids] if connection.vendor == "postgresql" else [])
         return time.perf_counter() - start
     finally:
         with connection.cursor() as cur:
@@ -89,17 +91,17 @@ def _copy_ledger_sqlite(cur, member_ids: list[int], required_only: bool) -> None
     cur.executemany("INSERT INTO bench_floor_members VALUES (%s, %s)", list(enumerate(member_ids)))
 
 
-def _fill_sql() -> str:
+def _fill_sql(count: int) -> str:
+    """Entry n of 1..count goes to the member at position n modulo the number of members."""
     columns = (
         "member_id, points, kind, status, counts_toward_lifetime, reason, actor_system, source, idempotency_key, "
         "created_at"
     )
-    values = "5 + g %% 40, 'adjustment', 'active', TRUE, 'floor', 'bench floor', 'system', 'floor:' || g"
+    values = "5 + g.n %% 40, 'adjustment', 'active', TRUE, 'floor', 'bench floor', 'system', 'floor:' || g.n"
     if connection.vendor == "postgresql":
         return f"""INSERT INTO {FLOOR_TABLE} ({columns})
-            SELECT ids[1 + g %% cardinality(ids)], {values}, now()
-            FROM generate_series(0, %s - 1) g, (SELECT %s::bigint[] AS ids) m"""
-    return f"""WITH RECURSIVE s(g) AS (SELECT 0 UNION ALL SELECT g + 1 FROM s WHERE g + 1 < %s)
-        INSERT INTO {FLOOR_TABLE} ({columns})
+            SELECT ids[1 + g.n %% cardinality(ids)], {values}, now()
+            FROM {series(count)}, (SELECT %s::bigint[] AS ids) m"""
+    return f"""INSERT INTO {FLOOR_TABLE} ({columns})
         SELECT m.member_id, {values}, CURRENT_TIMESTAMP
-        FROM s JOIN bench_floor_members m ON m.n = g %% (SELECT COUNT(*) FROM bench_floor_members)"""
+        FROM {series(count)} JOIN bench_floor_members m ON m.n = g.n %% (SELECT COUNT(*) FROM bench_floor_members)"""

@@ -114,7 +114,7 @@ class BackfillRunAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/imports/backfillrun/preview.html", context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        run = BackfillRun.objects.filter(pk=record_id(object_id)).first() if record_id(object_id) else None
+        run = BackfillRun.objects.filter(pk=record_id(object_id)).first()  # None for an id that cannot be one
         if run is not None:
             extra_context = {
                 **(extra_context or {}),

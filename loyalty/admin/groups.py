@@ -152,7 +152,7 @@ class CustomerGroupAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
-        group = CustomerGroup.objects.filter(pk=record_id(object_id)).first() if record_id(object_id) else None
+        group = CustomerGroup.objects.filter(pk=record_id(object_id)).first()  # None for an id that cannot be one
         if group is not None:
             extra_context.update(
                 member_count=group_member_count(group),
@@ -328,7 +328,7 @@ class GroupActionAdmin(admin.ModelAdmin):
         return urls + super().get_urls()
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        action = GroupAction.objects.filter(pk=record_id(object_id)).first() if record_id(object_id) else None
+        action = GroupAction.objects.filter(pk=record_id(object_id)).first()  # None for an id that cannot be one
         if action is not None:
             extra_context = {**(extra_context or {}), **status_context(action)}
             extra_context["status_url"] = reverse("admin:loyalty_groupaction_status", args=[action.pk])

@@ -18,6 +18,7 @@ statement writes nothing and the general path finds the key applied.
 """
 
 from contextlib import nullcontext
+from functools import cache
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -36,6 +37,7 @@ def _columns(alias: str, fields) -> str:
     return ", ".join(f"{alias}.{quote(f.column)}" for f in fields)
 
 
+@cache  # built once per process: the models' tables and columns do not change while it runs
 def _statement() -> str:
     entry_table, member_table = LedgerEntry._meta.db_table, Member._meta.db_table
     change_table, shortfall_table = TierChange._meta.db_table, Shortfall._meta.db_table
@@ -73,16 +75,13 @@ def _statement() -> str:
         SELECT e.*, u.* FROM e, u"""
 
 
-_SQL = {}
-
-
 def adjust_in_one_statement(
     *, member_id: int, points: int, reason: str, who: dict, source: str, source_ref: int | None, key: str | None
 ):
     """(entry, member) when the adjustment was posted here; None when the caller must run the general path."""
     if connection.vendor != "postgresql":
         return None
-    sql = _SQL.setdefault("adjust", _statement())
+    sql = _statement()
     params = {
         "member": member_id,
         "points": points,

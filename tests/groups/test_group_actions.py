@@ -178,44 +178,17 @@ def test_admin_action_confirms_then_runs(group, client, manager, django_capture_
     first = client.post(url, {"action": "adjust_group_points", "_selected_action": [group.pk]})
     assert first.status_code == 200
     assert "3 members now" in first.content.decode()
-    bad = client.post(
-        url,
-        {
-            "action": "adjust_group_points",
-            "_selected_action": [group.pk],
-            "post": "yes",
-            "apply_type": "relative",
-            "points": "0",
-            "comment": "x",
-        },
-    )
-    assert "Points must not be 0" in bad.content.decode()
-    huge = client.post(
-        url,
-        {
-            "action": "adjust_group_points",
-            "_selected_action": [group.pk],
-            "post": "yes",
-            "apply_type": "relative",
-            "points": "99999999999999999999999",
-            "comment": "x",
-        },
-    )
+
+    def confirm(points, comment, **kwargs):
+        form = {"action": "adjust_group_points", "_selected_action": [group.pk], "post": "yes"}
+        return client.post(url, {**form, "apply_type": "relative", "points": points, "comment": comment}, **kwargs)
+
+    assert "Points must not be 0" in confirm("0", "x").content.decode()
+    huge = confirm("99999999999999999999999", "x")
     assert huge.status_code == 200 and "less than or equal to 10000000" in huge.content.decode()
     assert not GroupAction.objects.exists()
     with django_capture_on_commit_callbacks(execute=True):
-        done = client.post(
-            url,
-            {
-                "action": "adjust_group_points",
-                "_selected_action": [group.pk],
-                "post": "yes",
-                "apply_type": "relative",
-                "points": "25",
-                "comment": "Thanks",
-            },
-            follow=True,
-        )
+        done = confirm("25", "Thanks", follow=True)
     assert "Started 1 group action" in done.content.decode()
     action = GroupAction.objects.get()
     assert action.status == JobStatus.DONE

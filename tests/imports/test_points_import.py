@@ -115,9 +115,10 @@ def test_a_redelivered_apply_posts_nothing_twice(members, settings):
     assert job.skipped == 6, "the repeated rows are reported as already applied"
 
 
-def test_apply_resumes_after_the_last_committed_chunk(members, settings, monkeypatch):
+def _six_rows_whose_second_chunk_fails_once(settings, monkeypatch, error):
+    """A checked file of six rows in chunks of two, whose second chunk raises `error` the first time it is applied;
+    returns the job and the chunks' first rows in the order they were tried."""
     from imports.services.kinds import points as points_kind
-    from imports.tasks.import_job import apply_import_job
 
     settings.IMPORT_CHUNK_ROWS = 2
     text = "email,points\n" + "".join(f"{e},10\n" for e in ["ann@shop.example", "bob@shop.example"] * 3)
@@ -125,13 +126,20 @@ def test_apply_resumes_after_the_last_committed_chunk(members, settings, monkeyp
     real = points_kind.PointsKind.apply_chunk
     calls = []
 
-    def dies_on_second_chunk(self, ctx, lo, hi):
+    def fails_on_second_chunk(self, ctx, lo, hi):
         calls.append(lo)
         if len(calls) == 2:
-            raise RuntimeError("worker lost")
+            raise error
         return real(self, ctx, lo, hi)
 
-    monkeypatch.setattr(points_kind.PointsKind, "apply_chunk", dies_on_second_chunk)
+    monkeypatch.setattr(points_kind.PointsKind, "apply_chunk", fails_on_second_chunk)
+    return job, calls
+
+
+def test_apply_resumes_after_the_last_committed_chunk(members, settings, monkeypatch):
+    from imports.tasks.import_job import apply_import_job
+
+    job, _calls = _six_rows_whose_second_chunk_fails_once(settings, monkeypatch, RuntimeError("worker lost"))
     with pytest.raises(RuntimeError):
         apply_import_job.delay(job.pk)
     job.refresh_from_db()
@@ -139,8 +147,7 @@ def test_apply_resumes_after_the_last_committed_chunk(members, settings, monkeyp
     assert "Resume applies the rest" in job.error
     assert (job.progress, job.applied) == (2, 2)
 
-    monkeypatch.setattr(points_kind.PointsKind, "apply_chunk", real)
-    assert import_job_resume(job=job)
+    assert import_job_resume(job=job)  # the second chunk fails only once
     job = import_job_apply(job_id=job.pk)
     assert (job.status, job.applied, job.progress) == (ImportStatus.APPLIED, 6, 6)
     assert balances("ann@shop.example", "bob@shop.example") == [30, 30]
@@ -219,22 +226,9 @@ def _system():
 def test_a_deadlock_mid_apply_is_retried_not_reported_as_a_failure(members, settings, monkeypatch):
     from django.db import OperationalError
 
-    from imports.services.kinds import points as points_kind
     from imports.tasks.import_job import apply_import_job
 
-    settings.IMPORT_CHUNK_ROWS = 2
-    text = "email,points\n" + "".join(f"{e},10\n" for e in ["ann@shop.example", "bob@shop.example"] * 3)
-    job = checked(text)
-    real = points_kind.PointsKind.apply_chunk
-    calls = []
-
-    def deadlocks_once_on_second_chunk(self, ctx, lo, hi):
-        calls.append(lo)
-        if len(calls) == 2:
-            raise OperationalError("deadlock detected")
-        return real(self, ctx, lo, hi)
-
-    monkeypatch.setattr(points_kind.PointsKind, "apply_chunk", deadlocks_once_on_second_chunk)
+    job, calls = _six_rows_whose_second_chunk_fails_once(settings, monkeypatch, OperationalError("deadlock detected"))
     # As a worker runs it: the Retry is taken up as a new attempt (in-process here, so without the delay).
     result = apply_import_job.apply(args=[job.pk], throw=False)
     assert result.successful()
