@@ -5,13 +5,25 @@ from django.utils.translation import gettext_lazy as _
 class Tier(models.Model):
     """A VIP tier: a member is in the highest tier whose threshold their lifetime points reach."""
 
-    name = models.CharField(_("name"), max_length=80, unique=True)
-    threshold = models.BigIntegerField(_("lifetime points needed"), unique=True)
+    name = models.CharField(_("name"), max_length=80)
+    threshold = models.BigIntegerField(_("lifetime points needed"))
     description = models.TextField(_("description"), blank=True)
+    retired = models.BooleanField(
+        _("retired"),
+        default=False,
+        editable=False,
+        help_text=_("A deleted tier: no member is in it any more, and its history stays readable."),
+    )
 
     class Meta:
         ordering = ["threshold"]
-        constraints = [models.CheckConstraint(condition=models.Q(threshold__gte=0), name="tier_threshold_not_negative")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(threshold__gte=0), name="tier_threshold_not_negative"),
+            models.UniqueConstraint(
+                fields=["threshold"], condition=models.Q(retired=False), name="tier_threshold_unique"
+            ),
+            models.UniqueConstraint(fields=["name"], condition=models.Q(retired=False), name="tier_name_unique"),
+        ]
 
     def __str__(self):
         return self.name

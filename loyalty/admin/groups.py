@@ -16,9 +16,9 @@ from django.utils.translation import ngettext
 from ..errors import LoyaltyError
 from ..ids import record_id
 from ..models import CustomerGroup, GroupAction, JobStatus, MemberRFM
+from ..rules import MAX_ACTION_POINTS
 from ..selectors_groups import group_member_count
 from ..services.groups import group_action_create, group_action_undo_request, group_static_members_add
-from ..services.ledger import MAX_ACTION_POINTS
 from .members import CustomerGroupFilter
 
 FORM_PAGE = "admin/loyalty/customergroup/form_page.html"

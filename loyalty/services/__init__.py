@@ -1,8 +1,7 @@
 """Writes of the loyalty app. Every change of points goes through the ledger service (ledger.py, ledger_bulk.py)."""
 
+from ..rules import RELATIVE, SET_TO
 from .ledger import (
-    RELATIVE,
-    SET_TO,
     PostResult,
     entry_approve,
     entry_reject,
@@ -14,7 +13,9 @@ from .ledger import (
 )
 from .ledger_bulk import (
     BulkResult,
+    Move,
     Posting,
+    PostingsQuery,
     entries_approve_bulk,
     entries_post_bulk,
     entries_reject_bulk,
@@ -27,8 +28,10 @@ __all__ = [
     "RELATIVE",
     "SET_TO",
     "BulkResult",
+    "Move",
     "PostResult",
     "Posting",
+    "PostingsQuery",
     "entries_approve_bulk",
     "entries_post_bulk",
     "entries_reject_bulk",

@@ -8,6 +8,7 @@ from loyalty.actors import SystemActor
 from loyalty.errors import LoyaltyError
 from loyalty.models import EntryKind, LedgerEntry, Member, Shortfall
 from loyalty.services import Posting, entries_post_bulk, points_adjust, points_earn
+from loyalty.services.members import member_create
 from tests.factories import TierFactory
 from tiers.models import TierChange
 
@@ -77,7 +78,7 @@ def _snapshot(members):
 
 
 def _fresh_members(tag):
-    return [Member.objects.create(email=f"{tag}{i}@eq.example") for i in range(3)]
+    return [member_create(email=f"{tag}{i}@eq.example") for i in range(3)]
 
 
 @pytest.mark.django_db

@@ -31,6 +31,7 @@ from loyalty.models import (
 )
 from loyalty.services import Posting, entries_post_bulk, reward_give
 from loyalty.services.ledger_bulk import fill_table
+from loyalty.services.members import new_member_tier_id
 from tiers.models import Tier
 
 DEMO_PASSWORD = "demo-pass-2026"
@@ -159,7 +160,7 @@ class Command(BaseCommand):
         """Insert members start..stop-1; returns [(id, signed_up_at)] in id order."""
         first, last = FIRST.split(), LAST.split()
         now = timezone.now()
-        batch = []
+        batch, tier_id = [], new_member_tier_id()
         for n in range(start, stop):
             joined = now - timedelta(days=rng.randint(1, 900))
             batch.append(
@@ -170,6 +171,7 @@ class Command(BaseCommand):
                     last_name=rng.choice(last),
                     signed_up_at=None if rng.random() < 0.2 else joined,
                     created_at=joined,
+                    tier_id=tier_id,
                 )
             )
         created = Member.objects.bulk_create(batch, batch_size=5000)
