@@ -6,41 +6,53 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('loyalty', '0010_member_room_for_balance_updates'),
+        ("loyalty", "0010_member_room_for_balance_updates"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='FreedKey',
+            name="FreedKey",
             fields=[
-                ('key', models.CharField(max_length=200, primary_key=True, serialize=False)),
-                ('generation', models.PositiveIntegerField(default=1)),
-                ('live', models.CharField(help_text="The key the fact's next credit carries.", max_length=220, unique=True)),
+                ("key", models.CharField(max_length=200, primary_key=True, serialize=False)),
+                ("generation", models.PositiveIntegerField(default=1)),
+                (
+                    "live",
+                    models.CharField(help_text="The key the fact's next credit carries.", max_length=220, unique=True),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='groupaction',
-            name='request_token',
+            model_name="groupaction",
+            name="request_token",
             field=models.CharField(blank=True, editable=False, max_length=64, null=True, unique=True),
         ),
         migrations.AddField(
-            model_name='programsettings',
-            name='support_agent_daily_limit',
-            field=models.PositiveIntegerField(blank=True, help_text='The most points (up or down, all members together) one support agent may move in a day. Empty: no daily cap.', null=True, verbose_name='support agent daily total'),
+            model_name="programsettings",
+            name="support_agent_daily_limit",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="The most points (up or down, all members together) one support agent may move in a day. Empty: no daily cap.",
+                null=True,
+                verbose_name="support agent daily total",
+            ),
         ),
         migrations.CreateModel(
-            name='StaffDailyTotal',
+            name="StaffDailyTotal",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.DateField()),
-                ('points', models.BigIntegerField(default=0)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("day", models.DateField()),
+                ("points", models.BigIntegerField(default=0)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('user', 'day'), name='staff_daily_total_unique')],
+                "constraints": [models.UniqueConstraint(fields=("user", "day"), name="staff_daily_total_unique")],
             },
         ),
     ]

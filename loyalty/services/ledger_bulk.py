@@ -297,12 +297,13 @@ def entries_post_bulk(
 ) -> BulkResult:
     """Post many entries at once: the same rules, keys, limits and tiers as posting them one by one, in order.
 
-    postings: Posting and Move objects (a row's seq is its position); queries: PostingsQuery objects. action: the
-    staff action a user's call stands for (staff.ACTION_PERMISSIONS; required with a staff actor; a user without
-    its permission is refused with StaffRefused, a support agent's rows beyond the limits are refused by row). policy: the negative-balance policy
-    (the program's by default). keys_new_unless_prefix: the caller knows every idempotency key without this prefix
-    is new (an import's own row keys before any of its chunks committed), which saves a million index lookups;
-    were it wrong, the ledger's unique key would fail the transaction, so nothing can apply twice either way.
+    postings: Posting and Move objects (a row's seq is its position); queries: PostingsQuery objects.
+    action: the staff action a user's call stands for (staff.ACTION_PERMISSIONS; required with a staff actor). A
+    user without its permission is refused with StaffRefused; a support agent's rows beyond the limits are refused
+    by row. policy: the negative-balance policy (the program's by default).
+    keys_new_unless_prefix: the caller knows every idempotency key without this prefix is new (an import's own row
+    keys before any of its chunks committed), which saves a million index lookups; were it wrong, the ledger's
+    unique key would fail the transaction, so nothing can apply twice either way.
     dry_run: compute everything and write nothing (a preview), with `members` filled.
     """
     policy = policy_or_default(policy)

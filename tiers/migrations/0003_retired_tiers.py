@@ -4,33 +4,41 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tiers', '0002_tier_history_fewer_indexes'),
+        ("tiers", "0002_tier_history_fewer_indexes"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='tier',
-            name='retired',
-            field=models.BooleanField(default=False, editable=False, help_text='A deleted tier: no member is in it any more, and its history stays readable.', verbose_name='retired'),
+            model_name="tier",
+            name="retired",
+            field=models.BooleanField(
+                default=False,
+                editable=False,
+                help_text="A deleted tier: no member is in it any more, and its history stays readable.",
+                verbose_name="retired",
+            ),
         ),
         migrations.AlterField(
-            model_name='tier',
-            name='name',
-            field=models.CharField(max_length=80, verbose_name='name'),
+            model_name="tier",
+            name="name",
+            field=models.CharField(max_length=80, verbose_name="name"),
         ),
         migrations.AlterField(
-            model_name='tier',
-            name='threshold',
-            field=models.BigIntegerField(verbose_name='lifetime points needed'),
+            model_name="tier",
+            name="threshold",
+            field=models.BigIntegerField(verbose_name="lifetime points needed"),
         ),
         migrations.AddConstraint(
-            model_name='tier',
-            constraint=models.UniqueConstraint(condition=models.Q(('retired', False)), fields=('threshold',), name='tier_threshold_unique'),
+            model_name="tier",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("retired", False)), fields=("threshold",), name="tier_threshold_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='tier',
-            constraint=models.UniqueConstraint(condition=models.Q(('retired', False)), fields=('name',), name='tier_name_unique'),
+            model_name="tier",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("retired", False)), fields=("name",), name="tier_name_unique"
+            ),
         ),
     ]
