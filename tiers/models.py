@@ -1,3 +1,4 @@
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -26,7 +27,18 @@ class Tier(models.Model):
         ]
 
     def __str__(self):
-        return self.name
+        return f"{self.name} (retired)" if self.retired else self.name
+
+    def clean(self):
+        """Two tiers in use never share a name or a threshold (a form checks it before the database refuses it)."""
+        in_use = Tier.objects.filter(retired=False).exclude(pk=self.pk)
+        errors = {}
+        if in_use.filter(name=self.name).exists():
+            errors["name"] = _("A tier in use already has this name.")
+        if self.threshold is not None and in_use.filter(threshold=self.threshold).exists():
+            errors["threshold"] = _("A tier in use already starts at this number of points.")
+        if errors:
+            raise ValidationError(errors)
 
 
 class TierChange(models.Model):

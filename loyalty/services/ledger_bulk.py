@@ -53,6 +53,8 @@ _COLUMNS = (
     "idem_key",
     "hold_until",
     "earn_rule_id",
+    "source",
+    "source_ref",
     "entry_id",
 )
 # New postings leave entry_id to the stage's default (see _entry_id_default).
@@ -63,7 +65,8 @@ MAX_REASON = 500
 @dataclass
 class Posting:
     """One posting. For apply_type "set", `points` is the target available balance. `counts_toward_lifetime`:
-    None follows the kind (rules.counts_toward_lifetime); True/False is a staff adjustment's own choice."""
+    None follows the kind (rules.counts_toward_lifetime); True/False is a staff adjustment's own choice.
+    `source`/`source_ref`: this posting's own origin (an order's earning names its order), else the call's."""
 
     member_id: int
     points: int
@@ -75,6 +78,8 @@ class Posting:
     hold_until: datetime | None = None
     earn_rule_id: int | None = None
     counts_toward_lifetime: bool | None = None
+    source: str | None = None
+    source_ref: int | None = None
 
     def _row(self, seq: int) -> tuple:
         counts = rules.counts_toward_lifetime(self.kind, choice=self.counts_toward_lifetime)
@@ -91,6 +96,8 @@ class Posting:
             self.idempotency_key,
             self.hold_until,
             self.earn_rule_id,
+            self.source,
+            self.source_ref,
         )
 
 
@@ -211,7 +218,8 @@ def _staging():
                 seq bigint PRIMARY KEY, op varchar(10) NOT NULL, member_id bigint NOT NULL, points bigint NOT NULL,
                 apply_type varchar(10) NOT NULL, kind varchar(12) NOT NULL, status varchar(10) NOT NULL,
                 counts boolean NOT NULL, reason text NOT NULL, idem_key text, hold_until {ts},
-                earn_rule_id bigint, reverses_id bigint, entry_id bigint {_entry_id_default()},
+                earn_rule_id bigint, source varchar(10), source_ref bigint, reverses_id bigint,
+                entry_id bigint {_entry_id_default()},
                 state smallint NOT NULL DEFAULT 0, shortfall bigint NOT NULL DEFAULT 0, refusal text)"""
         )
     yield
@@ -641,8 +649,9 @@ def _insert_entries(*, actor, source: str, source_ref: int | None, now) -> None:
         f"""INSERT INTO loyalty_ledgerentry (id, member_id, points, kind, status, counts_toward_lifetime, reason,
                 actor_user_id, actor_system, source, source_ref, earn_rule_id, reverses_id, idempotency_key,
                 hold_until, created_at)
-            SELECT entry_id, member_id, points, kind, status, counts, reason, %s, %s, %s, %s, earn_rule_id,
-                   reverses_id, idem_key, CASE WHEN status = 'pending' THEN hold_until END, %s
+            SELECT entry_id, member_id, points, kind, status, counts, reason, %s, %s, COALESCE(source, %s),
+                   COALESCE(source_ref, %s), earn_rule_id, reverses_id, idem_key,
+                   CASE WHEN status = 'pending' THEN hold_until END, %s
             FROM {_STAGE} WHERE state = {_NEW} AND op = '{_POST}' ORDER BY seq""",
         [who["actor_user_id"], who["actor_system"], source, source_ref, now],
     )
