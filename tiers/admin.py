@@ -31,9 +31,9 @@ class TierAdmin(admin.ModelAdmin):
         return super().has_delete_permission(request, obj) and not (obj and obj.retired)
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        if request.method == "POST" and request.POST.get(CONFIRMED) != "yes":
-            if preview := self._impact_page(request, object_id):
-                return preview
+        confirmed = request.POST.get(CONFIRMED) == "yes"
+        if request.method == "POST" and not confirmed and (preview := self._impact_page(request, object_id)):
+            return preview
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     def _impact_page(self, request, object_id):

@@ -4,7 +4,7 @@ import pytest
 
 from loyalty.actors import SystemActor
 from loyalty.services import points_adjust
-from tests.admin.conftest import agent_client, manager_client, member_with, program_manager, support_agent  # noqa: F401
+from tests.admin.conftest import member_with
 from tiers.models import Tier, TierChange
 
 pytestmark = pytest.mark.django_db
