@@ -189,6 +189,20 @@ def reversal_refusal_sql(*, entry: str, reversed_by: str, reversed_without_entry
                 WHEN {remaining} = 0 THEN {sentence("taken_back")} END"""
 
 
+NOT_PENDING = "Entry #{id} is {status}, not pending."
+
+
+def not_pending_refusal(*, entry_id: int, status: str) -> str | None:
+    """Only a pending entry is approved or rejected (None when it is pending)."""
+    return None if status == EntryStatus.PENDING else NOT_PENDING.format(id=entry_id, status=status)
+
+
+def not_pending_refusal_sql(*, entry_id: str, status: str) -> str:
+    """not_pending_refusal as an SQL expression (the sentence, or NULL when the status is pending)."""
+    sentence = _sql_sentence(NOT_PENDING, id=entry_id, status=status)
+    return f"CASE WHEN {status} <> '{EntryStatus.PENDING}' THEN {sentence} END"
+
+
 def _sql_sentence(template: str, **values: str) -> str:
     """A sentence template ("Entry #{id} ...") as an SQL concatenation of its text and the given SQL expressions."""
     parts, rest = [], template

@@ -12,6 +12,8 @@ from .ledger import (
     reward_give,
 )
 from .ledger_bulk import (
+    ACTIVATE,
+    REJECT,
     BulkResult,
     Move,
     Posting,
@@ -25,6 +27,8 @@ from .ledger_bulk import (
 )
 
 __all__ = [
+    "ACTIVATE",
+    "REJECT",
     "RELATIVE",
     "SET_TO",
     "BulkResult",

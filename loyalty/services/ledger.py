@@ -201,9 +201,11 @@ def _require_reason(reason: str) -> str:
     return reason
 
 
-def _check_staff(staff: StaffPolicy, member: Member, points: int) -> None:
-    if refusal := staff.refusal(member.pk, points):
+def _check_staff(staff: StaffPolicy, points: int) -> None:
+    """Refuse a change beyond the staff member's limits; else count it (written by staff.record at the end)."""
+    if refusal := staff.refusal(points):
         raise LoyaltyError(refusal)
+    staff.add(points)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -246,7 +248,7 @@ def points_adjust(
         )
         if decision.nothing:
             return PostResult(member=locked)
-        _check_staff(staff, locked, decision.change)
+        _check_staff(staff, decision.change)
         if decision.refusal:
             raise LoyaltyError(decision.refusal)
         entry = None
@@ -313,7 +315,7 @@ def points_earn(
         key = idempotency_key if key_is_new else live_key(idempotency_key)
         if not key_is_new and (applied := _applied(key, locked)):
             return applied
-        _check_staff(staff, locked, points)
+        _check_staff(staff, points)
         try:
             entry = _insert(
                 locked,
@@ -367,7 +369,7 @@ def reward_give(
                 f"Cannot give {reward.name} for {cost:,} points: {locked.email} has only "
                 f"{locked.available_points:,} available."
             )
-        _check_staff(staff, locked, cost)
+        _check_staff(staff, cost)
         reason = (reason or "").strip() or f"Reward: {reward.name}"
         entry = None
         if cost:
@@ -432,9 +434,9 @@ def _move_status(member: Member, entry: LedgerEntry, *, to: str, actor, reason: 
 def _locked_pending(entry, actor) -> tuple[Member, LedgerEntry, StaffPolicy]:
     member, entry = _lock_entry(entry)
     staff = staff_policy(actor, "approve")
-    if entry.status != EntryStatus.PENDING:
-        raise LoyaltyError(f"Entry #{entry.pk} is {entry.get_status_display().lower()}, not pending.")
-    _check_staff(staff, member, entry.points)
+    if refusal := rules.not_pending_refusal(entry_id=entry.pk, status=entry.status):
+        raise LoyaltyError(refusal)
+    _check_staff(staff, entry.points)
     return member, entry, staff
 
 
@@ -515,11 +517,12 @@ def entry_reverse(
         )
         if refusal := _reversal_refusal(entry, remaining):
             raise LoyaltyError(refusal)
-        _check_staff(staff, member, remaining)
-        if entry.status == EntryStatus.PENDING:
+        if entry.status == EntryStatus.PENDING:  # rejected, with its pending take-backs: its points never come
+            _check_staff(staff, entry.points)
             _reject_with_take_backs(member, entry, actor=actor, reason=reason)
             staff.record()
             return PostResult(entry=entry, member=member)
+        _check_staff(staff, remaining)
         decision = _decide(
             member, points=-remaining, apply_type=RELATIVE, status=EntryStatus.ACTIVE, policy=policy, what="reverse"
         )
@@ -590,7 +593,7 @@ def entry_take_back(
         want = rules.take_back_points(want=points, earned=entry.points, taken_back=_taken_back(entry))
         if want <= 0:
             return PostResult(member=member)
-        _check_staff(staff, member, want)
+        _check_staff(staff, want)
         decision = _decide(
             member, points=-want, apply_type=RELATIVE, status=entry.status, policy=policy, what="take_back"
         )

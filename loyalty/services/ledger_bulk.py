@@ -408,8 +408,10 @@ def _lock_members() -> None:
 
 def _mark_moves_no_longer_pending() -> None:
     """Status moves are checked again under the members' locks: the entry may have moved since it was chosen."""
+    refusal = rules.not_pending_refusal_sql(entry_id="e.id", status="e.status")
     _exec(
-        f"""UPDATE {_STAGE} SET state = {_REFUSED}, refusal = 'Entry #' || entry_id || ' is no longer pending.'
+        f"""UPDATE {_STAGE} SET state = {_REFUSED},
+                refusal = (SELECT {refusal} FROM loyalty_ledgerentry e WHERE e.id = {_STAGE}.entry_id)
             WHERE state = {_NEW} AND op <> '{_POST}' AND NOT EXISTS (
                 SELECT 1 FROM loyalty_ledgerentry e WHERE e.id = {_STAGE}.entry_id AND e.status = 'pending')"""
     )
@@ -469,8 +471,7 @@ def _resolve_sequentially(member_ids: list[int], policy: str, staff: StaffPolicy
     )
     seen_keys: set[str] = set()
     decisions = [
-        (seq, *_decide_row(balances[member_id], member_id, row, seen_keys, policy, staff))
-        for seq, member_id, *row in rows
+        (seq, *_decide_row(balances[member_id], row, seen_keys, policy, staff)) for seq, member_id, *row in rows
     ]
     _exec("DROP TABLE IF EXISTS ledger_stage_decisions")
     _exec(
@@ -487,7 +488,7 @@ def _resolve_sequentially(member_ids: list[int], policy: str, staff: StaffPolicy
     _exec("DROP TABLE ledger_stage_members")
 
 
-def _decide_row(balance, member_id, row, seen_keys, policy, staff):
+def _decide_row(balance, row, seen_keys, policy, staff):
     """One row's fate, given the member's running balance: (state, points, shortfall, refusal)."""
     op, points, apply_type, status, kind, key = row
     available, email = balance
@@ -495,8 +496,10 @@ def _decide_row(balance, member_id, row, seen_keys, policy, staff):
         return _ALREADY, points, 0, None
     if op != _POST:
         # A take-back rejected with its earning moves with it: the earning's points are what the staff member moved.
-        if kind != EntryKind.REVERSAL and (refusal := staff.refusal(member_id, points)):
-            return _REFUSED, points, 0, refusal
+        if kind != EntryKind.REVERSAL:
+            if refusal := staff.refusal(points):
+                return _REFUSED, points, 0, refusal
+            staff.add(points)
         if op == ACTIVATE:
             balance[0] += points
         return _NEW, points, 0, None
@@ -506,8 +509,9 @@ def _decide_row(balance, member_id, row, seen_keys, policy, staff):
     )
     if decision.nothing:
         return _NOTHING, points, 0, None
-    if refusal := staff.refusal(member_id, decision.change) or decision.refusal:
+    if refusal := staff.refusal(decision.change) or decision.refusal:
         return _REFUSED, decision.change, 0, refusal
+    staff.add(decision.change)
     if status == EntryStatus.ACTIVE:
         balance[0] += decision.posted
     if key:
@@ -822,10 +826,10 @@ def _stage_reversals(reason: str) -> None:
     taken_back = """COALESCE((SELECT -SUM(t.points) FROM loyalty_ledgerentry t
                                WHERE t.takes_back_id = e.id AND t.status <> 'rejected'), 0)"""
     remaining = f"(e.points - CASE WHEN e.points > 0 THEN {taken_back} ELSE 0 END)"  # rules.reversal_remaining
-    # Pending entries are rejected, with their pending take-backs.
+    # Pending entries are rejected, with their pending take-backs (a pending take-back itself is a reversal: refused).
     _stage_moves(
         f"""SELECT e.id AS seq, e.id AS entry_id, '{REJECT}' AS op, %s AS reason FROM loyalty_ledgerentry e
-            WHERE {chosen} AND e.status = 'pending'""",
+            WHERE {chosen} AND e.status = 'pending' AND e.kind <> '{EntryKind.REVERSAL}'""",
         [reason[:MAX_REASON]],
     )
     refusal = rules.reversal_refusal_sql(
@@ -842,7 +846,7 @@ def _stage_reversals(reason: str) -> None:
                    -{remaining}, '{RELATIVE}', '{EntryKind.REVERSAL}', 'active', e.counts_toward_lifetime, %s, e.id,
                    CASE WHEN refusal IS NULL THEN {_NEW} ELSE {_REFUSED} END, refusal
             FROM (SELECT e.*, {refusal} AS refusal FROM loyalty_ledgerentry e
-                  WHERE {chosen} AND e.status <> 'pending') e""",
+                  WHERE {chosen} AND (e.status <> 'pending' OR e.kind = '{EntryKind.REVERSAL}')) e""",
         [reason[:MAX_REASON]],
     )
 

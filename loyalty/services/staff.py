@@ -7,7 +7,7 @@ what a support agent moved to the day's total in the same transaction (`StaffPol
 once cannot both pass the daily cap.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.db import transaction
 from django.db.models import F
@@ -46,28 +46,29 @@ class StaffPolicy:
     limit: int | None = None
     daily_limit: int | None = None
     moved_today: int = 0
-    moved_by_member: dict[int, int] = field(default_factory=dict)
     moved: int = 0
 
     @property
     def limited(self) -> bool:
         return self.limit is not None or self.daily_limit is not None
 
-    def refusal(self, member_id: int, points: int) -> str | None:
-        """Why moving `points` for this member is refused (None when it is allowed); counts it when allowed.
+    def refusal(self, points: int) -> str | None:
+        """Why moving `points` (up or down) for one member is refused (None when allowed).
 
-        A member's changes add up within the action (three rows of one member in a file are one member's change).
+        The per-action limit holds for each change of each member (a row of a file, a member of a list action);
+        the daily total adds up every change of the day, across actions. A change that is made is then counted
+        with `add`.
         """
         if not self.limited or points == 0:
             return None
-        for_member = self.moved_by_member.get(member_id, 0) + abs(points)
-        refusal = limit_refusal(moved=for_member, limit=self.limit) or daily_refusal(
-            moved=abs(points), moved_today=self.moved_today + self.moved, daily_limit=self.daily_limit
+        return limit_refusal(moved=points, limit=self.limit) or daily_refusal(
+            moved=points, moved_today=self.moved_today + self.moved, daily_limit=self.daily_limit
         )
-        if refusal is None:
-            self.moved_by_member[member_id] = for_member
+
+    def add(self, points: int) -> None:
+        """Count a change that was made (its size, up or down) toward the day's total."""
+        if self.limited:
             self.moved += abs(points)
-        return refusal
 
     def record(self) -> None:
         """Add what this action moved to the agent's total of the day (inside the caller's transaction)."""
@@ -76,7 +77,6 @@ class StaffPolicy:
         StaffDailyTotal.objects.filter(user_id=self.user_id, day=_today()).update(points=F("points") + self.moved)
         self.moved_today += self.moved
         self.moved = 0
-        self.moved_by_member.clear()
 
 
 def _today():
@@ -116,7 +116,7 @@ def staff_refusal(actor, action: str, points: int) -> str | None:
             policy = staff_policy(actor, action)
     except StaffRefused as refused:
         return refused.message
-    return policy.refusal(0, points)
+    return policy.refusal(points)
 
 
 def _lock_day(user_id: int) -> int:
