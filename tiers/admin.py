@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from .models import Tier, TierChange
 from .services import table_with, tier_change_impact, tier_retire, tiers_recompute_queue
@@ -106,10 +106,11 @@ def _impact_sentence(name, before, after, up, down) -> str:
             "before": f"{before:,}",
             "after": f"{after:,}",
         }
+    members = ngettext("%(n)s member", "%(n)s members", up) % {"n": f"{up:,}"}
     return _(
-        "%(what)s moves %(up)s members up and %(down)s down. They move in the background once you confirm; "
+        "%(what)s moves %(members)s up and %(down)s down. They move in the background once you confirm; "
         "each move is kept in the tier history with this reason."
-    ) % {"what": what, "up": f"{up:,}", "down": f"{down:,}"}
+    ) % {"what": what, "members": members, "down": f"{down:,}"}
 
 
 @admin.register(TierChange)

@@ -29,7 +29,7 @@ def test_lowering_a_threshold_shows_the_impact_then_moves_members_when_confirmed
     form = {"name": "Silver", "threshold": "400", "description": "", "_save": "Save"}
     preview = manager_client.post(f"{TIERS_URL}{silver.pk}/change/", form)
     assert preview.status_code == 200
-    assert "moves 1 members up and 0 down" in preview.content.decode()
+    assert "moves 1 member up and 0 down" in preview.content.decode()
     silver.refresh_from_db()
     assert silver.threshold == 500 and tier_of(members["ann"]) == "Bronze"  # nothing saved yet
 
@@ -47,7 +47,7 @@ def test_lowering_a_threshold_shows_the_impact_then_moves_members_when_confirmed
 def test_a_new_tier_moves_the_members_who_reach_it(manager_client, members, django_capture_on_commit_callbacks):
     form = {"name": "Platinum", "threshold": "2000", "description": ""}
     preview = manager_client.post(f"{TIERS_URL}add/", {**form, "threshold": "2400"})
-    assert "moves 1 members up and 0 down" in preview.content.decode()
+    assert "moves 1 member up and 0 down" in preview.content.decode()
     assert not Tier.objects.filter(name="Platinum").exists()
     with django_capture_on_commit_callbacks(execute=True):
         manager_client.post(f"{TIERS_URL}add/", {**form, "threshold": "2400", "_tier_impact_seen": "yes"})
