@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext as _
 
+from loyalty.errors import LoyaltyError
 from loyalty.ids import record_id
 
 from ..forms import ImportUploadForm, UndoForm
@@ -145,7 +146,11 @@ class ImportJobAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(self._job_url(self._job(request, pk)))
         self._require(request, APPLY_PERMISSION)
         job = self._job(request, pk)
-        started = import_job_resume(job=job) if resume else import_job_start_apply(job=job, actor=request.user)
+        try:
+            started = import_job_resume(job=job) if resume else import_job_start_apply(job=job, actor=request.user)
+        except LoyaltyError as refused:  # the staff policy's answer (loyalty.services.staff)
+            self.message_user(request, refused.message, messages.ERROR)
+            return HttpResponseRedirect(self._job_url(job))
         if started:
             self._queue_apply(job)
             self.message_user(request, _("Applying import #%(id)s in the background.") % {"id": job.pk})
@@ -165,7 +170,7 @@ class ImportJobAdmin(admin.ModelAdmin):
         if request.method == "POST" and request.POST.get("post") == "yes" and form.is_valid():
             try:
                 import_job_start_undo(job=job, actor=request.user)
-            except ImportJobError as exc:
+            except (ImportJobError, LoyaltyError) as exc:
                 self.message_user(request, exc.message, messages.ERROR)
             else:
                 reason = form.cleaned_data["reason"]
