@@ -12,16 +12,24 @@ import os
 
 from django.db import connection
 
+from loyalty.queueing import queue_task
+
 log = logging.getLogger(__name__)
 
 FLAG_SECONDS = 10
 _client = {"pid": None, "redis": None}
 
 
+def queue_event(event_id: int) -> None:
+    """Hand the event to a worker; when the broker is down it stays "received" and the sweep picks it up."""
+    try:
+        queue_task("webhooks.process_event", event_id)
+    except Exception:
+        log.exception("webhook event %s kept but not queued; the sweep retries it", event_id)
+
+
 def drain_soon() -> None:
     """Queue a drain unless one is already queued and not started (called after the delivery's commit)."""
-    from .tasks import drain_events
-
     flag = _flag()
     try:
         if flag and not flag[0].set(flag[1], "1", nx=True, ex=FLAG_SECONDS):
@@ -29,7 +37,7 @@ def drain_soon() -> None:
     except Exception:
         log.warning("webhooks: the drain flag could not be read; queueing a drain anyway", exc_info=True)
     try:
-        drain_events.delay()
+        queue_task("webhooks.drain_events")
     except Exception:
         log.exception("webhooks: a drain could not be queued; the sweep picks the events up")
         drain_started()

@@ -17,6 +17,7 @@ from loyalty.services.orders import SettleContext, order_apply, order_refunds_ad
 
 from . import parsers
 from .models import EventStatus, WebhookEvent
+from .queueing import drain_soon, queue_event
 
 log = logging.getLogger(__name__)
 
@@ -206,14 +207,10 @@ def _retry_waiting(created: list[WebhookEvent]) -> None:
 
 
 def _queue(event_id: int) -> None:
-    from .views import queue_event
-
     queue_event(event_id)
 
 
 def _drain_soon() -> None:
-    from .queueing import drain_soon
-
     drain_soon()
 
 

@@ -188,13 +188,3 @@ def _insert(fields: dict) -> int | None:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     return row[0] if row else None
-
-
-def queue_event(event_id: int) -> None:
-    """Hand the event to a worker; when the broker is down it stays "received" and the sweep picks it up."""
-    from .tasks import process_event
-
-    try:
-        process_event.delay(event_id)
-    except Exception:
-        log.exception("webhook event %s kept but not queued; the sweep retries it", event_id)
