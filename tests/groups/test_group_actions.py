@@ -178,9 +178,10 @@ def test_admin_action_confirms_then_runs(group, client, manager, django_capture_
     first = client.post(url, {"action": "adjust_group_points", "_selected_action": [group.pk]})
     assert first.status_code == 200
     assert "3 members now" in first.content.decode()
+    token = first.context["form"]["action_token"].value()
 
     def confirm(points, comment, **kwargs):
-        form = {"action": "adjust_group_points", "_selected_action": [group.pk], "post": "yes"}
+        form = {"action": "adjust_group_points", "_selected_action": [group.pk], "post": "yes", "action_token": token}
         return client.post(url, {**form, "apply_type": "relative", "points": points, "comment": comment}, **kwargs)
 
     assert "Points must not be 0" in confirm("0", "x").content.decode()

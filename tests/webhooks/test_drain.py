@@ -143,7 +143,7 @@ class FakeRedis:
 def test_deliveries_queue_one_drain_until_it_starts(store, monkeypatch):
     fake, queued = FakeRedis(), []
     monkeypatch.setattr(queueing, "_flag", lambda: (fake, "flag"))
-    monkeypatch.setattr("webhooks.tasks.drain_events.delay", lambda: queued.append(1))
+    monkeypatch.setattr("webhooks.tasks.drain_events.apply_async", lambda *args, **kwargs: queued.append(1))
 
     for i in range(3):
         store.shopify("orders/paid", shopify_paid(4000 + i, f"q{i}@shop.example"))
