@@ -418,8 +418,8 @@ def _mark_moves_no_longer_pending() -> None:
 
 
 def _members_needing_order(policy: str, staff: StaffPolicy) -> list[int]:
-    """Members whose rows cannot all be accepted as they stand: "set to", a debit crossing zero, a repeated key; all
-    of them when a support agent's limits hold (each row counts toward a running total).
+    """Members whose rows cannot all be accepted as they stand: "set to", a debit crossing zero, a repeated key, an
+    entry moved twice; all of them when a support agent's limits hold (each row counts toward a running total).
 
     The running-balance window only looks at members with a debit in the batch: credits alone never cross zero.
     """
@@ -445,7 +445,11 @@ def _members_needing_order(policy: str, staff: StaffPolicy) -> list[int]:
             UNION
             SELECT member_id FROM {_STAGE} WHERE state = {_NEW} AND idem_key IN (
                 SELECT idem_key FROM {_STAGE} WHERE state = {_NEW} AND idem_key IS NOT NULL
-                GROUP BY idem_key HAVING COUNT(*) > 1)"""
+                GROUP BY idem_key HAVING COUNT(*) > 1)
+            UNION
+            SELECT member_id FROM {_STAGE} WHERE state = {_NEW} AND op <> '{_POST}' AND entry_id IN (
+                SELECT entry_id FROM {_STAGE} WHERE state = {_NEW} AND op <> '{_POST}'
+                GROUP BY entry_id HAVING COUNT(*) > 1)"""
     )
     return sorted(r[0] for r in rows)
 
@@ -465,13 +469,14 @@ def _resolve_sequentially(member_ids: list[int], policy: str, staff: StaffPolicy
         )
     }
     rows = _rows(
-        f"""SELECT seq, member_id, op, points, apply_type, status, kind, idem_key FROM {_STAGE}
+        f"""SELECT seq, member_id, op, points, apply_type, status, kind, idem_key, entry_id FROM {_STAGE}
             WHERE state = {_NEW} AND member_id IN (SELECT member_id FROM ledger_stage_members)
             ORDER BY seq"""
     )
     seen_keys: set[str] = set()
+    moved: dict[int, str] = {}  # entries a move of this batch has moved already, and where to
     decisions = [
-        (seq, *_decide_row(balances[member_id], row, seen_keys, policy, staff)) for seq, member_id, *row in rows
+        (seq, *_decide_row(balances[member_id], row, seen_keys, moved, policy, staff)) for seq, member_id, *row in rows
     ]
     _exec("DROP TABLE IF EXISTS ledger_stage_decisions")
     _exec(
@@ -488,18 +493,21 @@ def _resolve_sequentially(member_ids: list[int], policy: str, staff: StaffPolicy
     _exec("DROP TABLE ledger_stage_members")
 
 
-def _decide_row(balance, row, seen_keys, policy, staff):
+def _decide_row(balance, row, seen_keys, moved, policy, staff):
     """One row's fate, given the member's running balance: (state, points, shortfall, refusal)."""
-    op, points, apply_type, status, kind, key = row
+    op, points, apply_type, status, kind, key, entry_id = row
     available, email = balance
     if key and key in seen_keys:
         return _ALREADY, points, 0, None
+    if op != _POST and entry_id in moved:  # an earlier row of the batch moved it: as the single path finds it
+        return _REFUSED, points, 0, rules.not_pending_refusal(entry_id=entry_id, status=moved[entry_id])
     if op != _POST:
         # A take-back rejected with its earning moves with it: the earning's points are what the staff member moved.
         if kind != EntryKind.REVERSAL:
             if refusal := staff.refusal(points):
                 return _REFUSED, points, 0, refusal
             staff.add(points)
+        moved[entry_id] = EntryStatus.ACTIVE if op == ACTIVATE else EntryStatus.REJECTED
         if op == ACTIVATE:
             balance[0] += points
         return _NEW, points, 0, None

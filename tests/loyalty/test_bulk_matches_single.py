@@ -15,7 +15,7 @@ from functools import partial
 import pytest
 from django.db import transaction
 from django.utils import timezone
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from loyalty.actors import RELEASE_JOB, SystemActor
@@ -294,6 +294,14 @@ def _one_side(batches, policy, agent, single):
     policy=st.sampled_from(["forbid", "cap", "allow"]),
     as_agent=st.booleans(),
 )
+@example(  # found on PostgreSQL: an entry approved and then rejected in one batch
+    batches=[
+        ("post", [("adjust", 0, 1, None, None), ("earn", 0, 1, None, True)]),
+        ("post", [("approve", 40), ("adjust", 0, 1, None, None), ("reject", 40)]),
+    ],
+    policy="forbid",
+    as_agent=False,
+)
 def test_bulk_and_single_give_identical_ledgers(batches, policy, as_agent):
     TierFactory(name="Bronze", threshold=0)
     TierFactory(name="Silver", threshold=500)
@@ -347,3 +355,17 @@ def test_bulk_again_with_the_same_keys_applies_nothing(tiers):
     second = entries_post_bulk(postings=postings, actor=SYSTEM, source="import")
     assert (second.posted, second.already_applied) == (0, 3)
     assert LedgerEntry.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_an_entry_moved_twice_in_one_batch_moves_once(tiers):
+    ann = member_create(email="twice@eq.example")
+    pending = points_earn(
+        member=ann, points=50, reason="order", actor=SYSTEM, source="order", hold_until=_hold(True)
+    ).entry
+    result = entries_post_bulk(
+        postings=[Move(pending.pk, ACTIVATE, "ok"), Move(pending.pk, REJECT, "no")], actor=SYSTEM, source="admin"
+    )
+    assert result.refused == [(1, f"Entry #{pending.pk} is active, not pending.")]
+    ann.refresh_from_db()
+    assert (ann.available_points, ann.pending_points) == (50, 0)
