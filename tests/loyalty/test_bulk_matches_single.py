@@ -296,8 +296,8 @@ def _one_side(batches, policy, agent, single):
 )
 @example(  # found on PostgreSQL: an entry approved and then rejected in one batch
     batches=[
-        ("post", [("adjust", 0, 1, None, None), ("earn", 0, 1, None, True)]),
-        ("post", [("approve", 40), ("adjust", 0, 1, None, None), ("reject", 40)]),
+        ("post", [("adjust", 0, 1, None, None), ("earn", 0, 1, None, True), ("adjust", 0, 1, None, None)]),
+        ("post", [("adjust", 0, 1, None, None), ("approve", 40), ("adjust", 0, 1, None, None), ("reject", 40)]),
     ],
     policy="forbid",
     as_agent=False,
