@@ -62,7 +62,16 @@ def live_key_sql(key: str) -> str:
 
 def credited_sql(key: str) -> str:
     """An SQL condition: the fact with this base key (an SQL expression) is credited now (an entry, or a shortfall
-    that stands for one, carries its live key)."""
-    live = live_key_sql(key)
-    return f"""(EXISTS (SELECT 1 FROM loyalty_ledgerentry e WHERE e.idempotency_key = {live})
-               OR EXISTS (SELECT 1 FROM loyalty_shortfall s WHERE s.idempotency_key = {live}))"""
+    that stands for one, carries its live key). Written as semi-joins the planner can run over millions of rows; with
+    no fact freed yet (the usual case) it is a plain lookup of the key."""
+    from .models import FreedKey
+
+    on_ledger = """(EXISTS (SELECT 1 FROM loyalty_ledgerentry e WHERE e.idempotency_key = {k})
+                   OR EXISTS (SELECT 1 FROM loyalty_shortfall s WHERE s.idempotency_key = {k}))"""
+    if not FreedKey.objects.exists():
+        return on_ledger.format(k=key)
+    return f"""(({on_ledger.format(k=key)} AND NOT EXISTS (SELECT 1 FROM loyalty_freedkey f WHERE f.key = {key}))
+               OR EXISTS (SELECT 1 FROM loyalty_freedkey f JOIN loyalty_ledgerentry e ON e.idempotency_key = f.live
+                          WHERE f.key = {key})
+               OR EXISTS (SELECT 1 FROM loyalty_freedkey f JOIN loyalty_shortfall s ON s.idempotency_key = f.live
+                          WHERE f.key = {key}))"""

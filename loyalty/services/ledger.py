@@ -20,7 +20,7 @@ from tiers.rules import tier_for, tier_table
 from .. import rules
 from ..actors import SystemActor, actor_fields
 from ..errors import LoyaltyError
-from ..keys import live_key
+from ..keys import live_key_sql
 from ..models import (
     Coupon,
     EntryKind,
@@ -109,6 +109,22 @@ def _applied(key: str | None, member: Member) -> PostResult | None:
     if Shortfall.objects.filter(idempotency_key=key).exists():
         return PostResult(already_applied=True, member=member)
     return None
+
+
+def _live_and_applied(base_key: str | None, member: Member) -> tuple[str | None, PostResult | None]:
+    """The fact's live key (loyalty.keys) and, when it was posted before, the "already applied" result: one query
+    for the common case of a key never seen."""
+    if not base_key:
+        return None, None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT k.live, EXISTS (SELECT 1 FROM loyalty_ledgerentry e WHERE e.idempotency_key = k.live)
+                        OR EXISTS (SELECT 1 FROM loyalty_shortfall s WHERE s.idempotency_key = k.live)
+                FROM (SELECT {live_key_sql("%s")} AS live) k""",
+            [base_key, base_key],
+        )
+        key, seen = cursor.fetchone()
+    return key, (_applied(key, member) if seen else None)
 
 
 def _apply_to_balances(member: Member, *, points: int, status: str, counts: bool, sign: int = 1) -> bool:
@@ -240,8 +256,8 @@ def points_adjust(
     with transaction.atomic():
         locked = lock_member(member_id)
         staff = staff_policy(actor, "adjust")
-        key = live_key(idempotency_key)
-        if applied := _applied(key, locked):
+        key, applied = _live_and_applied(idempotency_key, locked)
+        if applied:
             return applied
         decision = _decide(
             locked, points=points, apply_type=apply_type, status=EntryStatus.ACTIVE, policy=policy, what="debit"
@@ -312,8 +328,8 @@ def points_earn(
     with transaction.atomic(savepoint=savepoint):
         locked = member if member_locked and isinstance(member, Member) else lock_member(member_id)
         staff = staff_policy(actor, "credit")
-        key = idempotency_key if key_is_new else live_key(idempotency_key)
-        if not key_is_new and (applied := _applied(key, locked)):
+        key, applied = (idempotency_key, None) if key_is_new else _live_and_applied(idempotency_key, locked)
+        if applied:
             return applied
         _check_staff(staff, points)
         try:
@@ -509,8 +525,8 @@ def entry_reverse(
     with transaction.atomic():
         member, entry = _lock_entry(entry)
         staff = staff_policy(actor, "reverse")
-        key = live_key(idempotency_key)
-        if applied := _applied(key, member):
+        key, applied = _live_and_applied(idempotency_key, member)
+        if applied:
             return applied
         remaining = rules.reversal_remaining(
             points=entry.points, taken_back=_taken_back(entry) if entry.points > 0 else 0
@@ -583,8 +599,8 @@ def entry_take_back(
     with transaction.atomic():
         member, entry = _lock_entry(entry)
         staff = staff_policy(actor, "reverse")
-        key = live_key(idempotency_key)
-        if applied := _applied(key, member):
+        key, applied = _live_and_applied(idempotency_key, member)
+        if applied:
             return applied
         if entry.kind != EntryKind.EARN or entry.points <= 0:
             raise LoyaltyError(f"Entry #{entry.pk} is not an earning; only earnings are taken back in part.")

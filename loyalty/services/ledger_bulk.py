@@ -476,7 +476,8 @@ def _resolve_sequentially(member_ids: list[int], policy: str, staff: StaffPolicy
     seen_keys: set[str] = set()
     moved: dict[int, str] = {}  # entries a move of this batch has moved already, and where to
     decisions = [
-        (seq, *_decide_row(balances[member_id], row, seen_keys, moved, policy, staff)) for seq, member_id, *row in rows
+        (seq, *_decide_row(balances[member_id], row, seen_keys, moved, policy, staff, with_earning=seq < 0))
+        for seq, member_id, *row in rows
     ]
     _exec("DROP TABLE IF EXISTS ledger_stage_decisions")
     _exec(
@@ -493,8 +494,10 @@ def _resolve_sequentially(member_ids: list[int], policy: str, staff: StaffPolicy
     _exec("DROP TABLE ledger_stage_members")
 
 
-def _decide_row(balance, row, seen_keys, moved, policy, staff):
-    """One row's fate, given the member's running balance: (state, points, shortfall, refusal)."""
+def _decide_row(balance, row, seen_keys, moved, policy, staff, with_earning=False):
+    """One row's fate, given the member's running balance: (state, points, shortfall, refusal).
+
+    with_earning: a pending take-back rejected together with its earning (staged below every other row)."""
     op, points, apply_type, status, kind, key, entry_id = row
     available, email = balance
     if key and key in seen_keys:
@@ -503,7 +506,7 @@ def _decide_row(balance, row, seen_keys, moved, policy, staff):
         return _REFUSED, points, 0, rules.not_pending_refusal(entry_id=entry_id, status=moved[entry_id])
     if op != _POST:
         # A take-back rejected with its earning moves with it: the earning's points are what the staff member moved.
-        if kind != EntryKind.REVERSAL:
+        if not with_earning:
             if refusal := staff.refusal(points):
                 return _REFUSED, points, 0, refusal
             staff.add(points)

@@ -302,6 +302,15 @@ def _one_side(batches, policy, agent, single):
     policy="forbid",
     as_agent=False,
 )
+@example(  # a pending take-back approved on its own is a change the agent makes, as on the single path
+    batches=[
+        ("post", [("earn", 0, 412, None, True), ("adjust", 0, 1, None, None)]),
+        ("take_back", 3, 261),
+        ("post", [("approve", 5)]),
+    ],
+    policy="forbid",
+    as_agent=True,
+)
 def test_bulk_and_single_give_identical_ledgers(batches, policy, as_agent):
     TierFactory(name="Bronze", threshold=0)
     TierFactory(name="Silver", threshold=500)
