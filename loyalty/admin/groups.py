@@ -167,9 +167,9 @@ class CustomerGroupAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra_context)
 
     def member_count_view(self, request, pk):
-        group = get_object_or_404(CustomerGroup, pk=pk)
-        if not self.has_view_permission(request, group):
+        if not self.has_view_permission(request):
             raise PermissionDenied
+        group = get_object_or_404(CustomerGroup, pk=pk)
         count = group_member_count(group)
         return JsonResponse({"group": group.pk, "members": count, "label": f"{count:,}"})
 
@@ -183,9 +183,9 @@ class CustomerGroupAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:loyalty_customergroup_changelist"))
 
     def upload_emails_view(self, request, pk):
-        group = get_object_or_404(CustomerGroup, pk=pk)
-        if not self.has_change_permission(request, group):
+        if not self.has_change_permission(request):
             raise PermissionDenied
+        group = get_object_or_404(CustomerGroup, pk=pk)
         form = EmailsUploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             try:
