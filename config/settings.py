@@ -157,6 +157,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Above the longest task's hard time limit, so Redis never hands a running task to a second worker.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=7200)}
+    if key_prefix := env.str("CELERY_KEY_PREFIX", default=""):
+        # Every key kombu writes (queues, bindings, unacknowledged messages) starts with it: installations (or test
+        # runs, see bin/test-both) sharing one Redis database never see each other's.
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = key_prefix
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
