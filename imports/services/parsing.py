@@ -187,7 +187,8 @@ def _refused_if_control(header: list[str], cells: list[str]):
         return None
     for position, cell in enumerate(cells):
         if CONTROL.search(cell):
-            column = header[position].strip() if position < len(header) else str(position + 1)
+            column = header[position].strip() if position < len(header) else ""
+            column = column or _("column %(n)s") % {"n": position + 1}  # a column the first row does not name
             return RefusedRow(
                 column[:50],
                 _("the cell holds a control character (%(detail)s)") % {"detail": _control_detail(cell)},
