@@ -185,7 +185,7 @@ IMPORT_MAX_UPLOAD_MB = env.int("IMPORT_MAX_UPLOAD_MB", default=200)
 # An .xlsx upload is refused when its parts unpack to more than this (its sheet is streamed; its shared strings,
 # which openpyxl keeps in memory, have their own, smaller cap).
 IMPORT_XLSX_MAX_UNPACKED_MB = env.int("IMPORT_XLSX_MAX_UNPACKED_MB", default=500)
-IMPORT_XLSX_MAX_SHARED_STRINGS_MB = env.int("IMPORT_XLSX_MAX_SHARED_STRINGS_MB", default=50)
+IMPORT_XLSX_MAX_SHARED_STRINGS_MB = env.int("IMPORT_XLSX_MAX_SHARED_STRINGS_MB", default=16)
 # Background jobs (imports, Reward past actions runs, group actions): a running task writes a heartbeat every
 # JOB_HEARTBEAT_SECONDS; the sweep queues a job again whose heartbeat is older than JOB_SILENT_SECONDS, and fails
 # it with the reason once its task has started JOB_MAX_STARTS times without finishing.
