@@ -120,11 +120,7 @@ def _addresses():
         for pattern in model_admin.get_urls():
             if not isinstance(pattern, URLPattern) or not pattern.name:
                 continue
-            params = list(pattern.pattern.converters) or [
-                name
-                for name in ("object_id",)
-                if f"<{name}>" in str(pattern.pattern) or "object_id" in str(pattern.pattern)
-            ]
+            params = list(pattern.pattern.converters)  # <int:pk>, <path:object_id>, <int:member_id>...
             if not params:
                 yield model_admin, pattern.name, {}
                 continue
