@@ -82,9 +82,9 @@ class PointsKind(Kind):
                 problem, column = _("the reason is longer than %(max)s characters") % {"max": MAX_REASON}, "reason"
             elif len(email) > 254 or len(customer_id) > 64:
                 problem, column = _("“%(value)s” is too long") % {"value": clip(email or customer_id)}, "email"
-            elif bad := id_problem(customer_id, "customer_id"):
+            elif customer_id and (bad := id_problem(customer_id, "customer_id")):
                 problem, column = bad, "customer_id"
-            elif bad := id_problem(reference, "reference"):
+            elif reference and (bad := id_problem(reference, "reference")):
                 problem, column = bad, "reference"
             yield (
                 row,
