@@ -9,6 +9,8 @@ by hand comes back at the next migrate, so customise roles with new groups inste
 SUPPORT_AGENT = "Support agent"
 PROGRAM_MANAGER = "Program manager"
 MANAGER_APPS = ("loyalty", "tiers", "imports", "webhooks")
+# Not the exports (loyalty.export_member, export_ledgerentry, export_coupon): a support agent looks members up one at a
+# time; a file of every member, entry and coupon code is the program manager's.
 AGENT_PERMISSIONS = (
     ("loyalty", "view_member"),
     ("loyalty", "adjust_points"),

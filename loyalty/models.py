@@ -148,6 +148,7 @@ class Member(models.Model):
             ("adjust_points", "Can adjust points (up to the support-agent limit)"),
             ("adjust_points_unlimited", "Can adjust points beyond the support-agent limit"),
             ("give_reward", "Can give a reward"),
+            ("export_member", "Can export members"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(email=Lower("email")), name="member_email_lower_case"),
@@ -274,6 +275,7 @@ class LedgerEntry(models.Model):
         permissions = [
             ("reverse_entry", "Can reverse a credited entry"),
             ("approve_pending", "Can approve or reject pending points"),
+            ("export_ledgerentry", "Can export ledger entries"),
         ]
         constraints = [
             models.CheckConstraint(condition=~models.Q(points=0), name="entry_points_not_zero"),
@@ -436,6 +438,7 @@ class Coupon(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["member", "-created_at"], name="coupon_member_created")]
+        permissions = [("export_coupon", "Can export coupons (their codes)")]
 
     def __str__(self):
         return self.code
@@ -700,6 +703,14 @@ class BackgroundJob(models.Model):
     undone_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    # Set when an undo is asked for: a failed job resumes its undo, never its forward run, once this is set.
+    undo_started_at = models.DateTimeField(_("undo started"), null=True, blank=True, editable=False)
+    # Written by the running task every few seconds (loyalty/background.py): a job whose heartbeat goes silent is
+    # queued again by the sweep, and offers Resume on its page.
+    heartbeat_at = models.DateTimeField(_("last sign of its task"), null=True, blank=True, editable=False)
+    # Starts of its task since the last one that finished: a task that keeps dying (a worker out of memory) ends
+    # the job as failed after settings.JOB_MAX_STARTS.
+    task_starts = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         abstract = True

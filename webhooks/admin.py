@@ -39,9 +39,11 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("body"))
     def pretty_body(self, obj):
+        """The body indented when it is JSON Python can read back; else as it was stored (a body nested 100,000
+        deep, say, which json refuses with RecursionError)."""
         try:
             text = json.dumps(json.loads(obj.body), indent=2)
-        except ValueError:
+        except (ValueError, RecursionError, TypeError):
             text = obj.body
         return format_html('<pre style="max-height: 40em; overflow: auto">{}</pre>', text)
 

@@ -51,6 +51,10 @@ WOO_FINANCIAL_STATUS = {
 }
 
 
+# The years a date may have: both Python and the database hold them whatever the offset.
+FIRST_YEAR, LAST_YEAR = 1900, 2100
+
+
 class PayloadError(ValueError):
     """The payload cannot be read as the topic's resource; the message says which field and why."""
 
@@ -274,6 +278,9 @@ def _datetime(data: dict, name: str, *, required: bool = True) -> datetime | Non
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         raise PayloadError(f"Field {name} is not a date and time: {value!r}.") from None
+    if not FIRST_YEAR <= parsed.year <= LAST_YEAR:
+        # 9999-12-31T23:59:59-14:00 is year 10000 in UTC: PostgreSQL would store it and Python never read it back.
+        raise PayloadError(f"Field {name} is outside the years {FIRST_YEAR} to {LAST_YEAR}: {value!r}.")
     if parsed.tzinfo is None:
         # WooCommerce's *_gmt fields carry no offset: they are UTC (the parsers prefer them to the local ones).
         parsed = parsed.replace(tzinfo=UTC)

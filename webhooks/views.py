@@ -161,6 +161,10 @@ def _store_event(request, store, topic, body, payload, status, reason, ref) -> i
         "status": status,
         "error": reason,
     }
+    # PostgreSQL's text cannot hold NUL (a raw byte, or "\u0000" in an id): kept as U+FFFD, like a byte not UTF-8.
+    fields = {
+        name: value.replace("\x00", "\ufffd") if isinstance(value, str) else value for name, value in fields.items()
+    }
     event_id = _insert(fields)
     if event_id is not None and status == EventStatus.RECEIVED:
         # A drain task takes it with the other events received meanwhile: one commit serves a whole batch.

@@ -8,11 +8,13 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 
+from loyalty.background import is_silent
 from loyalty.errors import LoyaltyError
 from loyalty.ids import record_id
 
 from ..models import BackfillRun, BackfillStatus
 from ..services.backfill import backfill_preview, backfill_run_create, backfill_undo_request
+from ..services.stuck_jobs import job_resume
 
 RUN_PERMISSION = "imports.run_backfill"
 FINISHED = (BackfillStatus.DONE, BackfillStatus.FAILED, BackfillStatus.UNDONE)
@@ -88,6 +90,7 @@ class BackfillRunAdmin(admin.ModelAdmin):
                 "<int:pk>/status.json", self.admin_site.admin_view(self.status_view), name="imports_backfillrun_status"
             ),
             path("<int:pk>/undo/", self.admin_site.admin_view(self.undo_view), name="imports_backfillrun_undo"),
+            path("<int:pk>/resume/", self.admin_site.admin_view(self.resume_view), name="imports_backfillrun_resume"),
         ]
         return urls + super().get_urls()
 
@@ -123,17 +126,43 @@ class BackfillRunAdmin(admin.ModelAdmin):
                 "undo_url": reverse("admin:imports_backfillrun_undo", args=[run.pk]),
                 "can_undo": run.status in (BackfillStatus.DONE, BackfillStatus.FAILED)
                 and request.user.has_perm(RUN_PERMISSION),
+                "resume_url": reverse("admin:imports_backfillrun_resume", args=[run.pk]),
+                "can_resume": request.user.has_perm(RUN_PERMISSION)
+                and (
+                    run.status == BackfillStatus.FAILED
+                    or (
+                        run.status in (BackfillStatus.QUEUED, BackfillStatus.RUNNING, BackfillStatus.UNDOING)
+                        and is_silent(run)
+                    )
+                ),
             }
         return super().change_view(request, object_id, form_url, extra_context)
 
     def has_change_permission(self, request, obj=None):
         return False  # a run is read-only: its page shows progress and the summary
 
+    def _run(self, request, pk) -> BackfillRun:
+        """The run of a status, undo or resume address, for a user who may view runs (else 403)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return get_object_or_404(BackfillRun, pk=record_id(pk) or 0)
+
     def status_view(self, request, pk):
-        return JsonResponse(status_context(get_object_or_404(BackfillRun, pk=pk)))
+        return JsonResponse(status_context(self._run(request, pk)))
+
+    def resume_view(self, request, pk):
+        """Queue again a silent or failed run's task (imports/services/stuck_jobs.py)."""
+        run = self._run(request, pk)
+        if request.method != "POST" or not request.user.has_perm(RUN_PERMISSION):
+            raise PermissionDenied
+        if job_resume(kind="backfill", pk=run.pk):
+            self.message_user(request, _("Run #%(id)s resumed.") % {"id": run.pk}, messages.SUCCESS)
+        else:
+            self.message_user(request, _("Run #%(id)s has nothing to resume.") % {"id": run.pk})
+        return HttpResponseRedirect(reverse("admin:imports_backfillrun_change", args=[run.pk]))
 
     def undo_view(self, request, pk):
-        run = get_object_or_404(BackfillRun, pk=pk)
+        run = self._run(request, pk)
         if request.method != "POST" or not request.user.has_perm(RUN_PERMISSION):
             raise PermissionDenied
         try:

@@ -5,28 +5,28 @@ Each button is a small admin view (get_urls) that checks a permission, calls one
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext as _
 
+from loyalty.background import is_silent
 from loyalty.errors import LoyaltyError
 from loyalty.ids import record_id
 
 from ..forms import ImportUploadForm, UndoForm
 from ..models import ImportJob, ImportStatus
 from ..services.jobs import (
+    IN_FLIGHT,
     ImportJobError,
-    import_job_create,
-    import_job_resume,
-    import_job_start_apply,
-    import_job_start_undo,
+    import_job_request_apply,
+    import_job_request_undo,
     import_job_status,
+    import_job_submit,
 )
 from ..services.kinds import KINDS
-from ..tasks.import_job import apply_import_job, check_import_job, undo_import_job
+from ..services.stuck_jobs import job_resume
 
 APPLY_PERMISSION = "imports.apply_importjob"
 UNDO_PERMISSION = "imports.undo_importjob"
@@ -65,7 +65,7 @@ class ImportJobAdmin(admin.ModelAdmin):
         form = ImportUploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             try:
-                job = import_job_create(
+                job = import_job_submit(
                     kind=form.cleaned_data["kind"],
                     upload=form.cleaned_data["file"],
                     reason=form.cleaned_data["reason"],
@@ -74,7 +74,6 @@ class ImportJobAdmin(admin.ModelAdmin):
             except ImportJobError as exc:
                 form.add_error("file", exc.message)
             else:
-                transaction.on_commit(lambda: check_import_job.delay(job.pk))
                 self.message_user(request, _("Uploaded. The file is being checked; the preview appears below."))
                 return HttpResponseRedirect(self._job_url(job))
         context = {
@@ -98,14 +97,21 @@ class ImportJobAdmin(admin.ModelAdmin):
             "job": job,
             "original": job,
             "previous": job.previous_upload,
-            "running": job.status in (ImportStatus.CHECKING, ImportStatus.APPLYING, ImportStatus.UNDOING),
+            "running": job.status in IN_FLIGHT,
             "can_apply": can_apply and job.status == ImportStatus.CHECKED and job.to_apply > 0,
+            # A job in flight whose task went silent (its worker or the web process died before queueing it), or an
+            # apply that failed after its check: Resume queues the task it needs again.
             "can_resume": can_apply
-            and job.status in (ImportStatus.APPLYING, ImportStatus.FAILED)
-            and job.applied_through_row > 0,
+            and (
+                (job.status in IN_FLIGHT and is_silent(job))
+                or (job.status == ImportStatus.FAILED and job.checked_at is not None)
+            ),
             "can_undo": request.user.has_perm(UNDO_PERMISSION)
-            and job.status == ImportStatus.APPLIED
-            and KINDS[job.kind].undoable,
+            and KINDS[job.kind].undoable
+            and (
+                job.status == ImportStatus.APPLIED
+                or (job.status == ImportStatus.FAILED and job.applied_through_row > 0)
+            ),
             "status_url": reverse("admin:imports_importjob_status", args=[job.pk]),
         }
         return TemplateResponse(request, "admin/imports/importjob/job.html", context)
@@ -131,10 +137,6 @@ class ImportJobAdmin(admin.ModelAdmin):
         if not request.user.has_perm(permission):
             raise PermissionDenied
 
-    @staticmethod
-    def _queue_apply(job):
-        transaction.on_commit(lambda: apply_import_job.delay(job.pk))
-
     def apply_view(self, request, pk):
         return self._apply_or_resume(request, pk, resume=False)
 
@@ -146,15 +148,24 @@ class ImportJobAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(self._job_url(self._job(request, pk)))
         self._require(request, APPLY_PERMISSION)
         job = self._job(request, pk)
-        try:
-            started = import_job_resume(job=job) if resume else import_job_start_apply(job=job, actor=request.user)
-        except LoyaltyError as refused:  # the staff policy's answer (loyalty.services.staff)
-            self.message_user(request, refused.message, messages.ERROR)
-            return HttpResponseRedirect(self._job_url(job))
-        if started:
-            self._queue_apply(job)
-            self.message_user(request, _("Applying import #%(id)s in the background.") % {"id": job.pk})
+        if resume:
+            step = job_resume(kind="import", pk=job.pk)
+            message = {
+                "check": _("Checking import #%(id)s again in the background."),
+                "apply": _("Applying import #%(id)s in the background."),
+                "undo": _("Undoing import #%(id)s in the background."),
+            }.get(step)
         else:
+            try:
+                started = import_job_request_apply(job=job, actor=request.user)
+            except LoyaltyError as refused:  # the staff policy's answer (loyalty.services.staff)
+                self.message_user(request, refused.message, messages.ERROR)
+                return HttpResponseRedirect(self._job_url(job))
+            message = started and _("Applying import #%(id)s in the background.")
+        if message:
+            self.message_user(request, message % {"id": job.pk})
+        else:
+            job.refresh_from_db()
             self.message_user(
                 request,
                 _("Import #%(id)s cannot be applied now: it is %(status)s.")
@@ -169,12 +180,10 @@ class ImportJobAdmin(admin.ModelAdmin):
         form = UndoForm(request.POST or None)
         if request.method == "POST" and request.POST.get("post") == "yes" and form.is_valid():
             try:
-                import_job_start_undo(job=job, actor=request.user)
+                import_job_request_undo(job=job, actor=request.user, reason=form.cleaned_data["reason"])
             except (ImportJobError, LoyaltyError) as exc:
                 self.message_user(request, exc.message, messages.ERROR)
             else:
-                reason = form.cleaned_data["reason"]
-                transaction.on_commit(lambda: undo_import_job.delay(job.pk, request.user.pk, reason))
                 self.message_user(request, _("Undoing import #%(id)s in the background.") % {"id": job.pk})
             return HttpResponseRedirect(self._job_url(job))
         context = {

@@ -81,6 +81,15 @@ class ImportJob(models.Model):
     started_at = models.DateTimeField(_("apply started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("apply finished at"), null=True, blank=True)
     undone_at = models.DateTimeField(_("undone at"), null=True, blank=True)
+    undo_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", editable=False
+    )
+    undo_reason = models.CharField(_("undo reason"), max_length=500, blank=True)
+    # Set when an undo is asked for: a failed job resumes its undo, never its apply, once this is set.
+    undo_started_at = models.DateTimeField(_("undo started"), null=True, blank=True, editable=False)
+    # See loyalty.models.BackgroundJob: the task's heartbeat and its unfinished starts.
+    heartbeat_at = models.DateTimeField(_("last sign of its task"), null=True, blank=True, editable=False)
+    task_starts = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         verbose_name = _("CSV import")

@@ -447,7 +447,8 @@ def backfill_undo_request(*, run: BackfillRun, actor) -> BackfillRun:
             )
         run.status = BackfillStatus.UNDOING
         run.undone_by = None if isinstance(actor, SystemActor) else actor
-        run.save(update_fields=["status", "undone_by"])
+        run.undo_started_at = timezone.now()
+        run.save(update_fields=["status", "undone_by", "undo_started_at"])
         transaction.on_commit(lambda: queue_task("imports.backfill_undo", run.pk))
     return run
 

@@ -10,7 +10,7 @@ import tempfile
 from django.core.files import File
 
 from ..models import ImportRowProblem
-from .parsing import ImportFileError, open_table
+from .parsing import ImportFileError, RefusedRow, open_table
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 BATCH = 5000
@@ -72,6 +72,8 @@ def _write(table, problems, out) -> None:
         if wanted is None:
             break
         if wanted[0] == row:
+            if type(cells) is RefusedRow:
+                cells = cells.cells
             writer.writerow([escape_cell(c) for c in cells] + [row, escape_cell(wanted[1])])
     text.flush()
     text.detach()

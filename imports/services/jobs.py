@@ -11,12 +11,13 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from loyalty.actors import SystemActor
 from loyalty.models import EntryKind, EntrySource, EntryStatus, LedgerEntry
+from loyalty.queueing import queue_task
 from loyalty.services.ledger_bulk import fill_table
 from loyalty.services.staff import staff_policy
 
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 FIRST_PROBLEMS = 20
 CHECKABLE = (ImportStatus.UPLOADED, ImportStatus.CHECKING, ImportStatus.CHECKED, ImportStatus.FAILED)
+# Statuses in which a task is (or should be) working on the job; the sweep and Resume look at these.
+IN_FLIGHT = (ImportStatus.UPLOADED, ImportStatus.CHECKING, ImportStatus.APPLYING, ImportStatus.UNDOING)
 
 
 class ImportJobError(Exception):
@@ -83,6 +86,18 @@ def import_job_create(*, kind: str, upload, reason: str = "", actor=None, name: 
     job.file.save(job.original_name, upload, save=False)
     job.save()
     return job
+
+
+def import_job_submit(*, kind: str, upload, reason: str = "", actor=None, name: str = "") -> ImportJob:
+    """Store an upload and queue its check, together: the check is queued only once the job is committed."""
+    with transaction.atomic():
+        job = import_job_create(kind=kind, upload=upload, reason=reason, actor=actor, name=name)
+        transaction.on_commit(lambda: _queue("check_import_job", job.pk))
+    return job
+
+
+def _queue(task_name: str, job_id: int) -> None:
+    queue_task(f"imports.{task_name}", job_id)
 
 
 def _context(job: ImportJob) -> Context:
@@ -320,29 +335,47 @@ def _finish(job: ImportJob, kind) -> None:
 
 
 def import_job_fail(*, job_id: int, message: str) -> None:
-    """Record an unexpected stop; rows applied so far stay applied and "Resume" applies the rest."""
-    ImportJob.objects.filter(pk=job_id).update(status=ImportStatus.FAILED, error=message[:2000])
+    """Record an unexpected stop of a task (checking, applying or undoing); rows applied so far stay applied,
+    "Resume" applies the rest and "Undo" reverses what was applied."""
+    ImportJob.objects.filter(pk=job_id, status__in=IN_FLIGHT).update(
+        status=ImportStatus.FAILED, error=message[:2000], finished_at=timezone.now()
+    )
 
 
 def import_job_resume(*, job: ImportJob) -> bool:
-    """Make a stopped apply (stuck in applying after a crash, or failed mid-way) ready to run again."""
+    """Make a stopped apply (stuck in applying after a crash, or failed after its check) ready to run again."""
     if job.status == ImportStatus.APPLYING:
         return True
-    if job.status == ImportStatus.FAILED and job.checked_at and job.applied_through_row:
+    if job.status == ImportStatus.FAILED and job.checked_at and not job.undo_started_at:
         return bool(
             ImportJob.objects.filter(pk=job.pk, status=ImportStatus.FAILED).update(
-                status=ImportStatus.APPLYING, error=""
+                status=ImportStatus.APPLYING, error="", task_starts=0, started_at=job.started_at or timezone.now()
             )
         )
     return False
+
+
+def import_job_request_apply(*, job: ImportJob, resume: bool = False, actor=None) -> bool:
+    """Apply (or resume) a job: its status moves and its task is queued together, once the move commits.
+
+    A process killed between the two leaves the job applying with no task: the sweep (stuck_jobs.py) and the job
+    page's Resume queue it again. False when the job is not in a state to apply.
+    """
+    with transaction.atomic():
+        started = import_job_resume(job=job) if resume else import_job_start_apply(job=job, actor=actor)
+        if started:
+            transaction.on_commit(lambda: _queue("apply_import_job", job.pk))
+    return started
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Undo
 
 
-def import_job_start_undo(*, job: ImportJob, actor=None) -> None:
-    """Mark an applied job as undoing; a staff `actor` needs the permission to undo imports."""
+def import_job_start_undo(*, job: ImportJob, actor=None, reason: str = "") -> None:
+    """Move an applied job (or one whose apply or undo failed after applying rows) to undoing, keeping who asked
+    and why for the entries' reason; ImportJobError when it cannot be undone. A staff `actor` needs the permission
+    to undo imports (loyalty.services.staff raises StaffRefused)."""
     if actor is not None:
         with transaction.atomic():
             staff_policy(actor, "import_undo")
@@ -356,23 +389,41 @@ def import_job_start_undo(*, job: ImportJob, actor=None) -> None:
         )
     if job.status == ImportStatus.UNDOING:
         return
-    if not ImportJob.objects.filter(pk=job.pk, status=ImportStatus.APPLIED).update(status=ImportStatus.UNDOING):
+    undoable = ImportJob.objects.filter(pk=job.pk).filter(
+        Q(status=ImportStatus.APPLIED) | Q(status=ImportStatus.FAILED, applied_through_row__gt=0)
+    )
+    if not undoable.update(
+        status=ImportStatus.UNDOING,
+        error="",
+        task_starts=0,
+        undo_started_at=timezone.now(),
+        undo_requested_by=None if actor is None or isinstance(actor, SystemActor) else actor,
+        undo_reason=(reason or "")[:500],
+    ):
         raise ImportJobError(
             _("Only an applied import can be undone; this one is %(status)s.") % {"status": job.status}
         )
+
+
+def import_job_request_undo(*, job: ImportJob, actor=None, reason: str = "") -> None:
+    """Undo a job in the background: its status moves and its task is queued together."""
+    with transaction.atomic():
+        import_job_start_undo(job=job, actor=actor, reason=reason)
+        transaction.on_commit(lambda: _queue("undo_import_job", job.pk))
 
 
 def import_job_undo(*, job_id: int, actor=None, reason: str = "") -> ImportJob:
     """Reverse every entry the job made, with a staff reversal's rules; what cannot be reversed is reported."""
     from loyalty.services import entries_reverse_bulk
 
-    job = ImportJob.objects.get(pk=job_id)
+    job = ImportJob.objects.select_related("undo_requested_by", "created_by").get(pk=job_id)
     if job.status == ImportStatus.APPLIED:
-        import_job_start_undo(job=job)
+        import_job_start_undo(job=job, actor=actor, reason=reason)
         job.refresh_from_db()
     if job.status != ImportStatus.UNDOING:
         return job
-    actor = actor or job.created_by or SystemActor(f"CSV import #{job.pk}: undo")
+    reason = reason or job.undo_reason
+    actor = actor or job.undo_requested_by or job.created_by or SystemActor(f"CSV import #{job.pk}: undo")
     text = _("Undo of CSV import #%(id)s") % {"id": job.pk}
     if reason:
         text = f"{text}: {reason}"

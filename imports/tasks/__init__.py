@@ -1,3 +1,3 @@
 """Celery tasks of the imports app; importing them here lets autodiscovery find them."""
 
-from . import backfill, import_job  # noqa: F401
+from . import backfill, import_job, sweep  # noqa: F401

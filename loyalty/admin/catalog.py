@@ -6,12 +6,13 @@ Order stays registered here, minimal, until the orders area moves it to loyalty/
 import importlib.util
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy, ngettext
 
-from imports.resources import export_actions
+from imports.resources import ExportPermission, export_actions
 
 from ..models import Coupon, EarnRule, Order, ProgramSettings, Reward
 from .action_pages import CappedCountPaginator
@@ -28,7 +29,7 @@ class RewardAdmin(admin.ModelAdmin):
 
 
 @admin.register(Coupon)
-class CouponAdmin(admin.ModelAdmin):
+class CouponAdmin(ExportPermission, admin.ModelAdmin):
     list_display = ["code", "member", "reward", "points_spent", "created_at", "disabled"]
     list_filter = ["disabled", "reward"]
     list_select_related = ["member", "reward"]
@@ -110,6 +111,8 @@ class ProgramSettingsAdmin(admin.ModelAdmin):
     ]
 
     def changelist_view(self, request, extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied  # before the redirect: a user without the permission learns nothing
         settings = ProgramSettings.load()
         return HttpResponseRedirect(reverse("admin:loyalty_programsettings_change", args=[settings.pk]))
 

@@ -9,7 +9,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from imports.resources import export_actions
+from imports.resources import ExportPermission, export_actions
 
 from ..errors import LoyaltyError
 from ..forms import ApproveForm, EntryReasonForm
@@ -56,7 +56,7 @@ class ActorFilter(admin.SimpleListFilter):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(QuickRowsMixin, admin.ModelAdmin):
+class LedgerEntryAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
     list_display = ["id", "created_at", "member", "points", "kind_label", "status_label", "reason", "by", "source_page"]
     list_display_links = ["id"]
     list_select_related = ["member", "actor_user"]

@@ -15,6 +15,7 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from ..background import is_silent
 from ..errors import LoyaltyError
 from ..ids import record_id
 from ..models import CustomerGroup, GroupAction, JobStatus, MemberRFM
@@ -170,9 +171,9 @@ class CustomerGroupAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra_context)
 
     def member_count_view(self, request, pk):
-        group = get_object_or_404(CustomerGroup, pk=pk)
-        if not self.has_view_permission(request, group):
+        if not self.has_view_permission(request):
             raise PermissionDenied
+        group = get_object_or_404(CustomerGroup, pk=pk)
         count = group_member_count(group)
         return JsonResponse({"group": group.pk, "members": count, "label": f"{count:,}"})
 
@@ -186,9 +187,9 @@ class CustomerGroupAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:loyalty_customergroup_changelist"))
 
     def upload_emails_view(self, request, pk):
-        group = get_object_or_404(CustomerGroup, pk=pk)
-        if not self.has_change_permission(request, group):
+        if not self.has_change_permission(request):
             raise PermissionDenied
+        group = get_object_or_404(CustomerGroup, pk=pk)
         form = EmailsUploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             try:
@@ -338,6 +339,7 @@ class GroupActionAdmin(admin.ModelAdmin):
                 "<int:pk>/status.json", self.admin_site.admin_view(self.status_view), name="loyalty_groupaction_status"
             ),
             path("<int:pk>/undo/", self.admin_site.admin_view(self.undo_view), name="loyalty_groupaction_undo"),
+            path("<int:pk>/resume/", self.admin_site.admin_view(self.resume_view), name="loyalty_groupaction_resume"),
         ]
         return urls + super().get_urls()
 
@@ -350,17 +352,40 @@ class GroupActionAdmin(admin.ModelAdmin):
             extra_context["can_undo"] = action.status in (JobStatus.DONE, JobStatus.FAILED) and request.user.has_perm(
                 "loyalty.act_on_group"
             )
+            extra_context["resume_url"] = reverse("admin:loyalty_groupaction_resume", args=[action.pk])
+            extra_context["can_resume"] = request.user.has_perm("loyalty.act_on_group") and (
+                action.status == JobStatus.FAILED
+                or (action.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.UNDOING) and is_silent(action))
+            )
         return super().change_view(request, object_id, form_url, extra_context)
 
+    def _action(self, request, pk) -> GroupAction:
+        """The action of a status, undo or resume address, for a user who may view actions (else 403)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return get_object_or_404(GroupAction, pk=record_id(pk) or 0)
+
     def status_view(self, request, pk):
-        action = get_object_or_404(GroupAction, pk=pk)
-        return JsonResponse(status_context(action))
+        return JsonResponse(status_context(self._action(request, pk)))
 
     def undo_view(self, request, pk):
-        action = get_object_or_404(GroupAction, pk=pk)
+        action = self._action(request, pk)
         if request.method != "POST" or not request.user.has_perm("loyalty.act_on_group"):
             raise PermissionDenied
         self._undo(request, [action])
+        return HttpResponseRedirect(reverse("admin:loyalty_groupaction_change", args=[action.pk]))
+
+    def resume_view(self, request, pk):
+        """Queue again a silent or failed action's task (imports/services/stuck_jobs.py)."""
+        action = self._action(request, pk)
+        if request.method != "POST" or not request.user.has_perm("loyalty.act_on_group"):
+            raise PermissionDenied
+        from imports.services.stuck_jobs import job_resume  # imports builds on loyalty: imported where used
+
+        if job_resume(kind="group", pk=action.pk):
+            self.message_user(request, _("Group action #%(id)s resumed.") % {"id": action.pk}, messages.SUCCESS)
+        else:
+            self.message_user(request, _("Group action #%(id)s has nothing to resume.") % {"id": action.pk})
         return HttpResponseRedirect(reverse("admin:loyalty_groupaction_change", args=[action.pk]))
 
     @admin.action(description=_("Undo the selected group actions"), permissions=["act_on_group"])

@@ -11,7 +11,7 @@ from django.urls import NoReverseMatch, get_script_prefix, get_urlconf, path, re
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from imports.resources import export_actions
+from imports.resources import ExportPermission, export_actions
 from tiers.models import TierChange
 
 from ..errors import LoyaltyError
@@ -94,7 +94,7 @@ class CustomerGroupFilter(admin.SimpleListFilter):
 
 
 @admin.register(Member)
-class MemberAdmin(QuickRowsMixin, admin.ModelAdmin):
+class MemberAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
     list_display = ["email", "name", "available_points", "pending_points", "lifetime_points", "tier", "signed_up_at"]
     list_select_related = ["tier"]
     list_filter = [("tier", admin.RelatedFieldListFilter), AccountFilter, PendingFilter, CustomerGroupFilter]

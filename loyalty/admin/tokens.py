@@ -97,6 +97,8 @@ class RewardTokenAdmin(admin.ModelAdmin):
 
     def add_view(self, request, form_url="", extra_context=None):
         # Tokens are issued through the service (codes, checks), not by typing a row.
+        if not self.has_add_permission(request):
+            raise PermissionDenied
         return HttpResponseRedirect(reverse("admin:loyalty_rewardtoken_issue"))
 
     def get_urls(self):

@@ -193,7 +193,8 @@ def group_action_undo_request(*, action: GroupAction, actor) -> GroupAction:
             )
         action.status = JobStatus.UNDOING
         action.undone_by = None if isinstance(actor, SystemActor) else actor
-        action.save(update_fields=["status", "undone_by"])
+        action.undo_started_at = timezone.now()
+        action.save(update_fields=["status", "undone_by", "undo_started_at"])
         transaction.on_commit(lambda: queue_task("loyalty.group_action_undo", action.pk))
     return action
 

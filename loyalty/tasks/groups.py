@@ -3,8 +3,13 @@
 import logging
 
 from celery import shared_task
+from django.db.models import F, Value
+from django.db.models.functions import Concat
+from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from ..retry import retry_if_transient
+from ..background import job_task
+from ..models import GroupAction, JobStatus
 from ..services.groups import group_action_run, group_action_undo
 from ..services.rfm import rfm_refresh
 
@@ -14,20 +19,37 @@ log = logging.getLogger(__name__)
 JOB = {"acks_late": True, "reject_on_worker_lost": True, "time_limit": 3600, "soft_time_limit": 3500}
 
 
+IN_FLIGHT = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.UNDOING)
+
+
+def _fail(action_id: int, message: str) -> None:
+    """End the action as failed with the reason, kept with its problems (its page shows them)."""
+    # FAILED too: the action's service marks its own failure with the bare error; this says what to do next.
+    GroupAction.objects.filter(pk=action_id, status__in=(*IN_FLIGHT, JobStatus.FAILED)).update(
+        status=JobStatus.FAILED, problems=Concat(F("problems"), Value(f"{message}\n")), finished_at=timezone.now()
+    )
+
+
 @shared_task(name="loyalty.group_action_run", bind=True, **JOB)
 def group_action_run_task(self, action_id: int):
-    try:
-        action = group_action_run(action_id=action_id)
-    except Exception as exc:
-        retry_if_transient(self, exc)  # a failed action is taken up again; its postings are keyed
-        raise
-    return action.posted
+    def fail(reason):
+        _fail(action_id, _("Stopped: %(reason)s. Resume posts the rest.") % {"reason": reason})
+
+    action = job_task(
+        self, model=GroupAction, pk=action_id, run=lambda: group_action_run(action_id=action_id), fail=fail
+    )
+    return action.posted if action else None
 
 
-@shared_task(name="loyalty.group_action_undo", **JOB)
-def group_action_undo_task(action_id: int):
-    action = group_action_undo(action_id=action_id)
-    return action.status
+@shared_task(name="loyalty.group_action_undo", bind=True, **JOB)
+def group_action_undo_task(self, action_id: int):
+    def fail(reason):
+        _fail(action_id, _("The undo stopped: %(reason)s. Undo again reverses the rest.") % {"reason": reason})
+
+    action = job_task(
+        self, model=GroupAction, pk=action_id, run=lambda: group_action_undo(action_id=action_id), fail=fail
+    )
+    return action.status if action else None
 
 
 @shared_task(name="loyalty.rfm_refresh", **JOB)

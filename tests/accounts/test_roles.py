@@ -26,3 +26,11 @@ def test_sync_restores_a_permission_the_manager_lost():
     manager.permissions.remove(*manager.permissions.filter(codename="change_tier"))
     roles_sync()
     assert manager.permissions.filter(codename="change_tier").exists()
+
+
+def test_exports_are_the_program_managers_not_the_support_agents():
+    exports = {"export_member", "export_ledgerentry", "export_coupon"}
+    manager = set(Group.objects.get(name="Program manager").permissions.values_list("codename", flat=True))
+    agent = set(Group.objects.get(name="Support agent").permissions.values_list("codename", flat=True))
+    assert exports <= manager
+    assert not exports & agent

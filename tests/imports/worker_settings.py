@@ -1,5 +1,5 @@
 """Settings of the Celery worker the import fault test starts: small chunks, so a kill lands mid-apply."""
 
-from config.settings import *  # noqa: F403
+from tests.settings import *  # noqa: F403
 
 IMPORT_CHUNK_ROWS = 5_000

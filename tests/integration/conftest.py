@@ -104,7 +104,8 @@ def celery_worker_process(transactional_db, tmp_path):
     finally:
         worker.stop()
         app.conf.task_always_eager, app.conf.task_default_queue, app.conf.broker_url = old
-        redis.Redis.from_url(broker).delete(queue)
+        prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix", "")
+        redis.Redis.from_url(broker).delete(prefix + queue)
 
 
 def wait_for(predicate, *, timeout: float = 120, interval: float = 0.2, what: str = "condition"):

@@ -4,6 +4,7 @@ Members are inserted in batches and their history goes through the ledger's bulk
 ten entries each is a matter of minutes, not hours.
 """
 
+import os
 import random
 import time
 from datetime import timedelta
@@ -269,6 +270,6 @@ class Command(BaseCommand):
             reward_give(member=member, reward=reward, deduct_points=True, actor=actor, reason="Demo redemption")
 
     def _logins(self):
-        self.stdout.write("Admin: http://127.0.0.1:8000/admin/")
+        self.stdout.write(f"Admin: http://127.0.0.1:{os.environ.get('WEB_PORT') or 8000}/admin/")  # the Procfile's port
         for username, _superuser, role in STAFF:
             self.stdout.write(f"  {username:8} / {DEMO_PASSWORD}   ({role})")

@@ -3,19 +3,32 @@
 import datetime
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from ..parsing import ImportFileError
+from ..parsing import ImportFileError, RefusedRow
 
 READY = "import_ready"
 # Every kind's ready table ends with these, so problems and progress are read the same way.
 PROBLEM_COLUMNS = (("problem", "text"), ("problem_column", "text"))
 MAX_POINTS = 10**9
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# The years a date may have: both Python and the database hold them whatever the offset (9999-12-31 at -14:00 is
+# year 10000 in UTC, which PostgreSQL stores and Python cannot read back).
+FIRST_YEAR, LAST_YEAR = 1900, 2100
+# An id as a spreadsheet shows a long number it has cut to 15 digits: 6.54321E+12 (the sign is always written).
+SCIENTIFIC_ID = re.compile(r"^[+-]?\d+(?:[.,]\d+)?[eE][+-]\d+$")
+# Money: plain (1234, 1234.5, -12.00), a decimal comma (1234,50), or grouped in threes with the other mark as the
+# decimal one (1,234.50 / 1.234,50 / 1,234,567 / 1.234.567).
+PLAIN_AMOUNT = re.compile(r"^[+-]?\d+(?:[.,]\d+)?$")
+GROUPED_COMMA = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+GROUPED_DOT = re.compile(r"^[+-]?\d{1,3}(?:\.\d{3})+(?:,\d+)?$")
+# One mark then exactly three digits, after one to three digits not starting with 0: 1,234 and 1.234 are a thousands
+# separator to some and a decimal mark to others.
+AMBIGUOUS_AMOUNT = re.compile(r"^[+-]?[1-9]\d{0,2}[.,]\d{3}$")
 
 
 @dataclass
@@ -75,10 +88,14 @@ class Kind:
             )
 
     def cells(self, table, index):
-        """(row number, cells) with every known column present: a column the file lacks reads as ""."""
+        """(row number, cells) with every known column present: a column the file lacks reads as "". A row that
+        parsing refused comes as (row number, RefusedRow): stage it with refused_row()."""
         n = len(table.header)
         positions = tuple(index.get(c, -1) for c in self.columns)
         for row, cells in table.rows:
+            if type(cells) is RefusedRow:
+                yield row, cells
+                continue
             if len(cells) < n:
                 cells.extend([""] * (n - len(cells)))
             cells.append("")
@@ -86,6 +103,10 @@ class Kind:
 
     def normalise(self, table, index, ctx: Context):
         raise NotImplementedError
+
+    def refused_row(self, row: int, refused: RefusedRow) -> tuple:
+        """The staging row of a row refused as a whole: its number, empty values, and the problem with its column."""
+        return (row, *([None] * (len(self.stage) - 3)), refused.problem, refused.column)
 
     def resolve(self, ctx: Context) -> None:
         """Fill the ready table (row_no, ..., problem, problem_column) from the job's parsed rows."""
@@ -110,7 +131,10 @@ def clip(value: str, size: int = 40) -> str:
 
 
 def whole_number(text: str):
-    """(points, problem): a signed whole number, as a spreadsheet writes it ("+5", "-20", "'-20" once escaped)."""
+    """(points, problem): a signed whole number, as a spreadsheet writes it ("+5", "-20", "'-20" once escaped).
+
+    A thousands separator or scientific notation is refused with the way to write it, never read as another number.
+    """
     if not text:
         return None, _("points is empty")
     if text[0] == "'":
@@ -120,6 +144,11 @@ def whole_number(text: str):
             raise ValueError
         value = int(text)
     except ValueError:
+        if GROUPED_COMMA.match(text) or GROUPED_DOT.match(text):
+            return None, _("“%(value)s” has a thousands separator: write the points without it, like %(plain)s") % {
+                "value": clip(text),
+                "plain": re.sub(r"[.,]", "", text),
+            }
         return None, _("“%(value)s” is not a whole number of points") % {"value": clip(text)}
     if value == 0:
         return None, _("points must not be 0")
@@ -132,29 +161,73 @@ def whole_number(text: str):
 
 
 def amount(text: str):
-    """(Decimal or None, problem): a money amount; a decimal comma is accepted (European spreadsheets)."""
+    """(Decimal or None, problem): a money amount, read one way only (README, "CSV formats").
+
+    Accepted: 1234, 1234.50, a decimal comma (1234,50), and groups of three with the other mark as the decimal one
+    (1,234.50, 1.234,50, 1,234,567). Refused with the way to write it: 1,234 and 1.234 (a thousands separator to
+    some, a decimal mark to others), scientific notation (a spreadsheet's rounded display), anything else. Rounded
+    to cents; at most 999,999,999,999.99.
+    """
     if not text:
         return None, None
     if text[0] == "'":
         text = text[1:]
-    cleaned = text.replace(",", ".") if "," in text and "." not in text else text
+    if AMBIGUOUS_AMOUNT.match(text):
+        return None, _(
+            "“%(value)s” could be read two ways (a thousands separator or a decimal mark): write %(whole)s.00 "
+            "or %(decimal)s, without a thousands separator"
+        ) % {"value": clip(text), "whole": re.sub(r"[.,]", "", text), "decimal": text.replace(",", ".")}
+    if PLAIN_AMOUNT.match(text):
+        cleaned = text.replace(",", ".")
+    elif GROUPED_COMMA.match(text):
+        cleaned = text.replace(",", "")
+    elif GROUPED_DOT.match(text):
+        cleaned = text.replace(".", "").replace(",", ".")
+    elif SCIENTIFIC_ID.match(text):
+        return None, _(
+            "“%(value)s” is in scientific notation, as a spreadsheet shows a long number: format the column as a "
+            "number with 2 decimals (write 1234.00), then export it again"
+        ) % {"value": clip(text)}
+    else:
+        return None, _("“%(value)s” is not an amount: write it like 1234.00") % {"value": clip(text)}
     try:
         value = Decimal(cleaned)
     except InvalidOperation:
-        return None, _("“%(value)s” is not an amount") % {"value": clip(text)}
-    if not value.is_finite() or abs(value) >= Decimal("1e12"):
-        return None, _("“%(value)s” is not an amount") % {"value": clip(text)}
-    return value.quantize(Decimal("0.01")), None
+        return None, _("“%(value)s” is not an amount: write it like 1234.00") % {"value": clip(text)}
+    if abs(value) >= Decimal("1e12"):
+        return None, _("“%(value)s” is more than an amount may be (999,999,999,999.99)") % {"value": clip(text)}
+    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP), None
+
+
+def id_problem(text: str, column: str):
+    """A problem for an id cell (customer_id, order_id, token, reference) a spreadsheet has turned into a number,
+    else None. The id is kept as written otherwise: leading zeros stay."""
+    if ("E" in text or "e" in text) and SCIENTIFIC_ID.match(text):
+        return _(
+            "“%(value)s” is an id a spreadsheet turned into a number (scientific notation, so its last digits are "
+            "lost): format the %(column)s column as text in the spreadsheet, type the ids again, and export it"
+        ) % {"value": clip(text), "column": column}
+    return None
 
 
 def moment(text: str):
-    """(aware datetime or None, problem): ISO 8601 dates ("2024-03-01" or "2024-03-01 14:30"); no zone = local."""
+    """(aware datetime or None, problem): ISO 8601 dates ("2024-03-01" or "2024-03-01 14:30"); no zone = local.
+
+    Years outside FIRST_YEAR..LAST_YEAR are refused: with an offset, an edge year becomes one the database stores
+    and Python cannot read back (every page showing it would fail).
+    """
     if not text:
         return None, None
     try:
         value = datetime.datetime.fromisoformat(text.replace("/", "-"))
-    except ValueError:
+    except (ValueError, OverflowError):
         return None, _("“%(value)s” is not a date (write it as 2024-03-31 or 2024-03-31 14:30)") % {"value": clip(text)}
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        return None, _("“%(value)s” is outside the years %(first)s to %(last)s") % {
+            "value": clip(text),
+            "first": FIRST_YEAR,
+            "last": LAST_YEAR,
+        }
     if timezone.is_naive(value):
         value = timezone.make_aware(value)
     return value, None

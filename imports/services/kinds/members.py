@@ -10,7 +10,8 @@ from django.utils.translation import gettext as _
 from tiers.rules import tier_for_sql, tier_table
 
 from .. import sql
-from .base import READY, ChunkResult, Context, Kind, clip, email_problem, in_chunk, moment
+from ..parsing import RefusedRow
+from .base import READY, ChunkResult, Context, Kind, clip, email_problem, id_problem, in_chunk, moment
 
 
 class MembersKind(Kind):
@@ -29,7 +30,11 @@ class MembersKind(Kind):
     )
 
     def normalise(self, table, index, ctx: Context):
-        for row, (email, customer_id, first_name, last_name, signed_up) in self.cells(table, index):
+        for row, cells in self.cells(table, index):
+            if type(cells) is RefusedRow:
+                yield self.refused_row(row, cells)
+                continue
+            email, customer_id, first_name, last_name, signed_up = cells
             email = email.lower()
             signed_up_at, problem = moment(signed_up)
             column = "signed_up_at" if problem else None
@@ -42,6 +47,8 @@ class MembersKind(Kind):
                     _("“%(value)s” is too long for a customer id") % {"value": clip(customer_id)},
                     ("customer_id"),
                 )
+            elif bad := id_problem(customer_id, "customer_id"):
+                problem, column = bad, "customer_id"
             elif len(first_name) > 150 or len(last_name) > 150:
                 problem, column = _("the name is longer than 150 characters"), "first_name"
             yield (

@@ -9,7 +9,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import sql
-from .base import READY, ChunkResult, Context, Kind, amount, clip, email_problem, in_chunk, moment
+from ..parsing import RefusedRow
+from .base import READY, ChunkResult, Context, Kind, amount, clip, email_problem, id_problem, in_chunk, moment
 
 CANCELLED = {"cancelled", "canceled", "voided"}
 
@@ -34,13 +35,19 @@ class OrdersKind(Kind):
     )
 
     def normalise(self, table, index, ctx: Context):
-        for row, (order_id, email, customer_id, total, currency, status, tags, placed) in self.cells(table, index):
+        for row, cells in self.cells(table, index):
+            if type(cells) is RefusedRow:
+                yield self.refused_row(row, cells)
+                continue
+            order_id, email, customer_id, total, currency, status, tags, placed = cells
             email, status, currency = email.lower(), status.lower(), (currency or "USD").upper()
             value, problem = amount(total)
             column = "total" if problem else None
             placed_at, bad_date = moment(placed)
             if not order_id or len(order_id) > 64:
                 problem, column = _("order_id is empty or longer than 64 characters"), "order_id"
+            elif bad := id_problem(order_id, "order_id") or id_problem(customer_id, "customer_id"):
+                problem, column = bad, "order_id" if id_problem(order_id, "order_id") else "customer_id"
             elif value is None and not problem:
                 problem, column = _("total is empty"), "total"
             elif bad_date or placed_at is None:

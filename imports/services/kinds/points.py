@@ -13,7 +13,8 @@ from loyalty.services import PostingsQuery, entries_post_bulk
 
 from ...models import ImportJob
 from .. import sql
-from .base import READY, ChunkResult, Context, Kind, clip, whole_number
+from ..parsing import RefusedRow
+from .base import READY, ChunkResult, Context, Kind, clip, id_problem, whole_number
 
 MAX_REFERENCE = 180
 MAX_REASON = LedgerEntry._meta.get_field("reason").max_length  # the entry's own limit: longer would fail the chunk
@@ -57,6 +58,9 @@ class PointsKind(Kind):
         n = len(table.header)
         ie, ic, ip, ir, iref = (index.get(c, -1) for c in self.columns)
         for row, cells in table.rows:
+            if type(cells) is RefusedRow:
+                yield self.refused_row(row, cells)
+                continue
             if len(cells) < n:
                 cells.extend([""] * (n - len(cells)))
             cells.append("")  # a column the file lacks has position -1: it reads as this ""
@@ -79,6 +83,10 @@ class PointsKind(Kind):
                 problem, column = _("the reason is longer than %(max)s characters") % {"max": MAX_REASON}, "reason"
             elif len(email) > 254 or len(customer_id) > 64:
                 problem, column = _("“%(value)s” is too long") % {"value": clip(email or customer_id)}, "email"
+            elif customer_id and (bad := id_problem(customer_id, "customer_id")):
+                problem, column = bad, "customer_id"
+            elif reference and (bad := id_problem(reference, "reference")):
+                problem, column = bad, "reference"
             yield (
                 row,
                 email.lower() or None,

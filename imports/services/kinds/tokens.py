@@ -19,7 +19,8 @@ from loyalty.services.ledger_bulk import REJECT
 from loyalty.services.tokens import conversion_points
 
 from .. import sql
-from .base import READY, ChunkResult, Context, Kind, amount, clip, in_chunk
+from ..parsing import RefusedRow
+from .base import READY, ChunkResult, Context, Kind, amount, clip, id_problem, in_chunk
 from .points import post_postings
 
 CLOSED, REJECTED = TokenStatus.CLOSED.value, TokenStatus.REJECTED.value
@@ -41,7 +42,11 @@ class TokensKind(Kind):
     undoable = True
 
     def normalise(self, table, index, ctx: Context):
-        for row, (token, status, email, amount_text) in self.cells(table, index):
+        for row, cells in self.cells(table, index):
+            if type(cells) is RefusedRow:
+                yield self.refused_row(row, cells)
+                continue
+            token, status, email, amount_text = cells
             status = status.lower()
             value, problem = amount(amount_text)
             column = "amount" if problem else None
@@ -49,6 +54,8 @@ class TokensKind(Kind):
                 problem, column = _("token is empty"), "token"
             elif len(token) > 64:
                 problem, column = _("“%(value)s” is not a token") % {"value": clip(token)}, "token"
+            elif bad := id_problem(token, "token"):
+                problem, column = bad, "token"
             elif status not in (CLOSED, REJECTED):
                 problem, column = (
                     _("status must be closed or rejected, not “%(value)s”") % {"value": clip(status)},

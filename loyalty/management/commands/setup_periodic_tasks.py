@@ -7,6 +7,7 @@ SCHEDULES = {
     "Nightly ledger check": ("loyalty.reconcile_ledger_nightly", "crontab", {"hour": "3", "minute": "0"}),
     "Retry failed webhook events": ("webhooks.retry_failed_events", "every", {"minutes": 15}),
     "Nightly RFM scores": ("loyalty.rfm_refresh", "crontab", {"hour": "2", "minute": "30"}),
+    "Queue silent background jobs again": ("imports.requeue_silent_jobs", "every", {"minutes": 5}),
 }
 
 
