@@ -1,4 +1,7 @@
 from django.contrib import admin
+from django.utils.translation import gettext_lazy
+
+from loyalty.admin.action_pages import titled
 
 from .models import Tier, TierChange
 
@@ -15,7 +18,7 @@ class TierChangeAdmin(admin.ModelAdmin):
 
     list_display = ["created_at", "member", "from_tier", "to_tier", "lifetime_points", "reason"]
     list_select_related = ["member", "from_tier", "to_tier"]
-    list_filter = ["to_tier"]
+    list_filter = [("to_tier", titled(admin.RelatedFieldListFilter, gettext_lazy("new tier")))]
     search_fields = ["=member__email"]
     raw_id_fields = ["member", "entry"]
     show_full_result_count = False

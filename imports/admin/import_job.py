@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext as _
 
+from loyalty.admin.refusals import require_permission
 from loyalty.ids import record_id
 
 from ..forms import ImportUploadForm, UndoForm
@@ -29,6 +30,8 @@ from ..tasks.import_job import apply_import_job, check_import_job, undo_import_j
 
 APPLY_PERMISSION = "imports.apply_importjob"
 UNDO_PERMISSION = "imports.undo_importjob"
+# While a job is in one of these, its page polls the status: an upload waits for its check to start.
+RUNNING = (ImportStatus.UPLOADED, ImportStatus.CHECKING, ImportStatus.APPLYING, ImportStatus.UNDOING)
 
 
 @admin.register(ImportJob)
@@ -97,7 +100,8 @@ class ImportJobAdmin(admin.ModelAdmin):
             "job": job,
             "original": job,
             "previous": job.previous_upload,
-            "running": job.status in (ImportStatus.CHECKING, ImportStatus.APPLYING, ImportStatus.UNDOING),
+            "later_uploads": job.later_uploads,
+            "running": job.status in RUNNING,
             "can_apply": can_apply and job.status == ImportStatus.CHECKED and job.to_apply > 0,
             "can_resume": can_apply
             and job.status in (ImportStatus.APPLYING, ImportStatus.FAILED)
@@ -127,8 +131,7 @@ class ImportJobAdmin(admin.ModelAdmin):
     # -- buttons --------------------------------------------------------------------------------------------------
 
     def _require(self, request, permission):
-        if not request.user.has_perm(permission):
-            raise PermissionDenied
+        require_permission(request, permission)
 
     @staticmethod
     def _queue_apply(job):

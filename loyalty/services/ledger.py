@@ -92,6 +92,46 @@ def resolve_set_to(*, available: int, target: int) -> int:
     return target - available
 
 
+def reversal_refusal(
+    *, entry_id: int, kind: str, status: str, reversed_by_id: int | None = None, nothing_taken: bool = False
+) -> str | None:
+    """Why an entry cannot be reversed at all, as the service words it; None when it can be.
+
+    `reversed_by_id`: the reversal entry already linked to it; `nothing_taken`: an earlier reversal could take nothing
+    and left a shortfall in its place. Whether the points are still available is `reversal_debit_refusal`'s question.
+    """
+    if kind == EntryKind.REVERSAL:
+        return f"Entry #{entry_id} is itself a reversal; adjust the points instead."
+    if status == EntryStatus.REJECTED:
+        return f"Entry #{entry_id} was rejected: there is nothing to reverse."
+    if reversed_by_id is not None:
+        return f"Entry #{entry_id} was already reversed by entry #{reversed_by_id}."
+    if nothing_taken:
+        return f"Entry #{entry_id} was already reversed (nothing could be taken; see its shortfall)."
+    return None
+
+
+def reversal_points(*, points: int, taken_back: int) -> int:
+    """What reversing an active entry takes back: its points less what partial take-backs already took (a credit's
+    take-backs are counted as a positive number; a debit has none)."""
+    return points - (taken_back if points > 0 else 0)
+
+
+def reversal_debit_refusal(*, remaining: int, available: int) -> str:
+    """The refusal of a reversal under "forbid" when the member has spent the points (remaining > available)."""
+    return f"Cannot reverse: {remaining:,} points were credited but only {available:,} are available."
+
+
+def taken_back_in_full_refusal(*, entry_id: int) -> str:
+    """The refusal of reversing an earning that partial take-backs (refunds) already took back whole."""
+    return f"Entry #{entry_id} was already taken back in full by partial reverts."
+
+
+def not_pending_refusal(*, entry_id: int, status_label: str) -> str:
+    """The refusal of approving or rejecting an entry that is no longer pending."""
+    return f"Entry #{entry_id} is {status_label.lower()}, not pending."
+
+
 def policy_or_default(policy: str | None) -> str:
     if policy is None:
         return ProgramSettings.load().negative_balance_policy
@@ -511,7 +551,7 @@ def entry_approve(*, entry: LedgerEntry | int, actor, reason: str = "") -> Ledge
     with transaction.atomic():
         member, entry = _lock_entry(entry)
         if entry.status != EntryStatus.PENDING:
-            raise LoyaltyError(f"Entry #{entry.pk} is {entry.get_status_display().lower()}, not pending.")
+            raise LoyaltyError(not_pending_refusal(entry_id=entry.pk, status_label=entry.get_status_display()))
         _move_status(
             member,
             entry,
@@ -528,7 +568,7 @@ def entry_reject(*, entry: LedgerEntry | int, actor, reason: str) -> LedgerEntry
     with transaction.atomic():
         member, entry = _lock_entry(entry)
         if entry.status != EntryStatus.PENDING:
-            raise LoyaltyError(f"Entry #{entry.pk} is {entry.get_status_display().lower()}, not pending.")
+            raise LoyaltyError(not_pending_refusal(entry_id=entry.pk, status_label=entry.get_status_display()))
         _reject_with_take_backs(member, entry, actor=actor, reason=reason)
         return entry
 
@@ -577,15 +617,12 @@ def entry_reverse(
         if entry.status == EntryStatus.PENDING:
             _reject_with_take_backs(member, entry, actor=actor, reason=reason)
             return PostResult(entry=entry, member=member)
-        remaining = entry.points - (_taken_back(entry) if entry.points > 0 else 0)
+        remaining = reversal_points(points=entry.points, taken_back=_taken_back(entry) if entry.points > 0 else 0)
         if remaining == 0:
-            raise LoyaltyError(f"Entry #{entry.pk} was already taken back in full by partial reverts.")
+            raise LoyaltyError(taken_back_in_full_refusal(entry_id=entry.pk))
         policy, posted, short = _debit(available=member.available_points, points=-remaining, policy=policy)
         if policy == NegativeBalancePolicy.FORBID and short:
-            raise LoyaltyError(
-                f"Cannot reverse: {remaining:,} points were credited "
-                f"but only {member.available_points:,} are available."
-            )
+            raise LoyaltyError(reversal_debit_refusal(remaining=remaining, available=member.available_points))
         reversal = None
         if posted:
             reversal = _insert(
@@ -615,14 +652,16 @@ def entry_reverse(
 
 
 def _check_reversible(entry: LedgerEntry) -> None:
-    if entry.kind == EntryKind.REVERSAL:
-        raise LoyaltyError(f"Entry #{entry.pk} is itself a reversal; adjust the points instead.")
-    if entry.status == EntryStatus.REJECTED:
-        raise LoyaltyError(f"Entry #{entry.pk} was rejected: there is nothing to reverse.")
-    if reversal := LedgerEntry.objects.filter(reverses=entry).first():
-        raise LoyaltyError(f"Entry #{entry.pk} was already reversed by entry #{reversal.pk}.")
-    if Shortfall.objects.filter(reversal_of=entry).exists():
-        raise LoyaltyError(f"Entry #{entry.pk} was already reversed (nothing could be taken; see its shortfall).")
+    reversed_by_id = LedgerEntry.objects.filter(reverses=entry).values_list("pk", flat=True).first()
+    refusal = reversal_refusal(
+        entry_id=entry.pk,
+        kind=entry.kind,
+        status=entry.status,
+        reversed_by_id=reversed_by_id,
+        nothing_taken=reversed_by_id is None and Shortfall.objects.filter(reversal_of=entry).exists(),
+    )
+    if refusal:
+        raise LoyaltyError(refusal)
 
 
 def entry_take_back(
