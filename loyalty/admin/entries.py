@@ -38,7 +38,7 @@ from .action_pages import (
 )
 from .display import status_text
 from .entry_preview import preview_entries
-from .members import change_url, source_link
+from .members import change_url, label_order_sources, source_link
 from .refusals import MissingPermission
 
 # Picked rows are posted one by one, in the request; "select all N" goes to a background job instead.
@@ -117,6 +117,11 @@ class LedgerEntryAdmin(QuickRowsMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
+
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        label_order_sources(changelist.result_list)  # one query for the page's orders
+        return changelist
 
     def get_urls(self):
         view = self.admin_site.admin_view

@@ -486,7 +486,18 @@ def source_link(entry) -> tuple[str, str]:
     if entry.source not in SOURCE_PAGES or entry.source_ref is None:
         return entry.get_source_display(), ""
     url_name, label = SOURCE_PAGES[entry.source]
-    return label % {"id": entry.source_ref}, change_url(url_name, entry.source_ref)
+    label = getattr(entry, "source_label", None) or label % {"id": entry.source_ref}
+    return label, change_url(url_name, entry.source_ref)
+
+
+def label_order_sources(entries) -> None:
+    """Name each order an entry came from as the store does ("Shopify #1001"), with one query for the page's rows;
+    the order's row number alone ("Order #17") reads like an order number it is not."""
+    entries = [e for e in entries if e.source == EntrySource.ORDER and e.source_ref is not None]
+    orders = Order.objects.in_bulk({e.source_ref for e in entries})
+    for entry in entries:
+        if order := orders.get(entry.source_ref):
+            entry.source_label = str(order)
 
 
 def reversed_label(entry) -> str:
@@ -538,6 +549,7 @@ def _action_url(action: str) -> str:
 
 
 def activity_rows(request, entries, back: str):
+    label_order_sources(entries)
     rows = []
     for entry in entries:
         label, url = source_link(entry)
