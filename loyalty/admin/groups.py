@@ -299,6 +299,7 @@ class GroupActionAdmin(admin.ModelAdmin):
     list_filter = ["status", "apply_type"]
     list_select_related = ["group", "created_by"]
     change_form_template = "admin/loyalty/customergroup/groupaction_change_form.html"
+    change_list_template = "admin/loyalty/customergroup/groupaction_change_list.html"
     actions = ["undo_group_actions"]
     readonly_fields = [
         "group",
@@ -333,7 +334,15 @@ class GroupActionAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("progress"))
     def progress_bar(self, action):
-        return format_html('<progress max="100" value="{}"></progress> {}%', action.progress, action.progress)
+        """A bar; an unfinished action's bar follows its status JSON while the list is open (the list's script)."""
+        if action.status in FINISHED:
+            return format_html('<progress max="100" value="{}"></progress> {}%', action.progress, action.progress)
+        return format_html(
+            '<progress max="100" value="{}" data-status-url="{}"></progress> <span>{}%</span>',
+            action.progress,
+            reverse("admin:loyalty_groupaction_status", args=[action.pk]),
+            action.progress,
+        )
 
     def get_urls(self):
         urls = [
@@ -384,10 +393,13 @@ class GroupActionAdmin(admin.ModelAdmin):
                 self.message_user(request, _("Undoing group action #%(id)s.") % {"id": action.pk}, messages.SUCCESS)
 
 
+FINISHED = (JobStatus.DONE, JobStatus.FAILED, JobStatus.UNDONE)
+
+
 def status_context(action: GroupAction) -> dict:
     """What the progress bar shows (also the JSON the page polls)."""
     action.refresh_from_db()
-    finished = action.status in (JobStatus.DONE, JobStatus.FAILED, JobStatus.UNDONE)
+    finished = action.status in FINISHED
     summary = _(
         "%(done)s of %(total)s members; %(posted)s entries, +%(credited)s / -%(debited)s points; "
         "%(unchanged)s already at the value; %(refused)s refused"

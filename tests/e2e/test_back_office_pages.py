@@ -188,9 +188,15 @@ def test_group_action_and_reward_past_actions_pages_update_live(page, live_serve
     assert "Queued" in page.inner_text("#job-progress-text")
     assert page.locator("input[name=_save]").count() == 0, "a group action is a record: nothing to save"
     shot(page, "item4-06-group-action-queued-no-save-buttons")
+    listing = page.context.new_page()  # the group actions list, open beside the action's page
+    listing.goto(f"{live_server.url}/admin/loyalty/groupaction/")
+    assert listing.locator("#result_list progress[data-status-url]").count() == 1
     group_action_run(action_id=action.pk)
     page.wait_for_selector("input.danger[value='Undo this action']")  # the page saw the end and reloaded itself
     assert page.inner_text("#job-progress-text").startswith("Done")
+    listing.wait_for_function("!document.querySelector('#result_list progress[data-status-url]')")
+    assert listing.locator("#result_list progress").get_attribute("value") == "100"
+    shot(listing, "item4-07b-group-actions-list-updated-live")
     shot(page, "item4-07-group-action-done-live")
 
     settings = ProgramSettings.load()
