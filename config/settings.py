@@ -34,6 +34,8 @@ INSTALLED_APPS = [
     "imports",
     "webhooks",
 ]
+if env.bool("DEVTOOLS", default=True):
+    INSTALLED_APPS.append("devtools")  # the demo program and the benchmarks: leave out in production
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

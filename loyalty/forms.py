@@ -4,7 +4,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from .models import Reward
-from .services.ledger import MAX_ACTION_POINTS, RELATIVE, SET_TO
+from .rules import MAX_ACTION_POINTS, RELATIVE, SET_TO
 
 YES, NO = "yes", "no"
 

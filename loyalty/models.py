@@ -44,6 +44,15 @@ class ProgramSettings(models.Model):
         default=1000,
         help_text=_("The largest number of points (up or down) a support agent may adjust a member by in one action."),
     )
+    support_agent_daily_limit = models.PositiveIntegerField(
+        _("support agent daily total"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "The most points (up or down, all members together) one support agent may move in a day. "
+            "Empty: no daily cap."
+        ),
+    )
     hold_days_default = models.PositiveIntegerField(
         _("default hold days"),
         default=0,
@@ -78,6 +87,36 @@ class ProgramSettings(models.Model):
 
     def revert_tag_list(self):
         return [t.strip().lower() for t in self.revert_tags.split(",") if t.strip()]
+
+
+class StaffDailyTotal(models.Model):
+    """Points a support agent moved on one day, kept by the ledger as it posts, for the daily cap."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    points = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "day"], name="staff_daily_total_unique")]
+
+    def __str__(self):
+        return f"{self.user_id} on {self.day}: {self.points}"
+
+
+class FreedKey(models.Model):
+    """An outside fact whose credit was undone (an import, a run or a group action undone): it may be credited again.
+
+    Entries are never edited, so the undone entry keeps its idempotency key; the next credit of the same fact is
+    keyed `live` (f"{key}#{generation}"; loyalty.keys). The ledger writes these rows when it reverses with
+    `free_keys`.
+    """
+
+    key = models.CharField(max_length=200, primary_key=True)
+    generation = models.PositiveIntegerField(default=1)
+    live = models.CharField(max_length=220, unique=True, help_text=_("The key the fact's next credit carries."))
+
+    def __str__(self):
+        return self.live
 
 
 class Member(models.Model):
@@ -683,6 +722,7 @@ class GroupAction(BackgroundJob):
     )
     points = models.BigIntegerField(_("points"))
     comment = models.CharField(_("comment"), max_length=500)
+    request_token = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
     status = models.CharField(_("status"), max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
     members_total = models.PositiveIntegerField(_("members in the group"), default=0)
     members_done = models.PositiveIntegerField(_("members processed"), default=0)

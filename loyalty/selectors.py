@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from django.db import connection
 
-from .services.ledger_bulk import _tier_case
+from tiers.rules import tier_for_sql, tier_table
 
 
 @dataclass
@@ -22,15 +22,13 @@ class Difference:
 
 
 def ledger_differences(limit: int = 1000) -> list[Difference]:
-    """Members whose cached figures (available, pending, lifetime, tier) differ from the ledger's sums.
-
-    A member whose lifetime has never moved has no tier yet (the admin shows it as "no tier"); from the first change
-    of lifetime on, the tier must be the one the lifetime points reach.
-    """
+    """Members whose cached figures (available, pending, lifetime, tier) differ from the ledger's sums and the tier
+    rule (every member is in the tier their lifetime points reach; none below the lowest threshold)."""
+    tier = tier_for_sql("COALESCE(s.lifetime, 0)", tier_table())
     sql = f"""
         SELECT m.id, m.email, m.available_points, m.pending_points, m.lifetime_points, m.tier_id,
                COALESCE(s.available, 0), COALESCE(s.pending, 0), COALESCE(s.lifetime, 0),
-               {_tier_case("COALESCE(s.lifetime, 0)")}
+               {tier}
         FROM loyalty_member m LEFT JOIN (
             SELECT member_id,
                    SUM(CASE WHEN status = 'active' THEN points ELSE 0 END) AS available,
@@ -40,8 +38,7 @@ def ledger_differences(limit: int = 1000) -> list[Difference]:
         WHERE m.available_points <> COALESCE(s.available, 0)
            OR m.pending_points <> COALESCE(s.pending, 0)
            OR m.lifetime_points <> COALESCE(s.lifetime, 0)
-           OR ((m.tier_id IS NOT NULL OR COALESCE(s.lifetime, 0) <> 0)
-               AND COALESCE(m.tier_id, -1) <> COALESCE({_tier_case("COALESCE(s.lifetime, 0)")}, -1))
+           OR COALESCE(m.tier_id, -1) <> COALESCE({tier}, -1)
         ORDER BY m.id LIMIT %s"""
     with connection.cursor() as cur:
         cur.execute(sql, [limit])
@@ -54,6 +51,6 @@ def ledger_differences(limit: int = 1000) -> list[Difference]:
             ("lifetime", lifetime, l_lifetime),
             ("tier", tier, l_tier),
         ):
-            if cached != ledger and (figure != "tier" or tier is not None or lifetime != 0 or l_lifetime != 0):
+            if cached != ledger:
                 found.append(Difference(mid, email, figure, cached, ledger))
     return found

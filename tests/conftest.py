@@ -77,3 +77,33 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def in_role(username, role):
+    from django.contrib.auth.models import Group
+
+    user = UserFactory(username=username)
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def support_agent(db):
+    return in_role("agent-ann", "Support agent")
+
+
+@pytest.fixture
+def program_manager(db):
+    return in_role("manager-max", "Program manager")
+
+
+@pytest.fixture
+def agent_client(client, support_agent):
+    client.force_login(support_agent)
+    return client
+
+
+@pytest.fixture
+def manager_client(client, program_manager):
+    client.force_login(program_manager)
+    return client

@@ -1,3 +1,4 @@
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -5,16 +6,39 @@ from django.utils.translation import gettext_lazy as _
 class Tier(models.Model):
     """A VIP tier: a member is in the highest tier whose threshold their lifetime points reach."""
 
-    name = models.CharField(_("name"), max_length=80, unique=True)
-    threshold = models.BigIntegerField(_("lifetime points needed"), unique=True)
+    name = models.CharField(_("name"), max_length=80)
+    threshold = models.BigIntegerField(_("lifetime points needed"))
     description = models.TextField(_("description"), blank=True)
+    retired = models.BooleanField(
+        _("retired"),
+        default=False,
+        editable=False,
+        help_text=_("A deleted tier: no member is in it any more, and its history stays readable."),
+    )
 
     class Meta:
         ordering = ["threshold"]
-        constraints = [models.CheckConstraint(condition=models.Q(threshold__gte=0), name="tier_threshold_not_negative")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(threshold__gte=0), name="tier_threshold_not_negative"),
+            models.UniqueConstraint(
+                fields=["threshold"], condition=models.Q(retired=False), name="tier_threshold_unique"
+            ),
+            models.UniqueConstraint(fields=["name"], condition=models.Q(retired=False), name="tier_name_unique"),
+        ]
 
     def __str__(self):
-        return self.name
+        return f"{self.name} (retired)" if self.retired else self.name
+
+    def clean(self):
+        """Two tiers in use never share a name or a threshold (a form checks it before the database refuses it)."""
+        in_use = Tier.objects.filter(retired=False).exclude(pk=self.pk)
+        errors = {}
+        if in_use.filter(name=self.name).exists():
+            errors["name"] = _("A tier in use already has this name.")
+        if self.threshold is not None and in_use.filter(threshold=self.threshold).exists():
+            errors["threshold"] = _("A tier in use already starts at this number of points.")
+        if errors:
+            raise ValidationError(errors)
 
 
 class TierChange(models.Model):

@@ -148,7 +148,7 @@ class ImportJobAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(self._job_url(self._job(request, pk)))
         self._require(request, APPLY_PERMISSION)
         job = self._job(request, pk)
-        started = import_job_resume(job=job) if resume else import_job_start_apply(job=job)
+        started = import_job_resume(job=job) if resume else import_job_start_apply(job=job, actor=request.user)
         if started:
             self._queue_apply(job)
             self.message_user(request, _("Applying import #%(id)s in the background.") % {"id": job.pk})
@@ -167,7 +167,7 @@ class ImportJobAdmin(admin.ModelAdmin):
         form = UndoForm(request.POST or None)
         if request.method == "POST" and request.POST.get("post") == "yes" and form.is_valid():
             try:
-                import_job_start_undo(job=job)
+                import_job_start_undo(job=job, actor=request.user)
             except ImportJobError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
             else:

@@ -11,11 +11,11 @@
 * Points stay pending for the rule's hold days counted from the sign-up or the order, like a live earning, so only
   recent actions are pending.
 * A credit already made by the live paths for the same rule (a webhook's or "New conversions" order earning, a
-  sign-up credited by staff) is not made again, and a second run credits only what is new. An undone run's keys stay
-  spent: a later run does not credit those actions again.
+  sign-up credited by staff) is not made again, and a second run credits only what is new. An undone run frees what
+  it credited (loyalty.keys): a later run (after fixing a way to earn, say) credits those actions again.
 
-Everything is set-based: the staging rows of the ledger's bulk path are built with INSERT ... SELECT from
-loyalty_member and loyalty_order, in id ranges so the run commits (and reports progress) chunk by chunk.
+Everything is set-based: the run hands the ledger's bulk path SELECTs over loyalty_member and loyalty_order whose rows
+are postings (PostingsQuery), in id ranges so the run commits (and reports progress) chunk by chunk.
 """
 
 import logging
@@ -31,9 +31,11 @@ from django.utils.translation import gettext as _
 
 from loyalty.actors import SystemActor
 from loyalty.errors import LoyaltyError
-from loyalty.keys import order_earning_key_sql, signup_earning_key_sql
+from loyalty.keys import credited_sql, order_earning_key_sql, signup_earning_key_sql
 from loyalty.models import EarnRule, EarnRuleKind, EntryKind, EntrySource, LedgerEntry, ProgramSettings
-from loyalty.services import ledger_bulk
+from loyalty.queueing import queue_task
+from loyalty.services import PostingsQuery, entries_post_bulk, entries_reverse_bulk
+from loyalty.services.staff import staff_policy
 
 from ..models import BackfillRun, BackfillStatus
 
@@ -126,7 +128,7 @@ def _new_only(key: str, only_new: bool) -> str:
     """The preview counts only what is new; a run stages every action so the bulk path counts "already credited"."""
     if not only_new:
         return ""
-    return f" AND NOT EXISTS (SELECT 1 FROM loyalty_ledgerentry e WHERE e.idempotency_key = {key})"
+    return f" AND NOT {credited_sql(key)}"
 
 
 def _signup_select(line: RuleLine, *, cutoff, now, only_new=True, lo=None, hi=None, seq_base=0):
@@ -229,6 +231,8 @@ def backfill_preview(lines: list[RuleLine] | None = None) -> Preview:
 def backfill_run_create(*, actor, queue: bool = True) -> BackfillRun:
     """Record the rules and point values as they are now and queue the run (unless the caller applies it itself);
     one run at a time."""
+    with transaction.atomic():
+        staff_policy(actor, "backfill")
     lines = active_rule_lines()
     if not lines:
         raise LoyaltyError(_("No active sign-up or order way to earn gives points: there is nothing to credit."))
@@ -247,14 +251,8 @@ def backfill_run_create(*, actor, queue: bool = True) -> BackfillRun:
             created_by=None if isinstance(actor, SystemActor) else actor,
         )
         if queue:
-            transaction.on_commit(lambda: _queue("backfill_run_task", run.pk))
+            transaction.on_commit(lambda: queue_task("imports.backfill_run", run.pk))
     return run
-
-
-def _queue(name: str, run_id: int) -> None:
-    from ..tasks import backfill as backfill_tasks  # the tasks call this module: imported late to avoid a cycle
-
-    getattr(backfill_tasks, name).delay(run_id)
 
 
 def _member_spans() -> list[tuple[int, int]]:
@@ -358,8 +356,9 @@ def _final_summary(run: BackfillRun, made_before: int) -> None:
     )
 
 
-def _stage_fill(line: RuleLine, seq_base: int, run: BackfillRun, lo: int, hi: int) -> None:
-    """INSERT ... SELECT one rule's credits for a range of members straight into the bulk path's staging table."""
+def _postings_query(line: RuleLine, seq_base: int, run: BackfillRun, lo: int, hi: int) -> PostingsQuery:
+    """One rule's credits for a range of members, as postings the ledger's bulk path reads straight from the
+    database."""
     program = ProgramSettings.load()
     sql, params = _select_for(
         line,
@@ -375,32 +374,28 @@ def _stage_fill(line: RuleLine, seq_base: int, run: BackfillRun, lo: int, hi: in
         reason, reason_params = "%s", [f"Reward past actions: sign-up ({line.name})"]
     else:
         reason, reason_params = "%s || store_order_id || %s", ["Reward past actions: order ", f" ({line.name})"]
-    with connection.cursor() as cur:
-        cur.execute(
-            f"""INSERT INTO {ledger_bulk.STAGE}
-                    (seq, op, member_id, points, apply_type, kind, status, counts, reason, idem_key, hold_until,
-                     earn_rule_id)
-                SELECT seq, 'post', member_id, points, 'relative', '{EntryKind.EARN}', status, TRUE,
-                       SUBSTR({reason}, 1, 500), idem_key, hold_until, {int(line.rule_id)}
+    return PostingsQuery(
+        sql=f"""SELECT seq, member_id, points, {reason} AS reason, idem_key AS idempotency_key, status, hold_until,
+                       {int(line.rule_id)} AS earn_rule_id
                 FROM ({sql}) rows_""",
-            reason_params + params,
-        )
+        params=reason_params + params,
+        kind=EntryKind.EARN,
+    )
 
 
 def _apply_chunk(run: BackfillRun, lines: list[RuleLine], lo: int, hi: int) -> None:
     own_transaction = not connection.in_atomic_block
     with transaction.atomic():
         _roomy_sorts()
-        with ledger_bulk.staging():
-            for position, line in enumerate(lines):
-                _stage_fill(line, position * SEQ_SPAN, run, lo, hi)
-            result = ledger_bulk.apply_stage(
-                actor=run.created_by or BACKFILL_JOB,
-                source=EntrySource.BACKFILL,
-                source_ref=run.pk,
-                policy=ProgramSettings.load().negative_balance_policy,
-            )
-            signups = _stage_posted({line.rule_id for line in lines if line.kind == EarnRuleKind.SIGNUP})
+        result = entries_post_bulk(
+            queries=[_postings_query(line, position * SEQ_SPAN, run, lo, hi) for position, line in enumerate(lines)],
+            actor=run.created_by or BACKFILL_JOB,
+            source=EntrySource.BACKFILL,
+            source_ref=run.pk,
+            action="backfill",
+        )
+        signup_rules = {line.rule_id for line in lines if line.kind == EarnRuleKind.SIGNUP}
+        signups = sum(n for rule_id, n in result.posted_by_rule.items() if rule_id in signup_rules)
         if own_transaction and _pg():
             _check_constraints_now()
         _bump(
@@ -418,16 +413,6 @@ def _roomy_sorts() -> None:
     if _pg():
         with connection.cursor() as cur:
             cur.execute("SET LOCAL work_mem = '256MB'")
-
-
-def _stage_posted(rule_ids: set[int]) -> int:
-    """How many rows of these rules the bulk path posted (read from its staging table before it goes)."""
-    if not rule_ids:
-        return 0
-    marks = ", ".join(str(int(r)) for r in rule_ids)
-    return _one(
-        f"SELECT COUNT(*) FROM {ledger_bulk.STAGE} WHERE state = {ledger_bulk.NEW} AND earn_rule_id IN ({marks})", []
-    )[0]
 
 
 def _check_constraints_now() -> None:
@@ -451,7 +436,9 @@ def _bump(run: BackfillRun, **amounts) -> None:
 
 
 def backfill_undo_request(*, run: BackfillRun, actor) -> BackfillRun:
+    """Check the run can be undone (a staff actor needs the permission to run Reward past actions) and queue it."""
     with transaction.atomic():
+        staff_policy(actor, "backfill")
         run = BackfillRun.objects.select_for_update().get(pk=run.pk)
         if run.status not in (BackfillStatus.DONE, BackfillStatus.FAILED):
             raise LoyaltyError(
@@ -461,7 +448,7 @@ def backfill_undo_request(*, run: BackfillRun, actor) -> BackfillRun:
         run.status = BackfillStatus.UNDOING
         run.undone_by = None if isinstance(actor, SystemActor) else actor
         run.save(update_fields=["status", "undone_by"])
-        transaction.on_commit(lambda: _queue("backfill_undo_task", run.pk))
+        transaction.on_commit(lambda: queue_task("imports.backfill_undo", run.pk))
     return run
 
 
@@ -474,13 +461,15 @@ def backfill_undo(*, run_id: int) -> BackfillRun:
     if run.status != BackfillStatus.UNDOING:
         return run
     entry_ids = _run_entries(run).values_list("pk", flat=True)
-    result = ledger_bulk.entries_reverse_bulk(
+    result = entries_reverse_bulk(
         entry_ids=list(entry_ids),
         reason=f"Undo of Reward past actions run #{run.pk}",
         actor=run.undone_by or BACKFILL_JOB,
         source=EntrySource.BACKFILL,
         source_ref=run.pk,
+        action="backfill",
         policy=ProgramSettings.load().revert_negative_balance_policy,
+        free_keys=True,
     )
     BackfillRun.objects.filter(pk=run.pk).update(
         status=BackfillStatus.UNDONE, undone_at=timezone.now(), undo_reversed=result.posted

@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from loyalty.actors import SystemActor
 from loyalty.models import EntryKind, EntrySource, EntryStatus, LedgerEntry
 from loyalty.services.ledger_bulk import fill_table
+from loyalty.services.staff import staff_policy
 
 from ..models import ImportJob, ImportKind, ImportRowProblem, ImportStatus
 from . import sql
@@ -85,7 +86,8 @@ def import_job_create(*, kind: str, upload, reason: str = "", actor=None, name: 
 
 
 def _context(job: ImportJob) -> Context:
-    actor = job.created_by or SystemActor(f"CSV import #{job.pk}")
+    # The entries name who applied the file (else who uploaded it); the ledger holds either to their role.
+    actor = job.applied_by or job.created_by or SystemActor(f"CSV import #{job.pk}")
     return Context(
         job_id=job.pk,
         checksum=job.checksum,
@@ -192,13 +194,21 @@ def _fail(job: ImportJob, message: str) -> ImportJob:
 # Apply
 
 
-def import_job_start_apply(*, job: ImportJob) -> bool:
-    """Mark a checked job as applying (the Apply button); False when it is not ready to apply."""
+def import_job_start_apply(*, job: ImportJob, actor=None) -> bool:
+    """Mark a checked job as applying (the Apply button); False when it is not ready to apply.
+
+    A staff `actor` needs the permission to apply imports (loyalty.services.staff raises StaffRefused) and becomes
+    the entries' actor, held to their role's limits row by row.
+    """
+    if actor is not None:
+        with transaction.atomic():
+            staff_policy(actor, "import")
     if job.status == ImportStatus.APPLYING:
         return True
+    by = {} if actor is None or isinstance(actor, SystemActor) else {"applied_by": actor}
     return bool(
         ImportJob.objects.filter(pk=job.pk, status=ImportStatus.CHECKED).update(
-            status=ImportStatus.APPLYING, started_at=timezone.now()
+            status=ImportStatus.APPLYING, started_at=timezone.now(), **by
         )
     )
 
@@ -331,7 +341,11 @@ def import_job_resume(*, job: ImportJob) -> bool:
 # Undo
 
 
-def import_job_start_undo(*, job: ImportJob) -> None:
+def import_job_start_undo(*, job: ImportJob, actor=None) -> None:
+    """Mark an applied job as undoing; a staff `actor` needs the permission to undo imports."""
+    if actor is not None:
+        with transaction.atomic():
+            staff_policy(actor, "import_undo")
     if not KINDS[job.kind].undoable:
         raise ImportJobError(
             _(
@@ -367,7 +381,13 @@ def import_job_undo(*, job_id: int, actor=None, reason: str = "") -> ImportJob:
     while ids := _entries_to_undo(job, after=last):
         last = ids[-1]
         result = entries_reverse_bulk(
-            entry_ids=ids, reason=text, actor=actor, source=EntrySource.IMPORT, source_ref=job.pk
+            entry_ids=ids,
+            reason=text,
+            actor=actor,
+            source=EntrySource.IMPORT,
+            source_ref=job.pk,
+            action="import_undo",
+            free_keys=True,
         )
         report.extend(reason for _seq, reason in result.refused[: max(0, FIRST_PROBLEMS - len(report))])
         ImportJob.objects.filter(pk=job.pk).update(

@@ -35,6 +35,12 @@ def execute(sql: str, params=None) -> int:
         return cur.rowcount
 
 
+def executemany(sql: str, param_rows: list) -> None:
+    if param_rows:
+        with connection.cursor() as cur:
+            cur.executemany(sql, param_rows)
+
+
 def rows(sql: str, params=None) -> list[tuple]:
     with connection.cursor() as cur:
         cur.execute(sql, params or [])

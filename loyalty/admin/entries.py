@@ -221,7 +221,7 @@ class LedgerEntryAdmin(QuickRowsMixin, admin.ModelAdmin):
             )
             return None
         if not form.is_valid():
-            outcomes = preview_entries(entries, action)
+            outcomes = preview_entries(entries, action, actor=request.user)
             summary = across_summary(title) if across else picked_summary(title, outcomes)
             return action_page(
                 self,

@@ -1,26 +1,23 @@
 """What Reverse conversion, Approve pending and Reject pending will do to each picked entry, before they are confirmed.
 
 The actions post the entries one by one in entry-number order, each seeing the balance the earlier ones left; the
-preview walks them in that order too, carrying each member's available points from row to row, and words each refusal
-as the ledger service will. The rules come from the service's pure functions (loyalty/services/ledger.py); this
-module only gathers each entry's facts for them.
+preview walks them in that order too, carrying each member's available points (and a support agent's limits) from
+row to row, and words each refusal as the ledger service will. The rules are the rulebook's (loyalty/rules.py) and
+the staff policy's (loyalty/services/staff.py), in the order entry_reverse, entry_approve and entry_reject apply
+them; this module only gathers each entry's facts for them.
 """
 
 from dataclasses import dataclass
 
+from django.db import transaction
 from django.db.models import Sum
 from django.utils.translation import gettext as _
 
-from ..models import EntryStatus, LedgerEntry, NegativeBalancePolicy, Shortfall
-from ..services.ledger import (
-    not_pending_refusal,
-    policy_or_default,
-    resolve_debit,
-    reversal_debit_refusal,
-    reversal_points,
-    reversal_refusal,
-    taken_back_in_full_refusal,
-)
+from .. import rules
+from ..errors import LoyaltyError
+from ..models import EntryStatus, LedgerEntry, Shortfall
+from ..services.ledger import policy_or_default
+from ..services.staff import StaffPolicy, staff_policy
 
 REVERSE, APPROVE, REJECT = "reverse_conversion", "approve_pending", "reject_pending"
 
@@ -60,24 +57,31 @@ class EntryFacts:
         return cls(reversed_by, nothing_taken, taken_back, pending_take_backs)
 
 
-def preview_entries(entries, action: str, *, policy: str | None = None) -> list[EntryOutcome]:
+STAFF_ACTIONS = {REVERSE: "reverse", APPROVE: "approve", REJECT: "approve"}
+
+
+def preview_entries(entries, action: str, *, actor, policy: str | None = None) -> list[EntryOutcome]:
     """Each entry's outcome, in the order the action posts them (entry number); `entries` carry their member.
 
-    `policy` is the negative-balance policy the reversal will use (the program's when None).
+    `actor`: the staff user who will confirm (a support agent's per-action limit and daily total count row by row);
+    `policy`: the negative-balance policy the reversal will use (the program's when None).
     """
     entries = sorted(entries, key=lambda e: e.pk)
     facts = EntryFacts.load(entries)
     policy = policy_or_default(policy) if action == REVERSE else policy
+    staff = _staff(actor, action)
     available = {}  # member id -> available points after the rows so far
     status = {}  # entry id -> status after the rows so far (a rejected earning takes its pending take-backs along)
     outcomes = []
     for entry in entries:
         before = available.setdefault(entry.member_id, entry.member.available_points)
         current = status.get(entry.pk, entry.status)
-        if action == REVERSE:
-            change, outcome, refused = _reverse(entry, current, before, facts, policy)
+        if isinstance(staff, str):  # the staff member may not take this action at all
+            change, outcome, refused = 0, staff, True
+        elif action == REVERSE:
+            change, outcome, refused = _reverse(entry, current, before, facts, policy, staff)
         else:
-            change, outcome, refused = _approve_or_reject(entry, current, action)
+            change, outcome, refused = _approve_or_reject(entry, current, action, staff)
         if not refused and current == EntryStatus.PENDING:
             status[entry.pk] = EntryStatus.ACTIVE if action == APPROVE else EntryStatus.REJECTED
             if status[entry.pk] == EntryStatus.REJECTED:
@@ -87,34 +91,67 @@ def preview_entries(entries, action: str, *, policy: str | None = None) -> list[
     return outcomes
 
 
-def _reverse(entry, current, available, facts, policy) -> tuple[int, str, bool]:
-    """(change of available points, what happens, refused?) for reversing one entry."""
-    refusal = reversal_refusal(
+def _staff(actor, action) -> StaffPolicy | str:
+    """The limits that will hold for `actor`, read as the service reads them (nothing is locked past this call),
+    or the sentence that refuses the action outright."""
+    try:
+        with transaction.atomic():
+            return staff_policy(actor, STAFF_ACTIONS[action])
+    except LoyaltyError as refused:
+        return refused.message
+
+
+def _staff_refusal(staff: StaffPolicy, points: int) -> str | None:
+    """The staff policy's refusal of moving `points` for this row; else the row counts toward the day's total."""
+    if refusal := staff.refusal(points):
+        return refusal
+    staff.add(points)
+    return None
+
+
+def _reverse(entry, current, available, facts, policy, staff) -> tuple[int, str, bool]:
+    """(change of available points, what happens, refused?) for reversing one entry, as entry_reverse decides."""
+    taken_back = facts.taken_back.get(entry.pk, 0) if entry.points > 0 else 0
+    remaining = rules.reversal_remaining(points=entry.points, taken_back=taken_back)
+    refusal = rules.reversal_refusal(
         entry_id=entry.pk,
         kind=entry.kind,
         status=current,
-        reversed_by_id=facts.reversed_by.get(entry.pk),
-        nothing_taken=entry.pk in facts.nothing_taken,
+        reversed_by=facts.reversed_by.get(entry.pk),
+        reversed_without_entry=entry.pk in facts.nothing_taken,
+        remaining=remaining,
     )
     if refusal:
         return 0, refusal, True
     if current == EntryStatus.PENDING:
+        if refusal := _staff_refusal(staff, entry.points):
+            return 0, refusal, True
         return 0, _("Rejected: the pending points never become available."), False
-    remaining = reversal_points(points=entry.points, taken_back=facts.taken_back.get(entry.pk, 0))
-    if remaining == 0:
-        return 0, taken_back_in_full_refusal(entry_id=entry.pk), True
-    posted, short = resolve_debit(available=available, points=-remaining, policy=policy)
-    if short and policy == NegativeBalancePolicy.FORBID:
-        return 0, reversal_debit_refusal(remaining=remaining, available=available), True
+    if refusal := _staff_refusal(staff, remaining):
+        return 0, refusal, True
+    decision = rules.decide(
+        available=available,
+        points=-remaining,
+        apply_type=rules.RELATIVE,
+        status=EntryStatus.ACTIVE,
+        policy=policy,
+        what="reverse",
+        email=entry.member.email,
+    )
+    if decision.refusal:
+        return 0, decision.refusal, True
+    posted, short = decision.posted, decision.shortfall
     if short:
         text = _("A reversal entry of %(posted)s points; %(short)s could not be taken (recorded as a shortfall).")
         return posted, text % {"posted": f"{posted:+,}", "short": f"{short:,}"}, False
     return posted, _("A reversal entry of %(points)s points.") % {"points": f"{posted:+,}"}, False
 
 
-def _approve_or_reject(entry, current, action) -> tuple[int, str, bool]:
-    if current != EntryStatus.PENDING:
-        return 0, not_pending_refusal(entry_id=entry.pk, status_label=EntryStatus(current).label), True
+def _approve_or_reject(entry, current, action, staff) -> tuple[int, str, bool]:
+    """As entry_approve and entry_reject decide: only a pending entry, within a support agent's limits."""
+    refusal = rules.not_pending_refusal(entry_id=entry.pk, status=current) or _staff_refusal(staff, entry.points)
+    if refusal:
+        return 0, refusal, True
     if action == APPROVE:
         return entry.points, _("The points become available now."), False
     return 0, _("Rejected: the pending points never become available."), False

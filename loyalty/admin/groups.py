@@ -1,6 +1,8 @@
 """Admin of customer groups, RFM scores and group actions. The members list filters by group with
 members.CustomerGroupFilter, which the groups' member counts link to."""
 
+import secrets
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -17,9 +19,9 @@ from django.utils.translation import ngettext
 from ..errors import LoyaltyError
 from ..ids import record_id
 from ..models import CustomerGroup, GroupAction, JobStatus, MemberRFM
+from ..rules import MAX_ACTION_POINTS
 from ..selectors_groups import group_member_count
 from ..services.groups import group_action_create, group_action_undo_request, group_static_members_add
-from ..services.ledger import MAX_ACTION_POINTS
 from .members import CustomerGroupFilter
 from .refusals import require_permission
 
@@ -55,6 +57,8 @@ class GroupActionForm(forms.Form):
     comment = forms.CharField(
         label=_("Comment"), max_length=500, help_text=_("Shown in each member's activity, with the points.")
     )
+    # One-time token of this form: sent twice (a double click, the back button), it starts the actions once.
+    action_token = forms.CharField(widget=forms.HiddenInput, max_length=40, initial=lambda: secrets.token_urlsafe(16))
 
     def clean(self):
         data = super().clean()
@@ -247,10 +251,20 @@ class CustomerGroupAdmin(admin.ModelAdmin):
     def adjust_group_points(self, request, queryset):
         form = GroupActionForm(request.POST if request.POST.get("post") == "yes" else None)
         if form.is_bound and form.is_valid():
+            data = dict(form.cleaned_data)
+            token = data.pop("action_token")
             made = []
             for group in queryset.order_by("pk"):
+                request_token = f"{token}:{group.pk}"
+                if GroupAction.objects.filter(request_token=request_token).exists():
+                    self.message_user(
+                        request, _("This form was sent before: nothing was started again."), messages.WARNING
+                    )
+                    return None
                 try:
-                    made.append(group_action_create(group=group, actor=request.user, **form.cleaned_data))
+                    made.append(
+                        group_action_create(group=group, actor=request.user, request_token=request_token, **data)
+                    )
                 except LoyaltyError as error:
                     self.message_user(request, f"{group.name}: {error.message}", messages.ERROR)
                     return None

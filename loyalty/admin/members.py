@@ -18,9 +18,10 @@ from tiers.models import TierChange
 from ..errors import LoyaltyError
 from ..forms import NO, YES, AdjustPointsForm, GiveRewardForm
 from ..ids import record_id
-from ..models import Coupon, EntrySource, EntryStatus, LedgerEntry, Member, Order, ProgramSettings
-from ..services import SET_TO, points_adjust, reward_give
-from ..services.ledger import reversal_refusal
+from ..models import Coupon, EntrySource, EntryStatus, LedgerEntry, Member, Order
+from ..rules import reversal_refusal
+from ..services import RELATIVE, SET_TO, points_adjust, reward_give
+from ..services.staff import staff_refusal
 from . import jobs
 from .action_pages import (
     CappedCountPaginator,
@@ -41,7 +42,6 @@ from .tokens import issue_reward_tokens
 
 ACTIVITY_PER_PAGE = 25
 RELATED_ROWS = 10
-UNLIMITED = "loyalty.adjust_points_unlimited"
 
 
 class AccountFilter(admin.SimpleListFilter):
@@ -310,23 +310,10 @@ class MemberAdmin(QuickRowsMixin, admin.ModelAdmin):
         report_refusals(self, request, refusals)
 
     def _adjust_in_background(self, request, data):
-        limit = ProgramSettings.load().support_agent_limit
-        if not request.user.has_perm(UNLIMITED):
-            if data["apply_type"] == SET_TO:
-                self.message_user(
-                    request,
-                    _("Set to on every matching member needs a program manager."),
-                    messages.ERROR,
-                )
-                return None
-            if abs(data["points"]) > limit:
-                self.message_user(
-                    request,
-                    _("Adjustments above %(limit)s points need a program manager: this one is %(points)s points.")
-                    % {"limit": f"{limit:,}", "points": f"{abs(data['points']):,}"},
-                    messages.ERROR,
-                )
-                return None
+        # A relative change is the same for every member: the staff policy can answer before the job is queued.
+        if data["apply_type"] == RELATIVE and (refusal := staff_refusal(request.user, "adjust", data["points"])):
+            self.message_user(request, refusal, messages.ERROR)
+            return None
         mark_token_used(request, data["action_token"])
         jobs.queue(
             jobs.adjust_points_matching,
@@ -533,8 +520,9 @@ def entry_links(request, entry, back: str) -> list[tuple[str, str]]:
         entry_id=entry.pk,
         kind=entry.kind,
         status=entry.status,
-        reversed_by_id=_linked(entry, "reversed_by"),
-        nothing_taken=_linked(entry, "reversal_shortfall") is not None,
+        reversed_by=_linked(entry, "reversed_by"),
+        reversed_without_entry=_linked(entry, "reversal_shortfall") is not None,
+        remaining=None,  # what partial reverts left is the Reverse page's to show
     )
     if reversible and request.user.has_perm("loyalty.reverse_entry"):
         links.append((_("Reverse"), f"{_action_url('reverse_conversion')}?{query}"))

@@ -1,8 +1,7 @@
 """Writes of the loyalty app. Every change of points goes through the ledger service (ledger.py, ledger_bulk.py)."""
 
+from ..rules import RELATIVE, SET_TO
 from .ledger import (
-    RELATIVE,
-    SET_TO,
     PostResult,
     entry_approve,
     entry_reject,
@@ -13,8 +12,12 @@ from .ledger import (
     reward_give,
 )
 from .ledger_bulk import (
+    ACTIVATE,
+    REJECT,
     BulkResult,
+    Move,
     Posting,
+    PostingsQuery,
     entries_approve_bulk,
     entries_post_bulk,
     entries_reject_bulk,
@@ -24,11 +27,15 @@ from .ledger_bulk import (
 )
 
 __all__ = [
+    "ACTIVATE",
+    "REJECT",
     "RELATIVE",
     "SET_TO",
     "BulkResult",
+    "Move",
     "PostResult",
     "Posting",
+    "PostingsQuery",
     "entries_approve_bulk",
     "entries_post_bulk",
     "entries_reject_bulk",

@@ -7,14 +7,12 @@ path gets there first.
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import ROUND_DOWN, Decimal
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from ..errors import LoyaltyError
-from ..keys import order_earning_key, signup_earning_key
+from ..keys import live_keys, order_earning_key, signup_earning_key
 from ..models import (
     EarnRule,
     EarnRuleKind,
@@ -27,7 +25,9 @@ from ..models import (
     RewardToken,
     TokenStatus,
 )
+from ..rules import hold_days, hold_until
 from .ledger import PostResult, points_earn
+from .orders import PAID_STATUSES, earn_refusal, full_revert_reason, order_rule_points, order_settle
 from .tokens import token_close, token_key
 
 NEW_CONVERSIONS_DAYS = 30
@@ -37,18 +37,15 @@ def signup_key(rule: EarnRule, member_id: int) -> str:
     return signup_earning_key(member_id, rule.pk)
 
 
-def order_key(rule: EarnRule, order_id: int) -> str:
-    return order_earning_key(order_id, rule.pk)
-
-
 def active_rule(kind: str) -> EarnRule | None:
     return EarnRule.objects.filter(kind=kind, active=True).order_by("pk").first()
 
 
 def hold_until_for(rule: EarnRule | None):
     """When points earned now under this rule stop being pending (None: active at once)."""
-    days = rule.hold_days if rule and rule.hold_days is not None else ProgramSettings.load().hold_days_default
-    return timezone.now() + timedelta(days=days) if days else None
+    default = ProgramSettings.load().hold_days_default
+    days = hold_days(rule_hold_days=rule.hold_days if rule else None, program_default=default)
+    return hold_until(at=timezone.now(), days=days)
 
 
 def conversion_credit(
@@ -112,7 +109,9 @@ def _credit_token(*, token: str, actor, reason: str, points: int | None) -> Post
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# New conversions: the last 30 days' orders, closed tokens and sign-ups that earned nothing yet
+# New conversions: the last 30 days' orders, closed tokens and sign-ups that earned nothing yet.
+# One query lists them and re-checks what a form posts (a cancelled, test, unpaid or already rewarded order, a guest's
+# "sign-up", a token never closed: none can be rewarded by posting its id).
 
 
 @dataclass
@@ -126,45 +125,55 @@ def _since():
     return timezone.now() - timedelta(days=NEW_CONVERSIONS_DAYS)
 
 
+def _uncredited(objects: list, key_of) -> list:
+    """The objects whose fact (key_of(obj): its base keys) is not all on the ledger yet (live keys, loyalty.keys)."""
+    keys = {obj.pk: key_of(obj) for obj in objects}
+    live = live_keys(k for ks in keys.values() for k in ks)
+    on_ledger = set(
+        LedgerEntry.objects.filter(idempotency_key__in=list(live.values())).values_list("idempotency_key", flat=True)
+    )
+    return [obj for obj in objects if any(live[k] not in on_ledger for k in keys[obj.pk])]
+
+
+def _new_orders(ids=None, limit: int = 200) -> list:
+    program = ProgramSettings.load()
+    rules = list(EarnRule.objects.filter(kind=EarnRuleKind.ORDER, active=True).order_by("pk"))
+    if not rules:
+        return []
+    orders = Order.objects.filter(
+        placed_at__gte=max(_since(), program.program_started_at),
+        member__isnull=False,
+        cancelled=False,
+        test=False,
+        financial_status__in=PAID_STATUSES,
+    ).select_related("member")
+    orders = orders.filter(pk__in=ids) if ids is not None else orders.order_by("-placed_at")[: limit * 2]
+    due = [o for o in orders if not earn_refusal(o, program) and not full_revert_reason(o, program)]
+    return _uncredited(due, lambda o: [order_earning_key(o.pk, r.pk) for r in rules if order_rule_points(r, o) > 0])[
+        :limit
+    ]
+
+
+def _new_tokens(ids=None, limit: int = 200) -> list:
+    tokens = RewardToken.objects.filter(status=TokenStatus.CLOSED, closed_at__gte=_since()).select_related("member")
+    tokens = tokens.filter(pk__in=ids) if ids is not None else tokens.order_by("-closed_at")[: limit * 2]
+    return _uncredited(list(tokens), lambda t: [token_key(t.token)])[:limit]
+
+
+def _new_signups(ids=None, limit: int = 200) -> list:
+    rule = active_rule(EarnRuleKind.SIGNUP)
+    if rule is None or not rule.points:
+        return []
+    members = Member.objects.filter(signed_up_at__isnull=False, signed_up_at__gte=_since())
+    members = members.filter(pk__in=ids) if ids is not None else members.order_by("-signed_up_at")[: limit * 2]
+    return _uncredited(list(members), lambda m: [signup_key(rule, m.pk)])[:limit]
+
+
 def new_conversions(limit: int = 200) -> NewConversions:
     """What converted in the last 30 days and was not rewarded yet (at most `limit` of each kind, newest first)."""
-    since = _since()
-    earned = LedgerEntry.objects.filter(kind=EntryKind.EARN)
-    order_rule = active_rule(EarnRuleKind.ORDER)
-    order_keys = Q(source=EntrySource.ORDER, source_ref=OuterRef("pk"))
-    orders = (
-        Order.objects.filter(placed_at__gte=since, member__isnull=False, cancelled=False, test=False)
-        .annotate(rewarded=Exists(earned.filter(order_keys)))
-        .filter(rewarded=False)
-        .select_related("member")
-        .order_by("-placed_at")
+    return NewConversions(
+        orders=_new_orders(limit=limit), tokens=_new_tokens(limit=limit), signups=_new_signups(limit=limit)
     )
-    if order_rule:
-        orders = [o for o in orders[: limit * 2] if not _key_used(order_key(order_rule, o.pk))][:limit]
-    tokens = (
-        RewardToken.objects.filter(status=TokenStatus.CLOSED, closed_at__gte=since)
-        .exclude(Exists(LedgerEntry.objects.filter(idempotency_key=token_key_expr())))
-        .select_related("member")
-        .order_by("-closed_at")[:limit]
-    )
-    signup_rule = active_rule(EarnRuleKind.SIGNUP)
-    signups = (
-        Member.objects.filter(signed_up_at__gte=since)
-        .exclude(Exists(earned.filter(member=OuterRef("pk"), earn_rule__kind=EarnRuleKind.SIGNUP)))
-        .order_by("-signed_up_at")[:limit]
-    )
-    return NewConversions(orders=list(orders), tokens=list(tokens), signups=list(signups) if signup_rule else [])
-
-
-def token_key_expr():
-    from django.db.models import Value
-    from django.db.models.functions import Concat
-
-    return Concat(Value("token:"), OuterRef("token"))
-
-
-def _key_used(key: str) -> bool:
-    return LedgerEntry.objects.filter(idempotency_key=key).exists()
 
 
 @dataclass
@@ -176,20 +185,34 @@ class RewardedConversions:
 
 
 def conversions_reward(*, actor, order_ids=(), token_ids=(), member_ids=()) -> RewardedConversions:
-    """Reward the chosen new conversions through the earning rules that are active now."""
+    """Reward the chosen new conversions through the ways to earn that are active now.
+
+    Every posted id is checked again with the query that lists them: an id that is not a new conversion (any more)
+    is reported, never credited. Orders earn as the store's own events earn them (order_settle), with the same keys.
+    """
     done = RewardedConversions()
-    order_rule, signup_rule = active_rule(EarnRuleKind.ORDER), active_rule(EarnRuleKind.SIGNUP)
-    for order in Order.objects.filter(pk__in=order_ids, member__isnull=False).order_by("pk"):
-        _collect(done, lambda o=order: _reward_order(o, order_rule, actor), str(order))
-    for token in RewardToken.objects.filter(pk__in=token_ids).order_by("pk"):
+    order_ids, token_ids, member_ids = set(order_ids), set(token_ids), set(member_ids)
+    orders, tokens, signups = _new_orders(order_ids), _new_tokens(token_ids), _new_signups(member_ids)
+    _not_new(done, order_ids - {o.pk for o in orders}, "order")
+    _not_new(done, token_ids - {t.pk for t in tokens}, "token")
+    _not_new(done, member_ids - {m.pk for m in signups}, "sign-up of member")
+    signup_rule = active_rule(EarnRuleKind.SIGNUP)
+    for order in sorted(orders, key=lambda o: o.pk):
+        _collect(done, lambda o=order: _reward_order(o, actor), str(order))
+    for token in sorted(tokens, key=lambda t: t.pk):
         _collect(
             done,
             lambda t=token: _credit_token(token=t.token, actor=actor, reason="Closed conversion", points=None),
             t_label(token),
         )
-    for member in Member.objects.filter(pk__in=member_ids).order_by("pk"):
+    for member in sorted(signups, key=lambda m: m.pk):
         _collect(done, lambda m=member: _reward_signup(m, signup_rule, actor), member.email)
     return done
+
+
+def _not_new(done: RewardedConversions, ids, what: str) -> None:
+    for pk in sorted(ids):
+        done.refused.append(f"{what} #{pk}: not a new conversion (not in the list, or already rewarded)")
 
 
 def t_label(token) -> str:
@@ -198,38 +221,26 @@ def t_label(token) -> str:
 
 def _collect(done: RewardedConversions, post, label: str) -> None:
     try:
-        result = post()
+        results = post()
     except LoyaltyError as error:
         done.refused.append(f"{label}: {error.message}")
         return
-    if result.already_applied:
-        done.already += 1
-    elif result.entry is not None:
-        done.credited += 1
-        done.points += result.entry.points
+    for result in results if isinstance(results, list) else [results]:
+        if result.already_applied:
+            done.already += 1
+        elif result.entry is not None:
+            done.credited += 1
+            done.points += result.entry.points
 
 
-def _reward_order(order: Order, rule: EarnRule | None, actor) -> PostResult:
-    if rule is None:
-        raise LoyaltyError("There is no active way to earn for orders.")
-    amount = order.earnable_amount if order.earnable_amount is not None else order.total
-    if rule.points_per_currency_unit:
-        points = int((Decimal(amount) * rule.points_per_currency_unit).quantize(Decimal(1), rounding=ROUND_DOWN))
-    else:
-        points = rule.points
-    if points <= 0:
-        raise LoyaltyError("It earns no points under the current rule.")
-    return points_earn(
-        member=order.member_id,
-        points=points,
-        reason=f"Order {order}",
-        actor=actor,
-        source=EntrySource.ORDER,
-        source_ref=order.pk,
-        idempotency_key=order_key(rule, order.pk),
-        earn_rule=rule,
-        hold_until=hold_until_for(rule),
+def _reward_order(order: Order, actor) -> list[PostResult]:
+    """Earn what the order is due now, as its store's events would (the same service, rules and keys)."""
+    before = set(LedgerEntry.objects.filter(source=EntrySource.ORDER, source_ref=order.pk).values_list("pk", flat=True))
+    order_settle(order=order, actor=actor)
+    made = LedgerEntry.objects.filter(source=EntrySource.ORDER, source_ref=order.pk, kind=EntryKind.EARN).exclude(
+        pk__in=before
     )
+    return [PostResult(entry=entry) for entry in made]
 
 
 def _reward_signup(member: Member, rule: EarnRule | None, actor) -> PostResult:

@@ -27,9 +27,11 @@ from ..models import (
     Member,
     ProgramSettings,
 )
+from ..queueing import queue_task
+from ..rules import points_refusal
 from ..selectors_groups import member_ids_of
-from .ledger import APPLY_TYPES, MAX_ACTION_POINTS, RELATIVE, SET_TO
 from .ledger_bulk import Posting, entries_post_bulk, entries_reverse_bulk
+from .staff import staff_policy
 
 CHUNK = 5000  # members per transaction of a group action
 MAX_PROBLEMS = 50  # refusals kept on the action for the merchant to read
@@ -74,37 +76,34 @@ def group_static_members_add(*, group: CustomerGroup, text: str) -> StaticListRe
     return result
 
 
-def group_action_create(*, group: CustomerGroup, apply_type: str, points: int, comment: str, actor) -> GroupAction:
-    """Check the request and queue the action; the members are taken when it starts."""
+def group_action_create(
+    *, group: CustomerGroup, apply_type: str, points: int, comment: str, actor, request_token: str | None = None
+) -> GroupAction:
+    """Check the request and queue the action; the members are taken when it starts.
+
+    request_token: the confirming form's one-time token; the same form sent twice gives back the first action
+    instead of a second one. A staff actor needs the permission to act on groups (StaffRefused otherwise); a
+    support agent's limits are applied member by member when it runs.
+    """
     comment = (comment or "").strip()
     if not comment:
         raise LoyaltyError(_("A comment is required: members see it in their activity."))
-    if apply_type not in APPLY_TYPES:
-        raise LoyaltyError(_("Unknown apply type %(type)r: use relative or set.") % {"type": apply_type})
-    if not isinstance(points, int) or isinstance(points, bool):
-        raise LoyaltyError(_("Points must be a whole number."))
-    if apply_type == RELATIVE and points == 0:
-        raise LoyaltyError(_("Points must not be 0."))
-    if abs(points) > MAX_ACTION_POINTS:
-        raise LoyaltyError(_("Points must be within ±%(max)s.") % {"max": f"{MAX_ACTION_POINTS:,}"})
-    if apply_type == SET_TO and points < 0:
-        raise LoyaltyError(_("Set absolute value needs a balance of 0 or more."))
+    if refusal := points_refusal(points, apply_type):
+        raise LoyaltyError(refusal)
     with transaction.atomic():
+        staff_policy(actor, "group")
+        if request_token and (sent := GroupAction.objects.filter(request_token=request_token).first()):
+            return sent
         action = GroupAction.objects.create(
+            request_token=request_token or None,
             group=group,
             apply_type=apply_type,
             points=points,
             comment=comment[:500],
             created_by=None if isinstance(actor, SystemActor) else actor,
         )
-        transaction.on_commit(lambda: _queue("group_action_run_task", action.pk))
+        transaction.on_commit(lambda: queue_task("loyalty.group_action_run", action.pk))
     return action
-
-
-def _queue(task_name: str, *args) -> None:
-    from ..tasks import groups as group_tasks  # the tasks call these services: imported late to avoid a cycle
-
-    getattr(group_tasks, task_name).delay(*args)
 
 
 def _actor_of(action: GroupAction):
@@ -167,6 +166,7 @@ def _run_chunk(action: GroupAction, member_ids: list[int], policy: str) -> None:
         actor=_actor_of(action),
         source=EntrySource.GROUP,
         source_ref=action.pk,
+        action="group",
         policy=policy,
     )
     problems = "".join(f"{reason}\n" for _seq, reason in result.refused[:MAX_PROBLEMS])
@@ -182,8 +182,9 @@ def _run_chunk(action: GroupAction, member_ids: list[int], policy: str) -> None:
 
 
 def group_action_undo_request(*, action: GroupAction, actor) -> GroupAction:
-    """Check the action can be undone and queue the undo."""
+    """Check the action can be undone and queue the undo (asked twice, the second is told it is undoing already)."""
     with transaction.atomic():
+        staff_policy(actor, "group")
         action = GroupAction.objects.select_for_update().get(pk=action.pk)
         if action.status not in (JobStatus.DONE, JobStatus.FAILED):
             raise LoyaltyError(
@@ -193,7 +194,7 @@ def group_action_undo_request(*, action: GroupAction, actor) -> GroupAction:
         action.status = JobStatus.UNDOING
         action.undone_by = None if isinstance(actor, SystemActor) else actor
         action.save(update_fields=["status", "undone_by"])
-        transaction.on_commit(lambda: _queue("group_action_undo_task", action.pk))
+        transaction.on_commit(lambda: queue_task("loyalty.group_action_undo", action.pk))
     return action
 
 
@@ -213,7 +214,9 @@ def group_action_undo(*, action_id: int) -> GroupAction:
         actor=action.undone_by or GROUP_JOB,
         source=EntrySource.GROUP,
         source_ref=action.pk,
+        action="group",
         policy=ProgramSettings.load().revert_negative_balance_policy,
+        free_keys=True,
     )
     problems = "".join(f"Undo: {reason}\n" for _seq, reason in result.refused[:MAX_PROBLEMS])
     GroupAction.objects.filter(pk=action.pk).update(

@@ -1,22 +1,26 @@
-"""The ledger service: the only code that writes ledger entries or a member's cached balances.
+"""The ledger service, one entry at a time: with ledger_bulk.py, the only code that writes entries or balances.
 
 Every write locks the member's row first (SELECT ... FOR UPDATE; on SQLite the IMMEDIATE transaction holds the
 database's write lock), reads the balance it is about to change, posts, updates the cached figures and recomputes the
-tier in the same transaction. Facts from outside carry an idempotency key: posting one twice reports "already applied".
+tier in the same transaction. The rules (the policy, "set to", lifetime, reversibility, limits, the refusal
+sentences) are loyalty/rules.py's and tiers/rules.py's; the staff policy (permission, per-action limit, daily total)
+is staff.py's, checked here whatever page, job or command calls. Facts from outside carry an idempotency key: posting
+one twice reports "already applied".
 """
 
 import secrets
-from bisect import bisect_right
 from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from tiers.models import Tier, TierChange
-from tiers.sql import tier_for_lifetime_sql
+from tiers.models import TierChange
+from tiers.rules import tier_for, tier_table
 
+from .. import rules
 from ..actors import SystemActor, actor_fields
 from ..errors import LoyaltyError
+from ..keys import live_key
 from ..models import (
     Coupon,
     EntryKind,
@@ -29,14 +33,10 @@ from ..models import (
     Reward,
     Shortfall,
 )
-from .ledger_pg import adjust_in_one_statement
+from ..rules import APPLY_TYPES, MAX_ACTION_POINTS, RELATIVE, SET_TO  # noqa: F401 - the services' public names
+from .staff import StaffPolicy, staff_policy
 
-RELATIVE = "relative"
-SET_TO = "set"
-APPLY_TYPES = (RELATIVE, SET_TO)
 COUPON_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-UNLIMITED_ADJUST_PERMISSION = "loyalty.adjust_points_unlimited"
-MAX_ACTION_POINTS = 10_000_000  # the most one staff action (one member, or each member of a group) may move
 
 
 @dataclass
@@ -54,85 +54,8 @@ class PostResult:
         return self.entry is not None and not self.already_applied
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Shared rules (the bulk path applies the very same functions)
-
-
-def counts_toward_lifetime(kind: str) -> bool:
-    """Earnings and adjustments count toward lifetime; redemptions and expirations do not."""
-    return kind in (EntryKind.EARN, EntryKind.ADJUSTMENT)
-
-
-def tier_table() -> list[tuple[int, int]]:
-    """The tiers as (threshold, id), lowest first."""
-    return list(Tier.objects.order_by("threshold").values_list("threshold", "id"))
-
-
-def tier_for(lifetime: int, table: list[tuple[int, int]]) -> int | None:
-    """The id of the highest tier whose threshold the lifetime points reach (None below the lowest)."""
-    i = bisect_right([t for t, _ in table], lifetime)
-    return table[i - 1][1] if i else None
-
-
-def resolve_debit(*, available: int, points: int, policy: str) -> tuple[int, int]:
-    """Apply the negative-balance policy to a change of `points` against `available`.
-
-    Returns (points to post, shortfall). Raises nothing: the caller words the refusal for "forbid".
-    """
-    if points >= 0 or available + points >= 0 or policy == NegativeBalancePolicy.ALLOW:
-        return points, 0
-    if policy == NegativeBalancePolicy.FORBID:
-        return 0, -points
-    take = max(available, 0)
-    return -take, -points - take
-
-
-def resolve_set_to(*, available: int, target: int) -> int:
-    """The difference "set to N" posts: bringing available to exactly N."""
-    return target - available
-
-
-def reversal_refusal(
-    *, entry_id: int, kind: str, status: str, reversed_by_id: int | None = None, nothing_taken: bool = False
-) -> str | None:
-    """Why an entry cannot be reversed at all, as the service words it; None when it can be.
-
-    `reversed_by_id`: the reversal entry already linked to it; `nothing_taken`: an earlier reversal could take nothing
-    and left a shortfall in its place. Whether the points are still available is `reversal_debit_refusal`'s question.
-    """
-    if kind == EntryKind.REVERSAL:
-        return f"Entry #{entry_id} is itself a reversal; adjust the points instead."
-    if status == EntryStatus.REJECTED:
-        return f"Entry #{entry_id} was rejected: there is nothing to reverse."
-    if reversed_by_id is not None:
-        return f"Entry #{entry_id} was already reversed by entry #{reversed_by_id}."
-    if nothing_taken:
-        return f"Entry #{entry_id} was already reversed (nothing could be taken; see its shortfall)."
-    return None
-
-
-def reversal_points(*, points: int, taken_back: int) -> int:
-    """What reversing an active entry takes back: its points less what partial take-backs already took (a credit's
-    take-backs are counted as a positive number; a debit has none)."""
-    return points - (taken_back if points > 0 else 0)
-
-
-def reversal_debit_refusal(*, remaining: int, available: int) -> str:
-    """The refusal of a reversal under "forbid" when the member has spent the points (remaining > available)."""
-    return f"Cannot reverse: {remaining:,} points were credited but only {available:,} are available."
-
-
-def taken_back_in_full_refusal(*, entry_id: int) -> str:
-    """The refusal of reversing an earning that partial take-backs (refunds) already took back whole."""
-    return f"Entry #{entry_id} was already taken back in full by partial reverts."
-
-
-def not_pending_refusal(*, entry_id: int, status_label: str) -> str:
-    """The refusal of approving or rejecting an entry that is no longer pending."""
-    return f"Entry #{entry_id} is {status_label.lower()}, not pending."
-
-
 def policy_or_default(policy: str | None) -> str:
+    """The negative-balance policy to apply: the one given, else the program's (for staff actions and imports)."""
     if policy is None:
         return ProgramSettings.load().negative_balance_policy
     if policy not in NegativeBalancePolicy.values:
@@ -145,13 +68,23 @@ def _check_policy(policy: str | None) -> None:
         raise ValueError(f"unknown negative-balance policy {policy!r}")
 
 
-def _debit(*, available: int, points: int, policy: str | None) -> tuple[str | None, int, int]:
-    """resolve_debit, reading the program's policy only when the debit goes beyond what is available (most posts
-    never need it, and a single post should not pay a query for it). Returns (policy used, points, shortfall)."""
-    if points >= 0 or available + points >= 0:
-        return policy, points, 0
-    policy = policy_or_default(policy)
-    return (policy, *resolve_debit(available=available, points=points, policy=policy))
+def _decide(member: Member, *, points: int, apply_type: str, status: str, policy: str | None, what: str):
+    """rules.decide, reading the program's policy only when a debit goes beyond what is available (most posts never
+    need it, and a single post should not pay a query for it)."""
+    change = points - member.available_points if apply_type == SET_TO else points
+    if change >= 0 or member.available_points + change >= 0:
+        policy = policy or NegativeBalancePolicy.FORBID  # not consulted: nothing is short
+    else:
+        policy = policy_or_default(policy)
+    return rules.decide(
+        available=member.available_points,
+        points=points,
+        apply_type=apply_type,
+        status=status,
+        policy=policy,
+        what=what,
+        email=member.email,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -166,18 +99,12 @@ def lock_member(member_id: int) -> Member:
         raise LoyaltyError(f"Member #{member_id} does not exist.") from None
 
 
-def _existing(key: str | None) -> LedgerEntry | None:
-    """The entry already posted for this outside fact, if any."""
-    if not key:
-        return None
-    return LedgerEntry.objects.filter(idempotency_key=key).first()
-
-
 def _applied(key: str | None, member: Member) -> PostResult | None:
-    """An "already applied" result when the key was posted before (as an entry, or a shortfall that took nothing)."""
+    """An "already applied" result when the (live) key was posted before: as an entry, or a shortfall that took
+    nothing."""
     if not key:
         return None
-    if entry := _existing(key):
+    if entry := LedgerEntry.objects.filter(idempotency_key=key).first():
         return PostResult(entry=entry, already_applied=True, member=member)
     if Shortfall.objects.filter(idempotency_key=key).exists():
         return PostResult(already_applied=True, member=member)
@@ -198,54 +125,36 @@ def _apply_to_balances(member: Member, *, points: int, status: str, counts: bool
 
 
 def _write_member(member: Member, *, lifetime_moved: bool, entry: LedgerEntry | None, reason: str) -> None:
-    """Write the member's new figures; where lifetime moved, the tier is found in the same UPDATE and a move recorded.
-
-    One statement instead of read-tiers-then-save keeps a single post at few round trips.
-    """
-    figures = [member.available_points, member.pending_points, member.lifetime_points]
+    """Write the member's new figures; where lifetime moved, the tier follows it and a move is recorded."""
+    tier_id = tier_for(member.lifetime_points, tier_table()) if lifetime_moved else member.tier_id
     with connection.cursor() as cursor:
-        if not lifetime_moved:
-            cursor.execute(
-                "UPDATE loyalty_member SET available_points = %s, pending_points = %s, lifetime_points = %s "
-                "WHERE id = %s",
-                [*figures, member.pk],
-            )
-            return
         cursor.execute(
             "UPDATE loyalty_member SET available_points = %s, pending_points = %s, lifetime_points = %s, "
-            f"tier_id = {tier_for_lifetime_sql('%s')} "
-            "WHERE id = %s RETURNING tier_id",
-            [*figures, member.lifetime_points, member.pk],
+            "tier_id = %s WHERE id = %s",
+            [member.available_points, member.pending_points, member.lifetime_points, tier_id, member.pk],
         )
-        new_tier_id = cursor.fetchone()[0]
-    if new_tier_id != member.tier_id:
+    if tier_id != member.tier_id:
         TierChange.objects.create(
             member=member,
             from_tier_id=member.tier_id,
-            to_tier_id=new_tier_id,
+            to_tier_id=tier_id,
             lifetime_points=member.lifetime_points,
             entry=entry,
             reason=reason[:255],
         )
-        member.tier_id = new_tier_id
+        member.tier_id = tier_id
 
 
-def _insert(
-    member: Member,
-    *,
-    actor,
-    points: int,
-    kind: str,
-    status: str,
-    reason: str,
-    source: str,
-    **extra,
-):
+class _AlreadyApplied(Exception):
+    pass
+
+
+def _insert(member: Member, *, actor, points: int, kind: str, status: str, reason: str, source: str, **extra):
     """Insert one entry and move the member's figures; the caller has validated and locked."""
     counts = extra.pop("counts_toward_lifetime", None)
     guard = extra.pop("guard", True)  # False: a clash on the key raises IntegrityError to the caller
     if counts is None:
-        counts = counts_toward_lifetime(kind)
+        counts = rules.counts_toward_lifetime(kind)
     key = extra.get("idempotency_key")
     fields = dict(
         member=member,
@@ -273,10 +182,6 @@ def _insert(
     return entry
 
 
-class _AlreadyApplied(Exception):
-    pass
-
-
 def _record_shortfall(member, *, points, reason, entry=None, posted_entry=None, reversal_of=None, key=None):
     return Shortfall.objects.create(
         member=member,
@@ -296,19 +201,11 @@ def _require_reason(reason: str) -> str:
     return reason
 
 
-def _agent_limit(actor) -> int | None:
-    """The most points this actor may move in one action: the program's limit for support agents, None otherwise."""
-    if isinstance(actor, SystemActor) or actor.has_perm(UNLIMITED_ADJUST_PERMISSION):
-        return None
-    return ProgramSettings.load().support_agent_limit
-
-
-def _check_agent_limit(points: int, limit: int | None) -> None:
-    """Support agents may move at most the program's per-action limit; program managers have no limit."""
-    if limit is not None and abs(points) > limit:
-        raise LoyaltyError(
-            f"Adjustments above {limit:,} points need a program manager: this one is {abs(points):,} points."
-        )
+def _check_staff(staff: StaffPolicy, points: int) -> None:
+    """Refuse a change beyond the staff member's limits; else count it (written by staff.record at the end)."""
+    if refusal := staff.refusal(points):
+        raise LoyaltyError(refusal)
+    staff.add(points)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -326,76 +223,59 @@ def points_adjust(
     source_ref: int | None = None,
     idempotency_key: str | None = None,
     policy: str | None = None,
+    counts_toward_lifetime: bool | None = None,
 ) -> PostResult:
-    """Adjust a member's available (and lifetime) points: relative (add or subtract) or "set to" exactly N.
+    """Adjust a member's available points: relative (`points` added, signed) or "set to" exactly `points`.
 
-    A debit below zero follows the negative-balance policy (the program's, unless given).
+    `counts_toward_lifetime`: whether the change moves lifetime and so the tier (None: an adjustment counts). A debit
+    below zero follows the negative-balance policy (the program's, unless given). A staff actor needs the permission
+    to adjust points, and a support agent stays within the program's limits. Raises LoyaltyError with the sentence
+    a support agent reads.
     """
     reason = _require_reason(reason)
-    if apply_type not in APPLY_TYPES:
-        raise LoyaltyError(f"Unknown apply type {apply_type!r}: use relative or set.")
-    if not isinstance(points, int) or isinstance(points, bool):
-        raise LoyaltyError("Points must be a whole number.")
-    if apply_type == RELATIVE and points == 0:
-        raise LoyaltyError("Points must not be 0.")
-    if apply_type == SET_TO and points < 0:
-        raise LoyaltyError("Set to needs a balance of 0 or more.")
+    if refusal := rules.points_refusal(points, apply_type):
+        raise LoyaltyError(refusal)
     _check_policy(policy)
     member_id = member if isinstance(member, int) else member.pk
-    limit = _agent_limit(actor)
-    # Over an agent's limit the general path answers, so a repeated key still reads "already applied" first.
-    if apply_type == RELATIVE and (limit is None or abs(points) <= limit):
-        posted = adjust_in_one_statement(
-            member_id=member_id,
-            points=points,
-            reason=reason,
-            who=actor_fields(actor),
-            source=source,
-            source_ref=source_ref,
-            key=idempotency_key,
-        )
-        if posted:
-            return PostResult(entry=posted[0], member=posted[1])
     with transaction.atomic():
         locked = lock_member(member_id)
-        if applied := _applied(idempotency_key, locked):
+        staff = staff_policy(actor, "adjust")
+        key = live_key(idempotency_key)
+        if applied := _applied(key, locked):
             return applied
-        change = points
-        if apply_type == SET_TO:
-            change = resolve_set_to(available=locked.available_points, target=points)
-            if change == 0:
-                return PostResult(member=locked)
-        _check_agent_limit(change, limit)
-        policy, posted, short = _debit(available=locked.available_points, points=change, policy=policy)
-        if policy == NegativeBalancePolicy.FORBID and short:
-            raise LoyaltyError(
-                f"Cannot take {-change:,} points from {locked.email}: only {locked.available_points:,} are available."
-            )
+        decision = _decide(
+            locked, points=points, apply_type=apply_type, status=EntryStatus.ACTIVE, policy=policy, what="debit"
+        )
+        if decision.nothing:
+            return PostResult(member=locked)
+        _check_staff(staff, decision.change)
+        if decision.refusal:
+            raise LoyaltyError(decision.refusal)
         entry = None
         try:
-            if posted:
+            if decision.posted:
                 entry = _insert(
                     locked,
                     actor=actor,
-                    points=posted,
+                    points=decision.posted,
                     kind=EntryKind.ADJUSTMENT,
                     status=EntryStatus.ACTIVE,
                     reason=reason,
                     source=source,
                     source_ref=source_ref,
-                    idempotency_key=idempotency_key,
+                    idempotency_key=key,
+                    counts_toward_lifetime=rules.counts_toward_lifetime(
+                        EntryKind.ADJUSTMENT, choice=counts_toward_lifetime
+                    ),
                 )
-            if short:
+            if decision.shortfall:
                 _record_shortfall(
-                    locked,
-                    points=short,
-                    reason=reason,
-                    posted_entry=entry,
-                    key=None if entry else idempotency_key,
+                    locked, points=decision.shortfall, reason=reason, posted_entry=entry, key=None if entry else key
                 )
         except _AlreadyApplied:
-            return _applied(idempotency_key, locked)
-        return PostResult(entry=entry, shortfall=short, member=locked)
+            return _applied(key, locked)
+        staff.record()
+        return PostResult(entry=entry, shortfall=decision.shortfall, member=locked)
 
 
 def points_earn(
@@ -415,23 +295,27 @@ def points_earn(
 ) -> PostResult:
     """Credit earned points: pending until `hold_until` when it lies in the future, else active.
 
-    Two knobs save round trips for a caller that applies many facts in one transaction (the webhook drain):
-    `savepoint=False` joins the caller's transaction (or savepoint) instead of opening one, and `key_is_new=True`
-    skips the look-up of the idempotency key when the caller knows it cannot be on the ledger yet (the key names a
-    row created in this transaction). With both, the unique index still refuses a second entry for the key: the
-    IntegrityError then goes to the caller, who rolls back its own savepoint and runs the fact again.
+    A staff actor (crediting a conversion by hand) needs the permission to credit conversions and stays within the
+    support-agent limits. Two knobs save round trips for a caller that applies many facts in one transaction (the
+    webhook drain): `savepoint=False` joins the caller's transaction (or savepoint) instead of opening one, and
+    `key_is_new=True` skips the look-up of the idempotency key when the caller knows it cannot be on the ledger yet
+    (the key names a row created in this transaction). With both, the unique index still refuses a second entry for
+    the key: the IntegrityError then goes to the caller, who rolls back its own savepoint and runs the fact again.
     `member_locked=True`: `member` is a Member the caller locked (SELECT ... FOR UPDATE, or created) earlier in this
     transaction and holds as fresh as its row, so it is not locked and read a second time.
     """
-    if not isinstance(points, int) or points <= 0:
-        raise LoyaltyError("Earned points must be a whole number above 0.")
+    if not isinstance(points, int) or isinstance(points, bool) or not 0 < points <= rules.MAX_ACTION_POINTS:
+        raise LoyaltyError(f"Earned points must be a whole number from 1 to {rules.MAX_ACTION_POINTS:,}.")
     reason = _require_reason(reason)
     status = EntryStatus.PENDING if hold_until and hold_until > timezone.now() else EntryStatus.ACTIVE
     member_id = member if isinstance(member, int) else member.pk
     with transaction.atomic(savepoint=savepoint):
         locked = member if member_locked and isinstance(member, Member) else lock_member(member_id)
-        if not key_is_new and (applied := _applied(idempotency_key, locked)):
+        staff = staff_policy(actor, "credit")
+        key = idempotency_key if key_is_new else live_key(idempotency_key)
+        if not key_is_new and (applied := _applied(key, locked)):
             return applied
+        _check_staff(staff, points)
         try:
             entry = _insert(
                 locked,
@@ -442,13 +326,14 @@ def points_earn(
                 reason=reason,
                 source=source,
                 source_ref=source_ref,
-                idempotency_key=idempotency_key,
+                idempotency_key=key,
                 earn_rule=earn_rule,
                 hold_until=hold_until if status == EntryStatus.PENDING else None,
                 guard=savepoint or not key_is_new,
             )
         except _AlreadyApplied:
-            return _applied(idempotency_key, locked)
+            return _applied(key, locked)
+        staff.record()
         return PostResult(entry=entry, member=locked)
 
 
@@ -466,10 +351,14 @@ def reward_give(
     reason: str = "",
     idempotency_key: str | None = None,
 ) -> Coupon:
-    """Give a member a coupon for a reward, deducting its cost (a redemption) or for free. Never touches lifetime."""
+    """Give a member a coupon for a reward, deducting its cost (a redemption) or for free. Never touches lifetime.
+
+    Raises LoyaltyError when the reward is inactive, the points are short, or the staff member may not give it.
+    """
     member_id = member if isinstance(member, int) else member.pk
     with transaction.atomic():
         locked = lock_member(member_id)
+        staff = staff_policy(actor, "reward")
         if idempotency_key and (coupon := Coupon.objects.filter(idempotency_key=idempotency_key).first()):
             return coupon
         if not reward.active:
@@ -480,6 +369,7 @@ def reward_give(
                 f"Cannot give {reward.name} for {cost:,} points: {locked.email} has only "
                 f"{locked.available_points:,} available."
             )
+        _check_staff(staff, cost)
         reason = (reason or "").strip() or f"Reward: {reward.name}"
         entry = None
         if cost:
@@ -492,14 +382,9 @@ def reward_give(
                 reason=reason,
                 source=EntrySource.ADMIN,
             )
-        return _create_coupon(
-            locked,
-            reward=reward,
-            entry=entry,
-            cost=cost,
-            actor=actor,
-            key=idempotency_key,
-        )
+        coupon = _create_coupon(locked, reward=reward, entry=entry, cost=cost, actor=actor, key=idempotency_key)
+        staff.record()
+        return coupon
 
 
 def _create_coupon(member, *, reward, entry, cost, actor, key) -> Coupon:
@@ -546,19 +431,21 @@ def _move_status(member: Member, entry: LedgerEntry, *, to: str, actor, reason: 
     _write_member(member, lifetime_moved=moved, entry=entry, reason=reason)
 
 
+def _locked_pending(entry, actor) -> tuple[Member, LedgerEntry, StaffPolicy]:
+    member, entry = _lock_entry(entry)
+    staff = staff_policy(actor, "approve")
+    if refusal := rules.not_pending_refusal(entry_id=entry.pk, status=entry.status):
+        raise LoyaltyError(refusal)
+    _check_staff(staff, entry.points)
+    return member, entry, staff
+
+
 def entry_approve(*, entry: LedgerEntry | int, actor, reason: str = "") -> LedgerEntry:
     """Make a pending entry active now: its points become available (and count toward lifetime)."""
     with transaction.atomic():
-        member, entry = _lock_entry(entry)
-        if entry.status != EntryStatus.PENDING:
-            raise LoyaltyError(not_pending_refusal(entry_id=entry.pk, status_label=entry.get_status_display()))
-        _move_status(
-            member,
-            entry,
-            to=EntryStatus.ACTIVE,
-            actor=actor,
-            reason=reason or "Pending points approved",
-        )
+        member, entry, staff = _locked_pending(entry, actor)
+        _move_status(member, entry, to=EntryStatus.ACTIVE, actor=actor, reason=reason or "Pending points approved")
+        staff.record()
         return entry
 
 
@@ -566,10 +453,9 @@ def entry_reject(*, entry: LedgerEntry | int, actor, reason: str) -> LedgerEntry
     """Reject a pending entry: its points never become available."""
     reason = _require_reason(reason)
     with transaction.atomic():
-        member, entry = _lock_entry(entry)
-        if entry.status != EntryStatus.PENDING:
-            raise LoyaltyError(not_pending_refusal(entry_id=entry.pk, status_label=entry.get_status_display()))
+        member, entry, staff = _locked_pending(entry, actor)
         _reject_with_take_backs(member, entry, actor=actor, reason=reason)
+        staff.record()
         return entry
 
 
@@ -586,11 +472,20 @@ def entry_is_reversed(entry: LedgerEntry) -> bool:
 
 def _taken_back(entry: LedgerEntry) -> int:
     """How much of an earning partial take-backs already took (a positive number), counting pending ones."""
-    total = sum(
-        entry.taken_back_by.exclude(status=EntryStatus.REJECTED).values_list("points", flat=True),
-        start=0,
-    )
+    total = sum(entry.taken_back_by.exclude(status=EntryStatus.REJECTED).values_list("points", flat=True), start=0)
     return -total
+
+
+def _reversal_refusal(entry: LedgerEntry, remaining: int) -> str | None:
+    reversal = LedgerEntry.objects.filter(reverses=entry).values_list("pk", flat=True).first()
+    return rules.reversal_refusal(
+        entry_id=entry.pk,
+        kind=entry.kind,
+        status=entry.status,
+        reversed_by=reversal,
+        reversed_without_entry=Shortfall.objects.filter(reversal_of=entry).exists(),
+        remaining=remaining,
+    )
 
 
 def entry_reverse(
@@ -606,62 +501,66 @@ def entry_reverse(
     """Undo one credited entry: a pending one is rejected; an active one gets a reversal entry linked one-to-one.
 
     Where the points were already spent, the negative-balance policy decides (forbid refuses with the numbers).
+    Reversing a redemption disables its coupon in the same transaction. A staff actor needs the permission to
+    reverse, and a support agent stays within the limits. Raises LoyaltyError with the reason it cannot be reversed.
     """
     reason = _require_reason(reason)
     _check_policy(policy)
     with transaction.atomic():
         member, entry = _lock_entry(entry)
-        if applied := _applied(idempotency_key, member):
+        staff = staff_policy(actor, "reverse")
+        key = live_key(idempotency_key)
+        if applied := _applied(key, member):
             return applied
-        _check_reversible(entry)
-        if entry.status == EntryStatus.PENDING:
+        remaining = rules.reversal_remaining(
+            points=entry.points, taken_back=_taken_back(entry) if entry.points > 0 else 0
+        )
+        if refusal := _reversal_refusal(entry, remaining):
+            raise LoyaltyError(refusal)
+        if entry.status == EntryStatus.PENDING:  # rejected, with its pending take-backs: its points never come
+            _check_staff(staff, entry.points)
             _reject_with_take_backs(member, entry, actor=actor, reason=reason)
+            staff.record()
             return PostResult(entry=entry, member=member)
-        remaining = reversal_points(points=entry.points, taken_back=_taken_back(entry) if entry.points > 0 else 0)
-        if remaining == 0:
-            raise LoyaltyError(taken_back_in_full_refusal(entry_id=entry.pk))
-        policy, posted, short = _debit(available=member.available_points, points=-remaining, policy=policy)
-        if policy == NegativeBalancePolicy.FORBID and short:
-            raise LoyaltyError(reversal_debit_refusal(remaining=remaining, available=member.available_points))
+        _check_staff(staff, remaining)
+        decision = _decide(
+            member, points=-remaining, apply_type=RELATIVE, status=EntryStatus.ACTIVE, policy=policy, what="reverse"
+        )
+        if decision.refusal:
+            raise LoyaltyError(decision.refusal)
         reversal = None
-        if posted:
+        if decision.posted:
             reversal = _insert(
                 member,
                 actor=actor,
-                points=posted,
+                points=decision.posted,
                 kind=EntryKind.REVERSAL,
                 status=EntryStatus.ACTIVE,
                 reason=reason,
                 source=source,
                 source_ref=source_ref,
-                counts_toward_lifetime=entry.counts_toward_lifetime,
+                counts_toward_lifetime=rules.counts_toward_lifetime(
+                    EntryKind.REVERSAL, reversed_counts=entry.counts_toward_lifetime
+                ),
                 reverses=entry,
-                idempotency_key=idempotency_key,
+                idempotency_key=key,
             )
-        if short:
+        if decision.shortfall:
             _record_shortfall(
                 member,
-                points=short,
+                points=decision.shortfall,
                 reason=reason,
                 entry=entry,
                 posted_entry=reversal,
                 reversal_of=None if reversal else entry,
-                key=None if reversal else idempotency_key,
+                key=None if reversal else key,
             )
-        return PostResult(entry=reversal, shortfall=short, member=member)
-
-
-def _check_reversible(entry: LedgerEntry) -> None:
-    reversed_by_id = LedgerEntry.objects.filter(reverses=entry).values_list("pk", flat=True).first()
-    refusal = reversal_refusal(
-        entry_id=entry.pk,
-        kind=entry.kind,
-        status=entry.status,
-        reversed_by_id=reversed_by_id,
-        nothing_taken=reversed_by_id is None and Shortfall.objects.filter(reversal_of=entry).exists(),
-    )
-    if refusal:
-        raise LoyaltyError(refusal)
+        if entry.kind == EntryKind.REDEMPTION:
+            Coupon.objects.filter(redemption_entry=entry, disabled=False).update(
+                disabled=True, disabled_at=timezone.now()
+            )
+        staff.record()
+        return PostResult(entry=reversal, shortfall=decision.shortfall, member=member)
 
 
 def entry_take_back(
@@ -683,44 +582,49 @@ def entry_take_back(
     _check_policy(policy)
     with transaction.atomic():
         member, entry = _lock_entry(entry)
-        if applied := _applied(idempotency_key, member):
+        staff = staff_policy(actor, "reverse")
+        key = live_key(idempotency_key)
+        if applied := _applied(key, member):
             return applied
         if entry.kind != EntryKind.EARN or entry.points <= 0:
             raise LoyaltyError(f"Entry #{entry.pk} is not an earning; only earnings are taken back in part.")
         if entry.status == EntryStatus.REJECTED or entry_is_reversed(entry):
             return PostResult(member=member)
-        want = min(points, entry.points - _taken_back(entry))
+        want = rules.take_back_points(want=points, earned=entry.points, taken_back=_taken_back(entry))
         if want <= 0:
             return PostResult(member=member)
-        if entry.status == EntryStatus.PENDING:
-            posted, short = -want, 0
-        else:
-            policy, posted, short = _debit(available=member.available_points, points=-want, policy=policy)
-            if policy == NegativeBalancePolicy.FORBID and short:
-                raise LoyaltyError(f"Cannot take back {want:,} points: only {member.available_points:,} are available.")
+        _check_staff(staff, want)
+        decision = _decide(
+            member, points=-want, apply_type=RELATIVE, status=entry.status, policy=policy, what="take_back"
+        )
+        if decision.refusal:
+            raise LoyaltyError(decision.refusal)
         take_back = None
-        if posted:
+        if decision.posted:
             take_back = _insert(
                 member,
                 actor=actor,
-                points=posted,
+                points=decision.posted,
                 kind=EntryKind.REVERSAL,
                 status=entry.status,
                 reason=reason,
                 source=source,
                 source_ref=source_ref,
-                counts_toward_lifetime=entry.counts_toward_lifetime,
+                counts_toward_lifetime=rules.counts_toward_lifetime(
+                    EntryKind.REVERSAL, reversed_counts=entry.counts_toward_lifetime
+                ),
                 takes_back=entry,
                 hold_until=entry.hold_until if entry.status == EntryStatus.PENDING else None,
-                idempotency_key=idempotency_key,
+                idempotency_key=key,
             )
-        if short:
+        if decision.shortfall:
             _record_shortfall(
                 member,
-                points=short,
+                points=decision.shortfall,
                 reason=reason,
                 entry=entry,
                 posted_entry=take_back,
-                key=None if take_back else idempotency_key,
+                key=None if take_back else key,
             )
-        return PostResult(entry=take_back, shortfall=short, member=member)
+        staff.record()
+        return PostResult(entry=take_back, shortfall=decision.shortfall, member=member)

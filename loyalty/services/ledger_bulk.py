@@ -1,12 +1,19 @@
 """The ledger's bulk path: many postings at once with set-based SQL, giving the same ledger as posting one by one.
 
-Postings go into a temporary staging table (COPY on PostgreSQL). Then, in one transaction:
-1. rows whose idempotency key is already on the ledger are marked "already applied";
-2. the members concerned are locked in primary-key order;
-3. members whose rows need sequential care ("set to", a debit that would cross zero, a key repeated in the batch) are
-   resolved in posting order with the single path's own rules; every other row is accepted as it stands;
-4. entry ids are drawn in posting order, tier moves are found with window functions, and the entries, the tier changes,
-   the shortfalls, the status moves and the members' cached figures are written with one statement each.
+Callers hand it typed input: `Posting` rows, `Move`s of pending entries, or `PostingsQuery` (a SELECT whose named
+columns are postings, for a million rows that never need to leave the database). Only this module knows its staging
+table. In one transaction:
+1. the postings go into a temporary staging table (COPY on PostgreSQL, or INSERT ... SELECT), with each fact's live
+   key (loyalty.keys: a fact freed by an undo carries its next generation);
+2. rows whose key is already on the ledger are marked "already applied"; the members concerned are locked in
+   primary-key order; the staff policy is read (staff.py);
+3. members whose rows need sequential care ("set to", a debit that would cross zero, a key repeated in the batch,
+   and every member when a support agent's limits hold) are resolved in posting order with the rulebook's own
+   `decide` (loyalty/rules.py); every other row is accepted as it stands;
+4. entry ids are drawn in posting order, tier moves are found with window functions over tiers/rules.py's SQL
+   form, and the entries, tier changes, shortfalls, status moves and the members' figures are written with one
+   statement each.
+A preview (`dry_run`) runs steps 1-3 and the tier moves, and writes nothing: what it counts is what applying does.
 """
 
 from contextlib import contextmanager
@@ -16,28 +23,24 @@ from datetime import datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
-from tiers.models import Tier
+from tiers.rules import tier_for_sql, tier_table
 
+from .. import rules
 from ..actors import SystemActor, actor_fields
 from ..models import EntryKind, EntryStatus, NegativeBalancePolicy
-from .ledger import (
-    RELATIVE,
-    SET_TO,
-    counts_toward_lifetime,
-    policy_or_default,
-    resolve_debit,
-    resolve_set_to,
-)
+from ..rules import RELATIVE, SET_TO
+from .ledger import policy_or_default
+from .staff import StaffPolicy, staff_policy
 
-STAGE = "ledger_stage"
+_STAGE = "ledger_stage"
 
 # Row states in the staging table.
-NEW, ALREADY, REFUSED, NOTHING, SHORT_ONLY = 0, 1, 2, 3, 4
+_NEW, _ALREADY, _REFUSED, _NOTHING, _SHORT_ONLY = 0, 1, 2, 3, 4
 
 # Operations: post a new entry, or move a pending entry.
-POST, ACTIVATE, REJECT = "post", "activate", "reject"
+_POST, ACTIVATE, REJECT = "post", "activate", "reject"
 
-STAGE_COLUMNS = (
+_COLUMNS = (
     "seq",
     "op",
     "member_id",
@@ -50,17 +53,20 @@ STAGE_COLUMNS = (
     "idem_key",
     "hold_until",
     "earn_rule_id",
-    "reverses_id",
-    "takes_back_id",
+    "source",
+    "source_ref",
     "entry_id",
 )
 # New postings leave entry_id to the stage's default (see _entry_id_default).
-POST_COLUMNS = STAGE_COLUMNS[:-1]
+_POST_COLUMNS = _COLUMNS[:-1]
+MAX_REASON = 500
 
 
 @dataclass
 class Posting:
-    """One posting for the bulk path. For apply_type "set", `points` is the target available balance."""
+    """One posting. For apply_type "set", `points` is the target available balance. `counts_toward_lifetime`:
+    None follows the kind (rules.counts_toward_lifetime); True/False is a staff adjustment's own choice.
+    `source`/`source_ref`: this posting's own origin (an order's earning names its order), else the call's."""
 
     member_id: int
     points: int
@@ -72,32 +78,53 @@ class Posting:
     hold_until: datetime | None = None
     earn_rule_id: int | None = None
     counts_toward_lifetime: bool | None = None
+    source: str | None = None
+    source_ref: int | None = None
 
-    def stage_row(self, seq: int) -> tuple:
-        counts = self.counts_toward_lifetime
-        if counts is None:
-            counts = counts_toward_lifetime(self.kind)
+    def _row(self, seq: int) -> tuple:
+        counts = rules.counts_toward_lifetime(self.kind, choice=self.counts_toward_lifetime)
         return (
             seq,
-            POST,
+            _POST,
             self.member_id,
             self.points,
             self.apply_type,
             self.kind,
             self.status,
             counts,
-            self.reason[:500],
+            self.reason[:MAX_REASON],
             self.idempotency_key,
             self.hold_until,
             self.earn_rule_id,
-            None,
-            None,
+            self.source,
+            self.source_ref,
         )
 
 
 @dataclass
+class Move:
+    """A pending entry made active (ACTIVATE) or rejected (REJECT), with its pending take-backs on a reject."""
+
+    entry_id: int
+    op: str
+    reason: str
+
+
+@dataclass
+class PostingsQuery:
+    """A SELECT whose rows are postings of one kind, with these named columns (any order, NULL where not used):
+    seq (orders the rows; unique across the call), member_id, points, reason, idempotency_key, status, hold_until,
+    earn_rule_id. `params` are the SELECT's own."""
+
+    sql: str
+    params: list
+    kind: str
+    counts_toward_lifetime: bool | None = None
+
+
+@dataclass
 class BulkResult:
-    """What a bulk post did, by row (rows are numbered by their position, from 0)."""
+    """What a bulk post did, by row (a row is named by its seq: its position for Posting lists)."""
 
     posted: int = 0
     already_applied: int = 0
@@ -108,50 +135,41 @@ class BulkResult:
     points_debited: int = 0
     members_touched: int = 0
     tier_changes: int = 0
+    tiers_up: int = 0
+    tiers_down: int = 0
+    posted_by_rule: dict[int, int] = field(default_factory=dict)
+    members: list["MemberAfter"] = field(default_factory=list)
+
+
+@dataclass
+class MemberAfter:
+    """A member's figures before and after the batch (a preview's rows)."""
+
+    member_id: int
+    email: str
+    available_before: int
+    available_after: int
+    lifetime_before: int
+    lifetime_after: int
+    tier_before: int | None
+    tier_after: int | None
+    refusals: list[str] = field(default_factory=list)
 
 
 def _is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _entry_id_default() -> str:
-    """On PostgreSQL, a new row of the stage draws its entry id from the ledger's own sequence as it is loaded, so ids
-    follow posting order without a second pass (rows that end up not posted leave gaps, as rollbacks do)."""
-    if not _is_postgres():
-        return ""
-    sequence = _rows("SELECT pg_get_serial_sequence('loyalty_ledgerentry', 'id')")[0][0]
-    return f"DEFAULT nextval('{sequence}')"
-
-
-def stage_create() -> None:
-    """Create (or empty) the staging table for this connection's transaction."""
-    ts = "timestamptz" if _is_postgres() else "datetime"
-    entry_id_default = _entry_id_default()
+def _exec(sql: str, params=None) -> int:
     with connection.cursor() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS {STAGE}")
-        cur.execute(
-            f"""CREATE TEMP TABLE {STAGE} (
-                seq bigint PRIMARY KEY, op varchar(10) NOT NULL, member_id bigint NOT NULL, points bigint NOT NULL,
-                apply_type varchar(10) NOT NULL, kind varchar(12) NOT NULL, status varchar(10) NOT NULL,
-                counts boolean NOT NULL, reason text NOT NULL, idem_key text, hold_until {ts},
-                earn_rule_id bigint, reverses_id bigint, takes_back_id bigint, entry_id bigint {entry_id_default},
-                state smallint NOT NULL DEFAULT 0, shortfall bigint NOT NULL DEFAULT 0, refusal text)"""
-        )
+        cur.execute(sql, params or [])
+        return cur.rowcount
 
 
-def stage_drop() -> None:
+def _rows(sql: str, params=None) -> list[tuple]:
     with connection.cursor() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS {STAGE}")
-
-
-@contextmanager
-def staging():
-    """The staging table for the block, inside the caller's transaction: created on entry, dropped when the block
-    succeeds. When the block fails the transaction rolls back and takes the table with it; a DROP in a transaction a
-    database error has aborted would itself fail and hide that error (and the retry that depends on its kind)."""
-    stage_create()
-    yield
-    stage_drop()
+        cur.execute(sql, params or [])
+        return cur.fetchall()
 
 
 def fill_table(table: str, columns: tuple[str, ...], rows) -> None:
@@ -174,108 +192,239 @@ def fill_table(table: str, columns: tuple[str, ...], rows) -> None:
             cur.executemany(sql, batch)
 
 
-def _exec(sql: str, params=None) -> int:
-    with connection.cursor() as cur:
-        cur.execute(sql, params or [])
-        return cur.rowcount
+# ---------------------------------------------------------------------------------------------------------------
+# The staging table
 
 
-def _rows(sql: str, params=None) -> list[tuple]:
+def _entry_id_default() -> str:
+    """On PostgreSQL, a new row of the stage draws its entry id from the ledger's own sequence as it is loaded, so ids
+    follow posting order without a second pass (rows that end up not posted leave gaps, as rollbacks do)."""
+    if not _is_postgres():
+        return ""
+    sequence = _rows("SELECT pg_get_serial_sequence('loyalty_ledgerentry', 'id')")[0][0]
+    return f"DEFAULT nextval('{sequence}')"
+
+
+@contextmanager
+def _staging():
+    """The staging table for the block, inside the caller's transaction: created on entry, dropped when the block
+    succeeds. When the block fails the transaction rolls back and takes the table with it; a DROP in a transaction a
+    database error has aborted would itself fail and hide that error (and the retry that depends on its kind)."""
+    ts = "timestamptz" if _is_postgres() else "datetime"
     with connection.cursor() as cur:
-        cur.execute(sql, params or [])
-        return cur.fetchall()
+        cur.execute(f"DROP TABLE IF EXISTS {_STAGE}")
+        cur.execute(
+            f"""CREATE TEMP TABLE {_STAGE} (
+                seq bigint PRIMARY KEY, op varchar(10) NOT NULL, member_id bigint NOT NULL, points bigint NOT NULL,
+                apply_type varchar(10) NOT NULL, kind varchar(12) NOT NULL, status varchar(10) NOT NULL,
+                counts boolean NOT NULL, reason text NOT NULL, idem_key text, hold_until {ts},
+                earn_rule_id bigint, source varchar(10), source_ref bigint, reverses_id bigint,
+                entry_id bigint {_entry_id_default()},
+                state smallint NOT NULL DEFAULT 0, shortfall bigint NOT NULL DEFAULT 0, refusal text)"""
+        )
+    yield
+    _exec(f"DROP TABLE IF EXISTS {_STAGE}")
+
+
+def _fill(postings=(), queries=()) -> None:
+    postings = list(postings)
+    posts = [(i, p) for i, p in enumerate(postings) if isinstance(p, Posting)]
+    moves = [(i, p) for i, p in enumerate(postings) if isinstance(p, Move)]
+    if len(posts) + len(moves) != len(postings):
+        raise TypeError("postings must be Posting or Move")
+    if posts:
+        fill_table(_STAGE, _POST_COLUMNS, (p._row(i) for i, p in posts))
+    if moves:
+        _exec("DROP TABLE IF EXISTS ledger_stage_moves")
+        _exec("CREATE TEMP TABLE ledger_stage_moves (seq bigint, entry_id bigint, op varchar(10), reason text)")
+        fill_table(
+            "ledger_stage_moves",
+            ("seq", "entry_id", "op", "reason"),
+            ((i, m.entry_id, m.op, m.reason[:MAX_REASON]) for i, m in moves),
+        )
+        _stage_moves("SELECT seq, entry_id, op, reason FROM ledger_stage_moves", [])
+        _exec("DROP TABLE ledger_stage_moves")
+    for query in queries:
+        _stage_query(query)
+
+
+def _stage_query(query: PostingsQuery) -> None:
+    counts = (
+        rules.counts_toward_lifetime_sql(f"'{query.kind}'")
+        if query.counts_toward_lifetime is None
+        else ("TRUE" if query.counts_toward_lifetime else "FALSE")
+    )
+    # A NULL of the caller's SELECT has no type on PostgreSQL: say which.
+    hold_until = "CAST(p.hold_until AS timestamptz)" if _is_postgres() else "p.hold_until"
+    _exec(
+        f"""INSERT INTO {_STAGE} (seq, op, member_id, points, apply_type, kind, status, counts, reason, idem_key,
+                hold_until, earn_rule_id)
+            SELECT p.seq, '{_POST}', p.member_id, p.points, '{RELATIVE}', '{query.kind}', p.status, {counts},
+                   SUBSTR(p.reason, 1, {MAX_REASON}), p.idempotency_key, {hold_until}, CAST(p.earn_rule_id AS bigint)
+            FROM ({query.sql}) p""",
+        query.params,
+    )
+
+
+def _stage_moves(select: str, params) -> None:
+    """Stage status moves of pending entries from a SELECT of (seq, entry_id, op, reason); a reject takes the
+    entry's pending take-backs with it (seq after the entry's, in entry order)."""
+    _exec(
+        f"""INSERT INTO {_STAGE} (seq, op, member_id, points, apply_type, kind, status, counts, reason, entry_id)
+            SELECT m.seq, m.op, e.member_id, e.points, '{RELATIVE}', e.kind, e.status, e.counts_toward_lifetime,
+                   m.reason, e.id
+            FROM ({select}) m JOIN loyalty_ledgerentry e ON e.id = m.entry_id""",
+        params,
+    )
+    # Take-backs of a rejected earning go first, as on the single path (seq below every other row's, in entry order).
+    _exec(
+        f"""INSERT INTO {_STAGE} (seq, op, member_id, points, apply_type, kind, status, counts, reason, entry_id)
+            SELECT t.id - (SELECT MAX(id) FROM loyalty_ledgerentry) - 1, '{REJECT}', t.member_id,
+                   t.points, '{RELATIVE}', t.kind, t.status, t.counts_toward_lifetime, s.reason, t.id
+            FROM {_STAGE} s JOIN loyalty_ledgerentry t ON t.takes_back_id = s.entry_id
+            WHERE s.op = '{REJECT}' AND t.status = 'pending'
+              AND NOT EXISTS (SELECT 1 FROM {_STAGE} x WHERE x.entry_id = t.id)"""
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Posting
 
 
 def entries_post_bulk(
     *,
-    postings,
+    postings=(),
+    queries=(),
     actor,
     source: str,
+    action: str | None = None,
     source_ref: int | None = None,
     policy: str | None = None,
+    keys_new_unless_prefix: str | None = None,
+    dry_run: bool = False,
 ) -> BulkResult:
-    """Post many entries at once: the same rules, keys and tiers as posting them one by one, in order."""
-    policy = policy_or_default(policy)
-    with transaction.atomic(), staging():
-        fill_table(STAGE, POST_COLUMNS, (p.stage_row(i) for i, p in enumerate(postings)))
-        return apply_stage(actor=actor, source=source, source_ref=source_ref, policy=policy)
+    """Post many entries at once: the same rules, keys, limits and tiers as posting them one by one, in order.
 
-
-def apply_stage(
-    *, actor, source: str, source_ref: int | None, policy: str, keys_to_look_up: str = "1 = 1"
-) -> BulkResult:
-    """Apply the rows of the staging table (which the caller filled) inside the caller's transaction.
-
-    keys_to_look_up: a condition on the stage's columns choosing the rows whose key may already be on the ledger
-    (all rows by default). A caller that can prove the other keys new (an import's own row keys before any of its
-    chunks committed) saves a million index lookups; were the proof wrong, the ledger's unique key would refuse the
-    repeat and the whole transaction would fail, so nothing can apply twice either way.
+    postings: Posting and Move objects (a row's seq is its position); queries: PostingsQuery objects.
+    action: the staff action a user's call stands for (staff.ACTION_PERMISSIONS; required with a staff actor). A
+    user without its permission is refused with StaffRefused; a support agent's rows beyond the limits are refused
+    by row. policy: the negative-balance policy (the program's by default).
+    keys_new_unless_prefix: the caller knows every idempotency key without this prefix is new (an import's own row
+    keys before any of its chunks committed), which saves a million index lookups; were it wrong, the ledger's
+    unique key would fail the transaction, so nothing can apply twice either way.
+    dry_run: compute everything and write nothing (a preview), with `members` filled.
     """
+    policy = policy_or_default(policy)
+    with transaction.atomic(), _staging():
+        _fill(postings, queries)
+        return _apply(
+            actor=actor,
+            source=source,
+            source_ref=source_ref,
+            policy=policy,
+            action=action,
+            keys_new_unless_prefix=keys_new_unless_prefix,
+            dry_run=dry_run,
+        )
+
+
+def _apply(*, actor, source, source_ref, policy, action, keys_new_unless_prefix=None, dry_run=False) -> BulkResult:
     now = timezone.now()
     if _is_postgres():
         # These statements' cost estimates pass the JIT threshold on a big stage, and compiling each one takes about
         # half a second (measured: longer than running most of them); the transaction runs them without.
         _exec("SET LOCAL jit = off")
-    _exec(f"CREATE INDEX IF NOT EXISTS {STAGE}_key ON {STAGE} (idem_key)")
-    _exec(f"CREATE INDEX IF NOT EXISTS {STAGE}_member ON {STAGE} (member_id, seq)")
+    _exec(f"CREATE INDEX IF NOT EXISTS {_STAGE}_key ON {_STAGE} (idem_key)")
+    _exec(f"CREATE INDEX IF NOT EXISTS {_STAGE}_member ON {_STAGE} (member_id, seq)")
     if _is_postgres():
         # A temporary table has no statistics until analysed: the planner would take a big stage for a few hundred
         # rows and look members up one index probe at a time where one pass over them is cheaper.
-        _exec(f"ANALYZE {STAGE}")
+        _exec(f"ANALYZE {_STAGE}")
+    _use_live_keys()
     _mark_unknown_members()
-    _mark_already_applied(keys_to_look_up)
-    _lock_members()
+    _mark_already_applied(keys_new_unless_prefix)
+    if not dry_run:
+        _lock_members()
+    staff = staff_policy(actor, action)
     _mark_moves_no_longer_pending()
-    _resolve_sequentially(_members_needing_order(policy), policy)
+    _resolve_sequentially(_members_needing_order(policy, staff), policy, staff)
+    table = tier_table()
+    if dry_run:
+        result = _summarise()
+        result.tiers_up, result.tiers_down = _count_tier_moves(table)
+        result.members = _members_after(table)
+        return result
     _assign_entry_ids()
-    tier_changes = _write_tier_changes(now)
+    tier_changes = _write_tier_changes(now, table)
     _insert_entries(actor=actor, source=source, source_ref=source_ref, now=now)
     _move_statuses(actor=actor, now=now)
     _insert_shortfalls(now)
-    _update_balances_and_tiers()
+    _disable_reversed_coupons(now)
+    _update_balances_and_tiers(table)
+    staff.record()
     result = _summarise()
     result.tier_changes = tier_changes
     return result
 
 
+def _use_live_keys() -> None:
+    """Facts freed by an undo are posted under their next generation's key (loyalty.keys)."""
+    if _rows("SELECT EXISTS (SELECT 1 FROM loyalty_freedkey)")[0][0]:
+        _exec(
+            f"""UPDATE {_STAGE} SET idem_key = (SELECT f.live FROM loyalty_freedkey f WHERE f.key = {_STAGE}.idem_key)
+                WHERE idem_key IN (SELECT key FROM loyalty_freedkey)"""
+        )
+
+
 def _mark_unknown_members() -> None:
     _exec(
-        f"""UPDATE {STAGE} SET state = {REFUSED}, refusal = 'Member #' || member_id || ' does not exist.'
-            WHERE NOT EXISTS (SELECT 1 FROM loyalty_member m WHERE m.id = {STAGE}.member_id)"""
+        f"""UPDATE {_STAGE} SET state = {_REFUSED}, refusal = 'Member #' || member_id || ' does not exist.'
+            WHERE NOT EXISTS (SELECT 1 FROM loyalty_member m WHERE m.id = {_STAGE}.member_id)"""
     )
 
 
-def _mark_already_applied(keys_to_look_up: str = "1 = 1") -> None:
+def _mark_already_applied(keys_new_unless_prefix: str | None) -> None:
+    look_up = "1 = 1"
+    params = []
+    if keys_new_unless_prefix is not None:
+        look_up = "SUBSTR(idem_key, 1, %s) = %s"
+        params = [len(keys_new_unless_prefix), keys_new_unless_prefix]
     _exec(
-        f"""UPDATE {STAGE} SET state = {ALREADY}
-            WHERE state = {NEW} AND idem_key IS NOT NULL AND ({keys_to_look_up}) AND (
-                EXISTS (SELECT 1 FROM loyalty_ledgerentry e WHERE e.idempotency_key = {STAGE}.idem_key)
-                OR EXISTS (SELECT 1 FROM loyalty_shortfall s WHERE s.idempotency_key = {STAGE}.idem_key))"""
+        f"""UPDATE {_STAGE} SET state = {_ALREADY}
+            WHERE state = {_NEW} AND idem_key IS NOT NULL AND ({look_up}) AND (
+                EXISTS (SELECT 1 FROM loyalty_ledgerentry e WHERE e.idempotency_key = {_STAGE}.idem_key)
+                OR EXISTS (SELECT 1 FROM loyalty_shortfall s WHERE s.idempotency_key = {_STAGE}.idem_key))""",
+        params,
     )
 
 
 def _lock_members() -> None:
     if _is_postgres():
         _rows(
-            f"""SELECT id FROM loyalty_member WHERE id IN (SELECT member_id FROM {STAGE} WHERE state = {NEW})
+            f"""SELECT id FROM loyalty_member WHERE id IN (SELECT member_id FROM {_STAGE} WHERE state = {_NEW})
                 ORDER BY id FOR UPDATE"""
         )
 
 
 def _mark_moves_no_longer_pending() -> None:
     """Status moves are checked again under the members' locks: the entry may have moved since it was chosen."""
+    refusal = rules.not_pending_refusal_sql(entry_id="e.id", status="e.status")
     _exec(
-        f"""UPDATE {STAGE} SET state = {REFUSED}, refusal = 'Entry #' || entry_id || ' is no longer pending.'
-            WHERE state = {NEW} AND op <> '{POST}' AND NOT EXISTS (
-                SELECT 1 FROM loyalty_ledgerentry e WHERE e.id = {STAGE}.entry_id AND e.status = 'pending')"""
+        f"""UPDATE {_STAGE} SET state = {_REFUSED},
+                refusal = (SELECT {refusal} FROM loyalty_ledgerentry e WHERE e.id = {_STAGE}.entry_id)
+            WHERE state = {_NEW} AND op <> '{_POST}' AND NOT EXISTS (
+                SELECT 1 FROM loyalty_ledgerentry e WHERE e.id = {_STAGE}.entry_id AND e.status = 'pending')"""
     )
 
 
-def _members_needing_order(policy: str) -> list[int]:
-    """Members whose rows cannot all be accepted as they stand: "set to", a debit crossing zero, a repeated key.
+def _members_needing_order(policy: str, staff: StaffPolicy) -> list[int]:
+    """Members whose rows cannot all be accepted as they stand: "set to", a debit crossing zero, a repeated key; all
+    of them when a support agent's limits hold (each row counts toward a running total).
 
     The running-balance window only looks at members with a debit in the batch: credits alone never cross zero.
     """
+    if staff.limited:
+        return [r[0] for r in _rows(f"SELECT DISTINCT member_id FROM {_STAGE} WHERE state = {_NEW} ORDER BY 1")]
     crossing = ""
     if policy != NegativeBalancePolicy.ALLOW:
         crossing = f"""
@@ -285,24 +434,24 @@ def _members_needing_order(policy: str) -> list[int]:
                        m.available_points + SUM(CASE WHEN s.status = 'active' OR s.op = '{ACTIVATE}'
                                                      THEN s.points ELSE 0 END)
                            OVER (PARTITION BY s.member_id ORDER BY s.seq ROWS UNBOUNDED PRECEDING) AS balance_after
-                FROM {STAGE} s JOIN loyalty_member m ON m.id = s.member_id
-                WHERE s.state = {NEW} AND s.member_id IN (
-                    SELECT member_id FROM {STAGE}
-                    WHERE state = {NEW} AND op = '{POST}' AND status = 'active' AND points < 0)) x
-            WHERE op = '{POST}' AND status = 'active' AND points < 0 AND balance_after < 0"""
+                FROM {_STAGE} s JOIN loyalty_member m ON m.id = s.member_id
+                WHERE s.state = {_NEW} AND s.member_id IN (
+                    SELECT member_id FROM {_STAGE}
+                    WHERE state = {_NEW} AND op = '{_POST}' AND status = 'active' AND points < 0)) x
+            WHERE op = '{_POST}' AND status = 'active' AND points < 0 AND balance_after < 0"""
     rows = _rows(
-        f"""SELECT member_id FROM {STAGE} WHERE state = {NEW} AND apply_type = '{SET_TO}'
+        f"""SELECT member_id FROM {_STAGE} WHERE state = {_NEW} AND apply_type = '{SET_TO}'
             {crossing}
             UNION
-            SELECT member_id FROM {STAGE} WHERE state = {NEW} AND idem_key IN (
-                SELECT idem_key FROM {STAGE} WHERE state = {NEW} AND idem_key IS NOT NULL
+            SELECT member_id FROM {_STAGE} WHERE state = {_NEW} AND idem_key IN (
+                SELECT idem_key FROM {_STAGE} WHERE state = {_NEW} AND idem_key IS NOT NULL
                 GROUP BY idem_key HAVING COUNT(*) > 1)"""
     )
     return sorted(r[0] for r in rows)
 
 
-def _resolve_sequentially(member_ids: list[int], policy: str) -> None:
-    """Resolve the rows of these members in posting order, exactly as the single path would."""
+def _resolve_sequentially(member_ids: list[int], policy: str, staff: StaffPolicy) -> None:
+    """Resolve the rows of these members in posting order, with the rulebook's `decide`, as the single path does."""
     if not member_ids:
         return
     _exec("DROP TABLE IF EXISTS ledger_stage_members")
@@ -316,86 +465,60 @@ def _resolve_sequentially(member_ids: list[int], policy: str) -> None:
         )
     }
     rows = _rows(
-        f"""SELECT seq, op, member_id, points, apply_type, status, kind, idem_key FROM {STAGE}
-            WHERE state = {NEW} AND idem_key IN (
-                SELECT idem_key FROM {STAGE} s JOIN ledger_stage_members x ON x.member_id = s.member_id)
-            UNION
-            SELECT seq, op, member_id, points, apply_type, status, kind, idem_key FROM {STAGE}
-            WHERE state = {NEW} AND member_id IN (SELECT member_id FROM ledger_stage_members)
+        f"""SELECT seq, member_id, op, points, apply_type, status, kind, idem_key FROM {_STAGE}
+            WHERE state = {_NEW} AND member_id IN (SELECT member_id FROM ledger_stage_members)
             ORDER BY seq"""
     )
     seen_keys: set[str] = set()
-    decisions = []
-    for seq, op, member_id, points, apply_type, status, kind, key in rows:
-        if member_id not in balances:
-            balances[member_id] = list(
-                _rows(
-                    "SELECT available_points, email FROM loyalty_member WHERE id = %s",
-                    [member_id],
-                )[0]
-            )
-        decision = _decide(
-            balances[member_id],
-            op,
-            points,
-            apply_type,
-            status,
-            kind,
-            key,
-            seen_keys,
-            policy,
-        )
-        decisions.append((seq, *decision))
+    decisions = [
+        (seq, *_decide_row(balances[member_id], row, seen_keys, policy, staff)) for seq, member_id, *row in rows
+    ]
     _exec("DROP TABLE IF EXISTS ledger_stage_decisions")
     _exec(
         "CREATE TEMP TABLE ledger_stage_decisions "
         "(seq bigint PRIMARY KEY, state smallint, points bigint, shortfall bigint, refusal text)"
     )
-    fill_table(
-        "ledger_stage_decisions",
-        ("seq", "state", "points", "shortfall", "refusal"),
-        decisions,
-    )
+    fill_table("ledger_stage_decisions", ("seq", "state", "points", "shortfall", "refusal"), decisions)
     _exec(
-        f"""UPDATE {STAGE} SET state = d.state, points = d.points, shortfall = d.shortfall, refusal = d.refusal,
+        f"""UPDATE {_STAGE} SET state = d.state, points = d.points, shortfall = d.shortfall, refusal = d.refusal,
                 apply_type = '{RELATIVE}'
-            FROM ledger_stage_decisions d WHERE {STAGE}.seq = d.seq"""
+            FROM ledger_stage_decisions d WHERE {_STAGE}.seq = d.seq"""
     )
     _exec("DROP TABLE ledger_stage_decisions")
     _exec("DROP TABLE ledger_stage_members")
 
 
-def _decide(balance, op, points, apply_type, status, kind, key, seen_keys, policy):
+def _decide_row(balance, row, seen_keys, policy, staff):
     """One row's fate, given the member's running balance: (state, points, shortfall, refusal)."""
+    op, points, apply_type, status, kind, key = row
     available, email = balance
     if key and key in seen_keys:
-        return ALREADY, points, 0, None
-    if op != POST:
+        return _ALREADY, points, 0, None
+    if op != _POST:
+        # A take-back rejected with its earning moves with it: the earning's points are what the staff member moved.
+        if kind != EntryKind.REVERSAL:
+            if refusal := staff.refusal(points):
+                return _REFUSED, points, 0, refusal
+            staff.add(points)
         if op == ACTIVATE:
             balance[0] += points
-        if key:
-            seen_keys.add(key)
-        return NEW, points, 0, None
-    change = points
-    if apply_type == SET_TO:
-        change = resolve_set_to(available=available, target=points)
-        if change == 0:
-            return NOTHING, points, 0, None
-    posted, short = change, 0
+        return _NEW, points, 0, None
+    what = "reverse" if kind == EntryKind.REVERSAL else "debit"
+    decision = rules.decide(
+        available=available, points=points, apply_type=apply_type, status=status, policy=policy, what=what, email=email
+    )
+    if decision.nothing:
+        return _NOTHING, points, 0, None
+    if refusal := staff.refusal(decision.change) or decision.refusal:
+        return _REFUSED, decision.change, 0, refusal
+    staff.add(decision.change)
     if status == EntryStatus.ACTIVE:
-        posted, short = resolve_debit(available=available, points=change, policy=policy)
-        if policy == NegativeBalancePolicy.FORBID and short:
-            if kind == EntryKind.REVERSAL:
-                refusal = f"Cannot reverse: {-change:,} points were credited but only {available:,} are available."
-            else:
-                refusal = f"Cannot take {-change:,} points from {email}: only {available:,} are available."
-            return REFUSED, change, 0, refusal
-        balance[0] += posted
+        balance[0] += decision.posted
     if key:
         seen_keys.add(key)
-    if posted == 0:
-        return SHORT_ONLY, change, short, None
-    return NEW, posted, short, None
+    if decision.posted == 0:
+        return _SHORT_ONLY, decision.change, decision.shortfall, None
+    return _NEW, decision.posted, decision.shortfall, None
 
 
 def _assign_entry_ids() -> None:
@@ -404,10 +527,10 @@ def _assign_entry_ids() -> None:
         # Rows loaded with an explicit NULL entry id did not get the default: draw theirs now, in posting order.
         sequence = _rows("SELECT pg_get_serial_sequence('loyalty_ledgerentry', 'id')")[0][0]
         _exec(
-            f"""UPDATE {STAGE} SET entry_id = x.id FROM (
+            f"""UPDATE {_STAGE} SET entry_id = x.id FROM (
                     SELECT seq, nextval('{sequence}') AS id FROM (
-                        SELECT seq FROM {STAGE} WHERE op = '{POST}' AND entry_id IS NULL ORDER BY seq) o) x
-                WHERE {STAGE}.seq = x.seq"""
+                        SELECT seq FROM {_STAGE} WHERE op = '{_POST}' AND entry_id IS NULL ORDER BY seq) o) x
+                WHERE {_STAGE}.seq = x.seq"""
         )
         return
     # SQLite: the transaction holds the database's write lock, so the next ids are ours to take.
@@ -416,79 +539,124 @@ def _assign_entry_ids() -> None:
            UNION ALL SELECT seq FROM sqlite_sequence WHERE name = 'loyalty_ledgerentry')"""
     )[0][0]
     _exec(
-        f"""UPDATE {STAGE} SET entry_id = x.id FROM (
+        f"""UPDATE {_STAGE} SET entry_id = x.id FROM (
                 SELECT seq, ROW_NUMBER() OVER (ORDER BY seq) + %s AS id
-                FROM {STAGE} WHERE state = {NEW} AND op = '{POST}') x
-            WHERE {STAGE}.seq = x.seq""",
+                FROM {_STAGE} WHERE state = {_NEW} AND op = '{_POST}') x
+            WHERE {_STAGE}.seq = x.seq""",
         [top or 0],
     )
 
 
-def _tier_case(column: str) -> str:
-    """A CASE expression giving the tier id for a lifetime figure (tiers are few; thresholds are integers)."""
-    tiers = list(Tier.objects.order_by("-threshold").values_list("threshold", "id"))
-    if not tiers:
-        return "CAST(NULL AS bigint)"
-    whens = " ".join(f"WHEN {column} >= {int(t)} THEN {int(i)}" for t, i in tiers)
-    return f"CASE {whens} ELSE NULL END"
-
-
 def _lifetime_rows_filter(alias: str = "s") -> str:
     return (
-        f"{alias}.state = {NEW} AND {alias}.counts AND "
-        f"(({alias}.op = '{POST}' AND {alias}.status = 'active') OR {alias}.op = '{ACTIVATE}')"
+        f"{alias}.state = {_NEW} AND {alias}.counts AND "
+        f"(({alias}.op = '{_POST}' AND {alias}.status = 'active') OR {alias}.op = '{ACTIVATE}')"
     )
 
 
-def _members_whose_tier_may_move() -> str:
+def _members_whose_tier_may_move(table) -> str:
     """Members whose tier can move within the batch: a debit makes the path non-monotonic; otherwise the tier can
     only move if the tier at the end (or already the tier at the start) differs from the one on record."""
     return f"""
         SELECT a.member_id FROM (
             SELECT s.member_id, SUM(s.points) AS total, MIN(s.points) AS lowest
-            FROM {STAGE} s WHERE {_lifetime_rows_filter()} GROUP BY s.member_id) a
+            FROM {_STAGE} s WHERE {_lifetime_rows_filter()} GROUP BY s.member_id) a
         JOIN loyalty_member m ON m.id = a.member_id
         WHERE a.lowest < 0
-           OR COALESCE(m.tier_id, -1) <> COALESCE({_tier_case("m.lifetime_points + a.total")}, -1)
-           OR COALESCE(m.tier_id, -1) <> COALESCE({_tier_case("m.lifetime_points")}, -1)"""
+           OR COALESCE(m.tier_id, -1) <> COALESCE({tier_for_sql("m.lifetime_points + a.total", table)}, -1)
+           OR COALESCE(m.tier_id, -1) <> COALESCE({tier_for_sql("m.lifetime_points", table)}, -1)"""
 
 
-def _write_tier_changes(now) -> int:
-    """One TierChange for every entry that moves its member to another tier, as the single path records them."""
-    sql = f"""
-        INSERT INTO tiers_tierchange
-            (member_id, from_tier_id, to_tier_id, lifetime_points, entry_id, reason, created_at)
-        SELECT member_id, prev_tier, tier_after, lifetime_after, entry_id, reason, %s FROM (
+def _tier_moves_select(table) -> str:
+    """Every entry of the batch that moves its member to another tier: member_id, from tier, to tier, lifetime after,
+    entry_id, reason, seq, and whether it is a move up (by threshold)."""
+    thresholds = {i: t for t, i in table}
+    rank = " ".join(f"WHEN {{col}} = {int(i)} THEN {int(t)}" for i, t in thresholds.items())
+
+    def threshold(col: str) -> str:
+        return f"(CASE {rank.format(col=col)} ELSE -1 END)" if rank else "-1"
+
+    return f"""
+        SELECT member_id, prev_tier, tier_after, lifetime_after, entry_id, reason, seq,
+               CASE WHEN {threshold("tier_after")} > {threshold("prev_tier")} THEN 1 ELSE 0 END AS up FROM (
             SELECT member_id, seq, entry_id, reason, lifetime_after, tier_after,
                    CASE WHEN rn = 1 THEN tier0
                         ELSE LAG(tier_after) OVER (PARTITION BY member_id ORDER BY seq) END AS prev_tier
             FROM (
                 SELECT member_id, seq, entry_id, reason, lifetime_after, tier0, rn,
-                       {_tier_case("lifetime_after")} AS tier_after
+                       {tier_for_sql("lifetime_after", table)} AS tier_after
                 FROM (
                     SELECT s.member_id, s.seq, s.entry_id, SUBSTR(s.reason, 1, 255) AS reason, m.tier_id AS tier0,
                            m.lifetime_points + SUM(s.points) OVER w AS lifetime_after,
                            ROW_NUMBER() OVER w AS rn
-                    FROM {STAGE} s JOIN loyalty_member m ON m.id = s.member_id
-                    WHERE {_lifetime_rows_filter()} AND s.member_id IN ({_members_whose_tier_may_move()})
+                    FROM {_STAGE} s JOIN loyalty_member m ON m.id = s.member_id
+                    WHERE {_lifetime_rows_filter()} AND s.member_id IN ({_members_whose_tier_may_move(table)})
                     WINDOW w AS (PARTITION BY s.member_id ORDER BY s.seq ROWS UNBOUNDED PRECEDING)
                 ) a
             ) b
         ) c
-        WHERE COALESCE(prev_tier, -1) <> COALESCE(tier_after, -1)
-        ORDER BY seq"""
-    return _exec(sql, [now])
+        WHERE COALESCE(prev_tier, -1) <> COALESCE(tier_after, -1)"""
+
+
+def _write_tier_changes(now, table) -> int:
+    """One TierChange for every entry that moves its member to another tier, as the single path records them."""
+    return _exec(
+        f"""INSERT INTO tiers_tierchange
+                (member_id, from_tier_id, to_tier_id, lifetime_points, entry_id, reason, created_at)
+            SELECT member_id, prev_tier, tier_after, lifetime_after, entry_id, reason, %s
+            FROM ({_tier_moves_select(table)}) moves ORDER BY seq""",
+        [now],
+    )
+
+
+def _count_tier_moves(table) -> tuple[int, int]:
+    """Members whose tier ends higher and lower than it starts (a preview's figures)."""
+    ups, downs = _rows(
+        f"""SELECT COALESCE(SUM(CASE WHEN end_up > 0 THEN 1 ELSE 0 END), 0),
+                   COALESCE(SUM(CASE WHEN end_up < 0 THEN 1 ELSE 0 END), 0)
+            FROM (SELECT member_id, SUM(CASE WHEN up = 1 THEN 1 ELSE -1 END) AS end_up
+                  FROM ({_tier_moves_select(table)}) moves GROUP BY member_id) x"""
+    )[0]
+    return int(ups), int(downs)
+
+
+def _members_after(table, limit: int = 200) -> list[MemberAfter]:
+    """The first members of the batch with their figures before and after, and their refused rows."""
+    deltas = _balance_deltas()
+    rows = _rows(
+        f"""SELECT m.id, m.email, m.available_points, m.available_points + COALESCE(d.available, 0),
+                   m.lifetime_points, m.lifetime_points + COALESCE(d.lifetime, 0), m.tier_id,
+                   {tier_for_sql("m.lifetime_points + COALESCE(d.lifetime, 0)", table)}
+            FROM loyalty_member m
+            JOIN (SELECT DISTINCT member_id FROM {_STAGE}) x ON x.member_id = m.id
+            LEFT JOIN ({deltas}) d ON d.member_id = m.id
+            ORDER BY m.id LIMIT %s""",
+        [limit],
+    )
+    members = {r[0]: MemberAfter(*r) for r in rows}
+    for member_id, refusal in _rows(
+        f"SELECT member_id, refusal FROM {_STAGE} WHERE state = {_REFUSED} AND member_id IN "
+        f"(SELECT member_id FROM {_STAGE} GROUP BY member_id ORDER BY member_id LIMIT %s) ORDER BY seq",
+        [limit],
+    ):
+        if member_id in members:
+            members[member_id].refusals.append(refusal)
+    for member in members.values():
+        if member.lifetime_before == member.lifetime_after and member.tier_before is not None:
+            member.tier_after = member.tier_before  # the tier only follows a change of lifetime
+    return list(members.values())
 
 
 def _insert_entries(*, actor, source: str, source_ref: int | None, now) -> None:
     who = actor_fields(actor)
     _exec(
         f"""INSERT INTO loyalty_ledgerentry (id, member_id, points, kind, status, counts_toward_lifetime, reason,
-                actor_user_id, actor_system, source, source_ref, earn_rule_id, reverses_id, takes_back_id,
-                idempotency_key, hold_until, created_at)
-            SELECT entry_id, member_id, points, kind, status, counts, reason, %s, %s, %s, %s, earn_rule_id,
-                   reverses_id, takes_back_id, idem_key, CASE WHEN status = 'pending' THEN hold_until END, %s
-            FROM {STAGE} WHERE state = {NEW} AND op = '{POST}' ORDER BY seq""",
+                actor_user_id, actor_system, source, source_ref, earn_rule_id, reverses_id, idempotency_key,
+                hold_until, created_at)
+            SELECT entry_id, member_id, points, kind, status, counts, reason, %s, %s, COALESCE(source, %s),
+                   COALESCE(source_ref, %s), earn_rule_id, reverses_id, idem_key,
+                   CASE WHEN status = 'pending' THEN hold_until END, %s
+            FROM {_STAGE} WHERE state = {_NEW} AND op = '{_POST}' ORDER BY seq""",
         [who["actor_user_id"], who["actor_system"], source, source_ref, now],
     )
 
@@ -499,7 +667,7 @@ def _move_statuses(*, actor, now) -> None:
     _exec(
         f"""UPDATE loyalty_ledgerentry SET status = x.new_status, status_changed_at = %s, status_changed_by_id = %s
             FROM (SELECT entry_id, CASE WHEN op = '{ACTIVATE}' THEN 'active' ELSE 'rejected' END AS new_status
-                  FROM {STAGE} WHERE state = {NEW} AND op <> '{POST}') x
+                  FROM {_STAGE} WHERE state = {_NEW} AND op <> '{_POST}') x
             WHERE loyalty_ledgerentry.id = x.entry_id AND loyalty_ledgerentry.status = 'pending'""",
         [now, by],
     )
@@ -510,15 +678,38 @@ def _insert_shortfalls(now) -> None:
         f"""INSERT INTO loyalty_shortfall (member_id, points, reason, entry_id, posted_entry_id, reversal_of_id,
                 idempotency_key, created_at)
             SELECT member_id, shortfall, reason, reverses_id,
-                   CASE WHEN state = {NEW} THEN entry_id END,
-                   CASE WHEN state = {SHORT_ONLY} THEN reverses_id END,
-                   CASE WHEN state = {SHORT_ONLY} THEN idem_key END, %s
-            FROM {STAGE} WHERE shortfall > 0 AND state IN ({NEW}, {SHORT_ONLY}) ORDER BY seq""",
+                   CASE WHEN state = {_NEW} THEN entry_id END,
+                   CASE WHEN state = {_SHORT_ONLY} THEN reverses_id END,
+                   CASE WHEN state = {_SHORT_ONLY} THEN idem_key END, %s
+            FROM {_STAGE} WHERE shortfall > 0 AND state IN ({_NEW}, {_SHORT_ONLY}) ORDER BY seq""",
         [now],
     )
 
 
-def _update_balances_and_tiers() -> None:
+def _disable_reversed_coupons(now) -> None:
+    """Reversing a redemption gives its points back and disables its coupon in the same transaction."""
+    _exec(
+        f"""UPDATE loyalty_coupon SET disabled = TRUE, disabled_at = %s
+            WHERE disabled = FALSE AND redemption_entry_id IN (
+                SELECT reverses_id FROM {_STAGE} WHERE reverses_id IS NOT NULL AND state IN ({_NEW}, {_SHORT_ONLY}))""",
+        [now],
+    )
+
+
+def _balance_deltas() -> str:
+    """Per member of the batch: the change of available, pending and lifetime, and whether lifetime moved."""
+    return f"""
+        SELECT member_id,
+            SUM(CASE WHEN (op = '{_POST}' AND status = 'active') OR op = '{ACTIVATE}' THEN points ELSE 0 END)
+                AS available,
+            SUM(CASE WHEN op = '{_POST}' AND status = 'pending' THEN points
+                     WHEN op <> '{_POST}' THEN -points ELSE 0 END) AS pending,
+            SUM(CASE WHEN {_lifetime_rows_filter(_STAGE)} THEN points ELSE 0 END) AS lifetime,
+            MAX(CASE WHEN {_lifetime_rows_filter(_STAGE)} THEN 1 ELSE 0 END) AS moves_lifetime
+        FROM {_STAGE} WHERE state = {_NEW} GROUP BY member_id"""
+
+
+def _update_balances_and_tiers(table) -> None:
     """Move the members' cached figures, and their tier where lifetime moved, with one write per member."""
     new_lifetime = "loyalty_member.lifetime_points + d.lifetime"
     _exec(
@@ -526,17 +717,9 @@ def _update_balances_and_tiers() -> None:
                 available_points = loyalty_member.available_points + d.available,
                 pending_points = loyalty_member.pending_points + d.pending,
                 lifetime_points = {new_lifetime},
-                tier_id = CASE WHEN d.moves_lifetime = 1 THEN {_tier_case(new_lifetime)}
+                tier_id = CASE WHEN d.moves_lifetime = 1 THEN {tier_for_sql(new_lifetime, table)}
                                ELSE loyalty_member.tier_id END
-            FROM (
-                SELECT member_id,
-                    SUM(CASE WHEN (op = '{POST}' AND status = 'active') OR op = '{ACTIVATE}'
-                             THEN points ELSE 0 END) AS available,
-                    SUM(CASE WHEN op = '{POST}' AND status = 'pending' THEN points
-                             WHEN op <> '{POST}' THEN -points ELSE 0 END) AS pending,
-                    SUM(CASE WHEN {_lifetime_rows_filter(STAGE)} THEN points ELSE 0 END) AS lifetime,
-                    MAX(CASE WHEN {_lifetime_rows_filter(STAGE)} THEN 1 ELSE 0 END) AS moves_lifetime
-                FROM {STAGE} WHERE state = {NEW} GROUP BY member_id) d
+            FROM ({_balance_deltas()}) d
             WHERE loyalty_member.id = d.member_id"""
     )
 
@@ -546,25 +729,28 @@ def _summarise() -> BulkResult:
     for state, op, count, credited, debited in _rows(
         f"""SELECT state, op, COUNT(*), SUM(CASE WHEN points > 0 THEN points ELSE 0 END),
                    SUM(CASE WHEN points < 0 THEN -points ELSE 0 END)
-            FROM {STAGE} GROUP BY state, op"""
+            FROM {_STAGE} GROUP BY state, op"""
     ):
-        if state == NEW:
+        if state == _NEW:
             result.posted += count
-            if op == POST:
+            if op == _POST:
                 result.points_credited += int(credited or 0)
                 result.points_debited += int(debited or 0)
-        elif state == ALREADY:
+        elif state == _ALREADY:
             result.already_applied += count
-        elif state == NOTHING:
+        elif state == _NOTHING:
             result.nothing_to_do += count
-    result.refused = [
-        (seq, refusal)
-        for seq, refusal in _rows(f"SELECT seq, refusal FROM {STAGE} WHERE state = {REFUSED} ORDER BY seq")
-    ]
-    result.shortfalls = _rows(f"SELECT COUNT(*) FROM {STAGE} WHERE shortfall > 0 AND state IN ({NEW}, {SHORT_ONLY})")[
-        0
-    ][0]
-    result.members_touched = _rows(f"SELECT COUNT(DISTINCT member_id) FROM {STAGE} WHERE state = {NEW}")[0][0]
+    result.refused = _rows(f"SELECT seq, refusal FROM {_STAGE} WHERE state = {_REFUSED} ORDER BY seq")
+    result.shortfalls = _rows(
+        f"SELECT COUNT(*) FROM {_STAGE} WHERE shortfall > 0 AND state IN ({_NEW}, {_SHORT_ONLY})"
+    )[0][0]
+    result.members_touched = _rows(f"SELECT COUNT(DISTINCT member_id) FROM {_STAGE} WHERE state = {_NEW}")[0][0]
+    result.posted_by_rule = dict(
+        _rows(
+            f"""SELECT earn_rule_id, COUNT(*) FROM {_STAGE}
+                WHERE state = {_NEW} AND op = '{_POST}' AND earn_rule_id IS NOT NULL GROUP BY earn_rule_id"""
+        )
+    )
     return result
 
 
@@ -572,68 +758,35 @@ def _summarise() -> BulkResult:
 # Status moves and reversals in bulk (release job, undo of an import or a run, bulk approve/reject)
 
 
-def _run_staged(fill_sql: str, params, *, actor, source: str, source_ref: int | None, policy: str) -> BulkResult:
-    with transaction.atomic(), staging():
-        _exec(fill_sql, params)
-        return apply_stage(actor=actor, source=source, source_ref=source_ref, policy=policy)
-
-
-def _ids_table(entry_ids) -> None:
-    _exec("DROP TABLE IF EXISTS ledger_stage_entries")
-    _exec("CREATE TEMP TABLE ledger_stage_entries (entry_id bigint PRIMARY KEY)")
-    fill_table("ledger_stage_entries", ("entry_id",), ((i,) for i in sorted(set(entry_ids))))
-
-
-def _move_fill_sql(op: str, where: str) -> str:
-    """Stage status moves of pending entries (and, on reject, their pending take-backs), in entry order."""
-    return f"""INSERT INTO {STAGE} (seq, op, member_id, points, apply_type, kind, status, counts, reason, entry_id)
-        SELECT e.id, '{op}', e.member_id, e.points, '{RELATIVE}', e.kind, e.status, e.counts_toward_lifetime,
-               %s, e.id
-        FROM loyalty_ledgerentry e WHERE e.status = 'pending' AND ({where})"""
-
-
 def pending_release_matured(*, now: datetime | None = None, actor=None) -> BulkResult:
     """Make every pending entry whose hold has ended active: the scheduled job of the return window."""
     from ..actors import RELEASE_JOB
 
-    return _run_staged(
-        _move_fill_sql(ACTIVATE, "e.hold_until <= %s"),
-        ["Hold ended", now or timezone.now()],
-        actor=actor or RELEASE_JOB,
-        source="schedule",
-        source_ref=None,
-        policy=NegativeBalancePolicy.ALLOW,
-    )
+    with transaction.atomic(), _staging():
+        _stage_moves(
+            f"""SELECT e.id AS seq, e.id AS entry_id, '{ACTIVATE}' AS op, %s AS reason FROM loyalty_ledgerentry e
+                WHERE e.status = 'pending' AND e.hold_until <= %s""",
+            ["Hold ended", now or timezone.now()],
+        )
+        return _apply(
+            actor=actor or RELEASE_JOB,
+            source="schedule",
+            source_ref=None,
+            policy=NegativeBalancePolicy.ALLOW,
+            action="approve",
+        )
 
 
 def entries_approve_bulk(*, entry_ids, actor, reason: str = "Pending points approved") -> BulkResult:
-    with transaction.atomic():
-        _ids_table(entry_ids)
-        return _run_staged(
-            _move_fill_sql(ACTIVATE, "e.id IN (SELECT entry_id FROM ledger_stage_entries)"),
-            [reason],
-            actor=actor,
-            source="admin",
-            source_ref=None,
-            policy=NegativeBalancePolicy.ALLOW,
-        )
+    """Approve many pending entries (staff: the permission to approve, within the agent's limits)."""
+    moves = [Move(entry_id, ACTIVATE, reason) for entry_id in sorted(set(entry_ids))]
+    return entries_post_bulk(postings=moves, actor=actor, source="admin", action="approve", policy="allow")
 
 
 def entries_reject_bulk(*, entry_ids, actor, reason: str) -> BulkResult:
-    with transaction.atomic():
-        _ids_table(entry_ids)
-        return _run_staged(
-            _move_fill_sql(
-                REJECT,
-                "e.id IN (SELECT entry_id FROM ledger_stage_entries) "
-                "OR e.takes_back_id IN (SELECT entry_id FROM ledger_stage_entries)",
-            ),
-            [reason],
-            actor=actor,
-            source="admin",
-            source_ref=None,
-            policy=NegativeBalancePolicy.ALLOW,
-        )
+    """Reject many pending entries, with their pending take-backs."""
+    moves = [Move(entry_id, REJECT, reason) for entry_id in sorted(set(entry_ids))]
+    return entries_post_bulk(postings=moves, actor=actor, source="admin", action="approve", policy="allow")
 
 
 def entries_reverse_bulk(
@@ -642,17 +795,28 @@ def entries_reverse_bulk(
     reason: str,
     actor,
     source: str,
+    action: str = "reverse",
     source_ref: int | None = None,
     policy: str | None = None,
+    free_keys: bool = False,
+    dry_run: bool = False,
 ) -> BulkResult:
     """Reverse many entries with the rules of a staff reversal: pending ones are rejected, active ones get a reversal
-    linked one-to-one; refusals (already reversed, a reversal, rejected, points spent under "forbid") are reported."""
+    linked one-to-one; refusals (rules.reversal_refusal, points spent under "forbid", an agent's limits) are reported
+    by entry. free_keys: the reversed entries' facts may be credited again (an undo; loyalty.keys). action: the staff
+    action the caller stands for ("reverse"; an undo names its own)."""
     policy = policy_or_default(policy)
     with transaction.atomic():
-        _ids_table(entry_ids)
-        with staging():
+        _exec("DROP TABLE IF EXISTS ledger_stage_entries")
+        _exec("CREATE TEMP TABLE ledger_stage_entries (entry_id bigint PRIMARY KEY)")
+        fill_table("ledger_stage_entries", ("entry_id",), ((i,) for i in sorted(set(entry_ids))))
+        with _staging():
             _stage_reversals(reason)
-            result = apply_stage(actor=actor, source=source, source_ref=source_ref, policy=policy)
+            result = _apply(
+                actor=actor, source=source, source_ref=source_ref, policy=policy, action=action, dry_run=dry_run
+            )
+            if free_keys and not dry_run:
+                _free_keys()
         _exec("DROP TABLE IF EXISTS ledger_stage_entries")  # on failure the rollback takes it, as it does the stage
         return result
 
@@ -661,63 +825,83 @@ def _stage_reversals(reason: str) -> None:
     chosen = "e.id IN (SELECT entry_id FROM ledger_stage_entries)"
     taken_back = """COALESCE((SELECT -SUM(t.points) FROM loyalty_ledgerentry t
                                WHERE t.takes_back_id = e.id AND t.status <> 'rejected'), 0)"""
-    # Pending entries are rejected, with their pending take-backs.
-    _exec(
-        _move_fill_sql(
-            REJECT,
-            f"{chosen} OR e.takes_back_id IN (SELECT entry_id FROM ledger_stage_entries "
-            f"JOIN loyalty_ledgerentry p ON p.id = entry_id WHERE p.status = 'pending')",
-        ),
-        [reason],
+    remaining = f"(e.points - CASE WHEN e.points > 0 THEN {taken_back} ELSE 0 END)"  # rules.reversal_remaining
+    # Pending entries are rejected, with their pending take-backs (a pending take-back itself is a reversal: refused).
+    _stage_moves(
+        f"""SELECT e.id AS seq, e.id AS entry_id, '{REJECT}' AS op, %s AS reason FROM loyalty_ledgerentry e
+            WHERE {chosen} AND e.status = 'pending' AND e.kind <> '{EntryKind.REVERSAL}'""",
+        [reason[:MAX_REASON]],
+    )
+    refusal = rules.reversal_refusal_sql(
+        entry="e",
+        reversed_by="(SELECT r.id FROM loyalty_ledgerentry r WHERE r.reverses_id = e.id)",
+        reversed_without_entry="EXISTS (SELECT 1 FROM loyalty_shortfall f WHERE f.reversal_of_id = e.id)",
+        remaining=remaining,
     )
     # Active entries get a reversal of what is left of them; seq keeps entry order after the status moves.
     _exec(
-        f"""INSERT INTO {STAGE} (seq, op, member_id, points, apply_type, kind, status, counts, reason, reverses_id,
+        f"""INSERT INTO {_STAGE} (seq, op, member_id, points, apply_type, kind, status, counts, reason, reverses_id,
                 state, refusal)
-            SELECT e.id + (SELECT COALESCE(MAX(id), 0) FROM loyalty_ledgerentry), '{POST}', e.member_id,
-                   -(e.points - CASE WHEN e.points > 0 THEN {taken_back} ELSE 0 END),
-                   '{RELATIVE}', '{EntryKind.REVERSAL}', 'active', e.counts_toward_lifetime, %s, e.id,
-                   CASE WHEN e.kind = 'reversal' OR e.status = 'rejected'
-                          OR EXISTS (SELECT 1 FROM loyalty_ledgerentry r WHERE r.reverses_id = e.id)
-                          OR EXISTS (SELECT 1 FROM loyalty_shortfall f WHERE f.reversal_of_id = e.id)
-                          OR e.points - CASE WHEN e.points > 0 THEN {taken_back} ELSE 0 END = 0
-                        THEN {REFUSED} ELSE {NEW} END,
-                   CASE WHEN e.kind = 'reversal' THEN 'Entry #' || e.id || ' is itself a reversal.'
-                        WHEN e.status = 'rejected' THEN 'Entry #' || e.id || ' was rejected: nothing to reverse.'
-                        WHEN EXISTS (SELECT 1 FROM loyalty_ledgerentry r WHERE r.reverses_id = e.id)
-                          OR EXISTS (SELECT 1 FROM loyalty_shortfall f WHERE f.reversal_of_id = e.id)
-                        THEN 'Entry #' || e.id || ' was already reversed.'
-                        ELSE 'Entry #' || e.id || ' was already taken back in full.' END
-            FROM loyalty_ledgerentry e WHERE {chosen} AND e.status <> 'pending'""",
-        [reason[:500]],
+            SELECT e.id + (SELECT COALESCE(MAX(id), 0) FROM loyalty_ledgerentry), '{_POST}', e.member_id,
+                   -{remaining}, '{RELATIVE}', '{EntryKind.REVERSAL}', 'active', e.counts_toward_lifetime, %s, e.id,
+                   CASE WHEN refusal IS NULL THEN {_NEW} ELSE {_REFUSED} END, refusal
+            FROM (SELECT e.*, {refusal} AS refusal FROM loyalty_ledgerentry e
+                  WHERE {chosen} AND (e.status <> 'pending' OR e.kind = '{EntryKind.REVERSAL}')) e""",
+        [reason[:MAX_REASON]],
     )
+
+
+def _free_keys() -> None:
+    """The undone entries' facts may be credited again: each key moves to its next generation (loyalty.keys)."""
+    _exec("DROP TABLE IF EXISTS ledger_freed")
+    _exec(
+        f"""CREATE TEMP TABLE ledger_freed AS
+            SELECT e.idempotency_key AS k FROM loyalty_ledgerentry e JOIN {_STAGE} s ON s.entry_id = e.id
+            WHERE s.state = {_NEW} AND s.op = '{REJECT}' AND e.idempotency_key IS NOT NULL
+            UNION
+            SELECT e.idempotency_key FROM loyalty_ledgerentry e JOIN {_STAGE} s ON s.reverses_id = e.id
+            WHERE s.state IN ({_NEW}, {_SHORT_ONLY}) AND e.idempotency_key IS NOT NULL"""
+    )
+    # A first generation for keys never freed before; then the next one for keys that were a generation already.
+    _exec(
+        """INSERT INTO loyalty_freedkey (key, generation, live)
+           SELECT k, 1, k || '#1' FROM ledger_freed
+           WHERE NOT EXISTS (SELECT 1 FROM loyalty_freedkey f WHERE f.key = k OR f.live = k)"""
+    )
+    _exec(
+        """UPDATE loyalty_freedkey SET generation = generation + 1,
+               live = key || '#' || CAST(generation + 1 AS varchar(12))
+           WHERE live IN (SELECT k FROM ledger_freed)"""
+    )
+    _exec("DROP TABLE ledger_freed")
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Tier thresholds changed
 
 
-def tiers_recompute_all(*, reason: str = "Tier thresholds changed") -> int:
-    """Put every member in the tier their lifetime points reach now, recording each move; returns how many moved.
+def tiers_recompute_all(*, reason: str = "Tier thresholds changed", dry_run: bool = False) -> tuple[int, int]:
+    """Put every member in the tier their lifetime points reach now, recording each move with `reason`.
 
-    Run after tiers are added, changed or removed (the tier admin does). Members whose lifetime never moved keep
-    "no tier", as everywhere else.
+    Run after tiers are added, changed or retired (the tier admin queues it). Returns (moved up, moved down); with
+    dry_run, counts them and writes nothing.
     """
-    now = timezone.now()
-    target = _tier_case("lifetime_points")
-    stale = f"""(tier_id IS NOT NULL OR lifetime_points <> 0)
-                AND COALESCE(tier_id, -1) <> COALESCE({target}, -1)"""
+    table = tier_table()
+    target = tier_for_sql("lifetime_points", table)
+    stale = f"COALESCE(tier_id, -1) <> COALESCE({target}, -1)"
+    ranks = {i: t for t, i in table}
     with transaction.atomic():
-        lock = " FOR UPDATE" if _is_postgres() else ""
-        moved = _rows(f"SELECT id FROM loyalty_member WHERE {stale} ORDER BY id{lock}")
-        if not moved:
-            return 0
+        lock = " FOR UPDATE" if _is_postgres() and not dry_run else ""
+        moved = _rows(f"SELECT id, tier_id, {target} FROM loyalty_member WHERE {stale} ORDER BY id{lock}")
+        up = sum(1 for _id, old, new in moved if ranks.get(new, -1) > ranks.get(old, -1))
+        if dry_run or not moved:
+            return up, len(moved) - up
         _exec(
             f"""INSERT INTO tiers_tierchange
                     (member_id, from_tier_id, to_tier_id, lifetime_points, entry_id, reason, created_at)
                 SELECT id, tier_id, {target}, lifetime_points, NULL, %s, %s FROM loyalty_member
                 WHERE {stale} ORDER BY id""",
-            [reason[:255], now],
+            [reason[:255], timezone.now()],
         )
         _exec(f"UPDATE loyalty_member SET tier_id = {target} WHERE {stale}")
-        return len(moved)
+        return up, len(moved) - up

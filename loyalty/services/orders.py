@@ -40,6 +40,7 @@ from ..models import (
     Shortfall,
 )
 from .ledger import entry_is_reversed, entry_reverse, entry_take_back, points_earn
+from .members import member_create
 
 log = logging.getLogger(__name__)
 
@@ -199,12 +200,8 @@ def _guest_create(facts: OrderFacts, email: str, context: SettleContext | None) 
 
 def _member_create(facts: OrderFacts, email: str, *, customer_id: str | None, savepoint: bool = True) -> Member:
     with transaction.atomic(savepoint=savepoint):
-        return Member.objects.create(
-            email=email,
-            customer_id=customer_id,
-            first_name=facts.first_name[:150],
-            last_name=facts.last_name[:150],
-            signed_up_at=None,
+        return member_create(
+            email=email, customer_id=customer_id, first_name=facts.first_name, last_name=facts.last_name
         )
 
 

@@ -7,7 +7,6 @@ The credit's idempotency key is f"token:{token}", whichever way the token is clo
 
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import ROUND_FLOOR, Decimal
 
 from django.db import IntegrityError, transaction
@@ -15,6 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..errors import LoyaltyError
+from ..keys import live_key, token_earning_key
 from ..models import (
     EarnRule,
     EarnRuleKind,
@@ -27,15 +27,14 @@ from ..models import (
     RewardToken,
     TokenStatus,
 )
+from ..rules import hold_days, hold_until
 from .ledger import PostResult, entry_reject, points_earn
 from .ledger_bulk import BulkResult, Posting, entries_post_bulk
 
 TOKEN_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
-def token_key(token: str) -> str:
-    """The ledger key of a token's credit: the same for the admin, the command line and CSV uploads."""
-    return f"token:{token}"
+token_key = token_earning_key  # the ledger key of a token's credit (loyalty.keys)
 
 
 @dataclass
@@ -71,8 +70,8 @@ def conversion_points(rule: EarnRule, amount: Decimal | None) -> int:
 
 
 def _hold_until(rule: EarnRule):
-    days = rule.hold_days if rule.hold_days is not None else ProgramSettings.load().hold_days_default
-    return timezone.now() + timedelta(days=days) if days else None
+    days = hold_days(rule_hold_days=rule.hold_days, program_default=ProgramSettings.load().hold_days_default)
+    return hold_until(at=timezone.now(), days=days)
 
 
 def token_issue(*, member: Member | int, actor, earn_rule: EarnRule | None = None, token: str = "") -> RewardToken:
@@ -167,7 +166,7 @@ def token_reject(*, token: str, actor, reason: str = "", email: str | None = Non
         found = _find(token, email)
         if found.status == TokenStatus.REJECTED:
             return TokenResult(token=found, already_applied=True)
-        credit = LedgerEntry.objects.filter(idempotency_key=token_key(found.token)).first()
+        credit = LedgerEntry.objects.filter(idempotency_key=live_key(token_key(found.token))).first()
         if credit is not None and credit.status == EntryStatus.ACTIVE:
             raise LoyaltyError(
                 _("Token %(token)s's %(points)s points are already available: reverse entry #%(entry)s instead.")

@@ -63,7 +63,7 @@ def adjust_points_matching(*, user_id, query, token, points, apply_type, reason)
             Posting(member_id, points, reason, apply_type=apply_type, idempotency_key=f"admin:{token}:{member_id}")
             for member_id in chunk
         ]
-        result = entries_post_bulk(postings=postings, actor=user, source=EntrySource.ADMIN)
+        result = entries_post_bulk(postings=postings, actor=user, source=EntrySource.ADMIN, action="adjust")
         totals["posted"] += result.posted
         totals["already"] += result.already_applied
         totals["refused"] += len(result.refused)

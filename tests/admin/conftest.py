@@ -3,42 +3,13 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from loyalty.services import points_adjust, points_earn
-from tests.factories import MemberFactory, RewardFactory, UserFactory
+from tests.factories import MemberFactory, RewardFactory
 
 MEMBERS_URL = "/admin/loyalty/member/"
 ENTRIES_URL = "/admin/loyalty/ledgerentry/"
-
-
-def in_role(username, role):
-    user = UserFactory(username=username)
-    user.groups.add(Group.objects.get(name=role))
-    return user
-
-
-@pytest.fixture
-def support_agent(db):
-    return in_role("agent-ann", "Support agent")
-
-
-@pytest.fixture
-def program_manager(db):
-    return in_role("manager-max", "Program manager")
-
-
-@pytest.fixture
-def agent_client(client, support_agent):
-    client.force_login(support_agent)
-    return client
-
-
-@pytest.fixture
-def manager_client(client, program_manager):
-    client.force_login(program_manager)
-    return client
 
 
 @pytest.fixture

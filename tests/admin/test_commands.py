@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
 
-from loyalty.bench_floor import FLOOR_TABLE, ledger_write_floor_s
+from devtools.bench_floor import FLOOR_TABLE, ledger_write_floor_s
 from loyalty.models import EntryKind, LedgerEntry, Member, RFMSegment
 
 pytestmark = pytest.mark.django_db

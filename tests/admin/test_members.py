@@ -130,7 +130,7 @@ def test_support_agent_is_refused_above_the_limit_with_the_limit_named(agent_cli
         agent_client, MEMBERS_URL, "adjust_points", [ann.pk], page, points="5000", reason="Big", apply_type="relative"
     )
     assert any(
-        "Adjustments above 1,000 points need a program manager: this one is 5,000 points." in m
+        "Changes of more than 1,000 points need a program manager: this one is 5,000 points." in m
         for m in messages_of(done)
     )
     ann.refresh_from_db()
@@ -330,7 +330,7 @@ def test_select_all_refuses_an_agent_above_the_limit(agent_client, tiers):
         apply_type="relative",
         select_across="1",
     )
-    assert any("Adjustments above 1,000 points need a program manager" in m for m in messages_of(done))
+    assert any("Changes of more than 1,000 points need a program manager" in m for m in messages_of(done))
     ann.refresh_from_db()
     assert ann.available_points == 600
 

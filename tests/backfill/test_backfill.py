@@ -182,8 +182,15 @@ def test_undo_reverses_the_whole_run(history, manager, committed):
     assert LedgerEntry.objects.filter(source="backfill", source_ref=run.pk, kind="reversal").count() == 6
     with pytest.raises(LoyaltyError, match="only a finished run can be undone"):
         service.backfill_undo_request(run=run, actor=manager)
-    # The undone run's keys stay spent: a new run does not credit the same actions again.
+    # The undone run frees what it credited: a new run (after fixing a way to earn, say) credits it again, once.
+    assert service.backfill_preview().points == run.points_credited
+    again = committed(service.backfill_run_create, actor=manager)
+    again.refresh_from_db()
+    assert (again.status, again.points_credited) == (BackfillStatus.DONE, run.points_credited)
     assert service.backfill_preview().points == 0
+    third = committed(service.backfill_run_create, actor=manager)
+    third.refresh_from_db()
+    assert (third.points_credited, third.already_credited) == (0, 6)
 
 
 def test_one_run_at_a_time(history, manager):

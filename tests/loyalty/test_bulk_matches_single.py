@@ -1,118 +1,321 @@
-"""The bulk path and the one-by-one path give identical ledgers, balances, tiers and tier histories."""
+"""The bulk path and the one-by-one path give identical ledgers, balances, tiers, histories, coupons and refusals.
+
+Random sequences of batches run twice from the same start: once through the single path (one service call per
+operation), once through the bulk path (one call per batch), under each negative-balance policy, as the system and
+as a support agent held to a per-action limit and a daily total. Every operation of the ledger is covered: relative
+adjustments (counting toward lifetime or not) and "set to", earnings with and without a hold, approvals and
+rejections, the release of matured holds, reversals of pending and active entries and of earnings partly taken back,
+and rewards given with and without deducting points.
+"""
+
+from datetime import timedelta
+from functools import partial
 
 import pytest
+from django.db import transaction
+from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loyalty.actors import SystemActor
+from loyalty.actors import RELEASE_JOB, SystemActor
 from loyalty.errors import LoyaltyError
-from loyalty.models import EntryKind, LedgerEntry, Member, Shortfall
-from loyalty.services import Posting, entries_post_bulk, points_adjust, points_earn
-from tests.factories import TierFactory
+from loyalty.models import (
+    Coupon,
+    EntryKind,
+    EntryStatus,
+    LedgerEntry,
+    Member,
+    ProgramSettings,
+    Shortfall,
+    StaffDailyTotal,
+)
+from loyalty.services import (
+    ACTIVATE,
+    REJECT,
+    Move,
+    Posting,
+    entries_post_bulk,
+    entries_reverse_bulk,
+    entry_approve,
+    entry_reject,
+    entry_reverse,
+    entry_take_back,
+    pending_release_matured,
+    points_adjust,
+    points_earn,
+    reward_give,
+)
+from loyalty.services.members import member_create
+from tests.factories import RewardFactory, TierFactory
 from tiers.models import TierChange
 
-ACTOR = SystemActor("equivalence test")
+SYSTEM = SystemActor("equivalence test")
+MEMBERS = 3
 
-operation = st.tuples(
-    st.integers(min_value=0, max_value=2),  # which member
-    st.sampled_from(["relative", "relative", "relative", "set", "earn"]),
-    st.integers(min_value=-900, max_value=900).filter(lambda n: n != 0),
-    st.one_of(st.none(), st.sampled_from(["k1", "k2", "k3"])),
+member = st.integers(min_value=0, max_value=MEMBERS - 1)
+entry = st.integers(min_value=0, max_value=40)  # an index into the ledger as it stands (modulo its length)
+key = st.one_of(st.none(), st.sampled_from(["k1", "k2", "k3"]))
+post_op = st.one_of(
+    st.tuples(
+        st.just("adjust"),
+        member,
+        st.integers(min_value=-900, max_value=900).filter(bool),
+        key,
+        st.sampled_from([None, True, False]),
+    ),
+    st.tuples(st.just("set"), member, st.integers(min_value=0, max_value=1500), key),
+    st.tuples(st.just("earn"), member, st.integers(min_value=1, max_value=900), key, st.booleans()),
+    st.tuples(st.just("approve"), entry),
+    st.tuples(st.just("reject"), entry),
+)
+batch = st.one_of(
+    st.tuples(st.just("post"), st.lists(post_op, min_size=1, max_size=8)),
+    st.tuples(st.just("reverse"), st.lists(entry, min_size=1, max_size=4)),
+    st.tuples(st.just("reward"), member, st.booleans()),
+    st.tuples(st.just("take_back"), entry, st.integers(min_value=1, max_value=600)),
+    st.tuples(st.just("release"), st.just(None)),
 )
 
 
-def _run_single(members, ops, policy):
-    for who, apply_type, points, key in ops:
-        member = members[who]
+def _entries() -> list[LedgerEntry]:
+    return list(LedgerEntry.objects.order_by("id"))
+
+
+def _pick(entries, index):
+    return entries[index % len(entries)] if entries else None
+
+
+def _hold(with_hold: bool):
+    return timezone.now() + timedelta(days=1) if with_hold else None
+
+
+class Side:
+    """One run of the batches: `single` or `bulk`. Records every refusal sentence, in order."""
+
+    def __init__(self, members, actor, policy):
+        self.members, self.actor, self.policy, self.refusals = members, actor, policy, []
+
+    def attempt(self, call):
         try:
-            if apply_type == "earn":
-                points_earn(
-                    member=member, points=abs(points), reason="op", actor=ACTOR, source="import", idempotency_key=key
-                )
-            else:
-                value = abs(points) if apply_type == "set" else points
-                points_adjust(
-                    member=member,
-                    points=value,
-                    reason="op",
-                    actor=ACTOR,
-                    apply_type=apply_type,
-                    source="import",
-                    idempotency_key=key,
-                    policy=policy,
-                )
-        except LoyaltyError:
-            pass
+            call()
+        except LoyaltyError as error:
+            self.refusals.append(error.message)
 
+    def run(self, batches, single: bool):
+        for kind, *args in batches:
+            if kind == "post":
+                (self._post_single if single else self._post_bulk)(args[0])
+            elif kind == "reverse":
+                (self._reverse_single if single else self._reverse_bulk)(args[0])
+            elif kind == "release":
+                self._release(single)
+            elif kind == "reward":
+                who, deduct = args
+                self.attempt(
+                    partial(
+                        reward_give,
+                        member=self.members[who],
+                        reward=self.reward,
+                        deduct_points=deduct,
+                        actor=self.actor,
+                    )
+                )
+            elif kind == "take_back" and (target := _pick(_entries(), args[0])):
+                self.attempt(
+                    partial(
+                        entry_take_back,
+                        entry=target,
+                        points=args[1],
+                        reason="refund",
+                        actor=SYSTEM,
+                        idempotency_key=None,
+                    )
+                )
 
-def _run_bulk(members, ops, policy):
-    postings = []
-    for who, apply_type, points, key in ops:
-        if apply_type == "earn":
-            postings.append(Posting(members[who].pk, abs(points), "op", kind=EntryKind.EARN, idempotency_key=key))
-        else:
-            value = abs(points) if apply_type == "set" else points
-            postings.append(Posting(members[who].pk, value, "op", apply_type=apply_type, idempotency_key=key))
-    return entries_post_bulk(postings=postings, actor=ACTOR, source="import", policy=policy)
+    # -- post batches: adjustments, "set to", earnings, approvals and rejections
+    def _post_single(self, ops):
+        entries = _entries()
+        for op in ops:
+            name, *args = op
+            if name in ("adjust", "set"):
+                who, points, key_, *counts = args
+                self.attempt(
+                    partial(
+                        points_adjust,
+                        member=self.members[who],
+                        points=points,
+                        reason="op",
+                        actor=self.actor,
+                        apply_type="relative" if name == "adjust" else "set",
+                        source="import",
+                        idempotency_key=key_,
+                        policy=self.policy,
+                        counts_toward_lifetime=counts[0] if counts else None,
+                    )
+                )
+            elif name == "earn":
+                who, points, key_, hold = args
+                self.attempt(
+                    partial(
+                        points_earn,
+                        member=self.members[who],
+                        points=points,
+                        reason="op",
+                        actor=self.actor,
+                        source="import",
+                        idempotency_key=key_,
+                        hold_until=_hold(hold),
+                    )
+                )
+            elif target := _pick(entries, args[0]):
+                service = entry_approve if name == "approve" else entry_reject
+                self.attempt(partial(service, entry=target, actor=self.actor, reason="op"))
+
+    def _post_bulk(self, ops):
+        entries, postings = _entries(), []
+        for op in ops:
+            name, *args = op
+            if name in ("adjust", "set"):
+                who, points, key_, *counts = args
+                postings.append(
+                    Posting(
+                        self.members[who].pk,
+                        points,
+                        "op",
+                        apply_type="relative" if name == "adjust" else "set",
+                        idempotency_key=key_,
+                        counts_toward_lifetime=counts[0] if counts else None,
+                    )
+                )
+            elif name == "earn":
+                who, points, key_, hold = args
+                status = EntryStatus.PENDING if hold else EntryStatus.ACTIVE
+                postings.append(
+                    Posting(
+                        self.members[who].pk,
+                        points,
+                        "op",
+                        kind=EntryKind.EARN,
+                        status=status,
+                        idempotency_key=key_,
+                        hold_until=_hold(hold),
+                    )
+                )
+            elif target := _pick(entries, args[0]):
+                postings.append(Move(target.pk, ACTIVATE if name == "approve" else REJECT, "op"))
+        if postings:
+            result = entries_post_bulk(
+                postings=postings, actor=self.actor, source="import", action="adjust", policy=self.policy
+            )
+            self.refusals += [sentence for _seq, sentence in result.refused]
+
+    # -- reversals: pending entries first, then active ones, each group in entry order (the bulk path's promise)
+    def _targets(self, indexes):
+        entries = _entries()
+        chosen = {_pick(entries, i).pk: _pick(entries, i) for i in indexes if entries}
+        ordered = sorted(chosen.values(), key=lambda e: e.pk)
+        pending = [e for e in ordered if e.status == EntryStatus.PENDING and e.kind != EntryKind.REVERSAL]
+        return pending + [e for e in ordered if e not in pending]
+
+    def _reverse_single(self, indexes):
+        for target in self._targets(indexes):
+            self.attempt(lambda t=target: entry_reverse(entry=t, reason="undo", actor=self.actor, policy=self.policy))
+
+    def _reverse_bulk(self, indexes):
+        targets = self._targets(indexes)
+        if targets:
+            result = entries_reverse_bulk(
+                entry_ids=[t.pk for t in targets], reason="undo", actor=self.actor, source="admin", policy=self.policy
+            )
+            self.refusals += [sentence for _seq, sentence in result.refused]
+
+    # -- the scheduled release of matured holds (as the release job, which has no limits)
+    def _release(self, single):
+        later = timezone.now() + timedelta(days=2)
+        if not single:
+            pending_release_matured(now=later)
+            return
+        for matured in LedgerEntry.objects.filter(status=EntryStatus.PENDING, hold_until__lte=later).order_by("id"):
+            entry_approve(entry=matured, actor=RELEASE_JOB, reason="Hold ended")
 
 
 def _snapshot(members):
     by_member = {m.pk: i for i, m in enumerate(members)}
-    entries = [
-        (by_member[e.member_id], e.points, e.kind, e.status, e.counts_toward_lifetime, e.idempotency_key)
-        for e in LedgerEntry.objects.filter(member__in=members).order_by("id")
+    entries = _entries()
+    index = {e.pk: i for i, e in enumerate(entries)}
+    rows = [
+        (
+            by_member[e.member_id],
+            e.points,
+            e.kind,
+            e.status,
+            e.counts_toward_lifetime,
+            e.idempotency_key,
+            index.get(e.reverses_id),
+            index.get(e.takes_back_id),
+        )
+        for e in entries
     ]
     balances = [
         (m.available_points, m.pending_points, m.lifetime_points, m.tier_id)
         for m in Member.objects.filter(pk__in=[m.pk for m in members]).order_by("id")
     ]
     changes = [
-        (by_member[c.member_id], c.from_tier_id, c.to_tier_id, c.lifetime_points)
-        for c in TierChange.objects.filter(member__in=members).order_by("id")
+        (by_member[c.member_id], c.from_tier_id, c.to_tier_id, c.lifetime_points, index.get(c.entry_id))
+        for c in TierChange.objects.order_by("id")
     ]
     shortfalls = [
-        (by_member[s.member_id], s.points) for s in Shortfall.objects.filter(member__in=members).order_by("id")
+        (by_member[s.member_id], s.points, index.get(s.entry_id), index.get(s.posted_entry_id))
+        for s in Shortfall.objects.order_by("id")
     ]
-    return entries, balances, changes, shortfalls
+    coupons = [(by_member[c.member_id], c.points_spent, c.disabled) for c in Coupon.objects.order_by("id")]
+    moved = sorted(StaffDailyTotal.objects.exclude(points=0).values_list("points", flat=True))
+    return rows, balances, changes, shortfalls, coupons, moved
 
 
-def _fresh_members(tag):
-    return [Member.objects.create(email=f"{tag}{i}@eq.example") for i in range(3)]
+def _one_side(batches, policy, agent, single):
+    members = [member_create(email=f"m{i}@eq.example") for i in range(MEMBERS)]
+    side = Side(members, agent or SYSTEM, policy)
+    side.reward = RewardFactory(name="Tote", points_cost=300)
+    for m in members:  # a starting balance so debits, "set to" and rewards have something to work on
+        points_adjust(member=m, points=400, reason="start", actor=SYSTEM, source="import")
+    side.run(batches, single=single)
+    return _snapshot(members), side.refusals
 
 
 @pytest.mark.django_db
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(ops=st.lists(operation, min_size=1, max_size=25), policy=st.sampled_from(["forbid", "cap", "allow"]))
-def test_bulk_and_single_give_identical_ledgers(ops, policy):
-    from django.db import transaction
-
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    batches=st.lists(batch, min_size=1, max_size=10),
+    policy=st.sampled_from(["forbid", "cap", "allow"]),
+    as_agent=st.booleans(),
+)
+def test_bulk_and_single_give_identical_ledgers(batches, policy, as_agent):
     TierFactory(name="Bronze", threshold=0)
     TierFactory(name="Silver", threshold=500)
     TierFactory(name="Gold", threshold=2000)
-    with transaction.atomic():
-        sid = transaction.savepoint()
-        single_members = _fresh_members("single")
-        for m in single_members:  # a starting balance so debits and set-to have something to work on
-            points_adjust(member=m, points=300, reason="start", actor=ACTOR, source="import")
-        _run_single(single_members, ops, policy)
-        single = _snapshot(single_members)
-        transaction.savepoint_rollback(sid)
+    ProgramSettings.objects.update_or_create(
+        pk=1, defaults={"support_agent_limit": 600, "support_agent_daily_limit": 2500}
+    )
+    agent = None
+    if as_agent:
+        from tests.conftest import in_role
 
-        sid = transaction.savepoint()
-        bulk_members = _fresh_members("bulk")
-        for m in bulk_members:
-            points_adjust(member=m, points=300, reason="start", actor=ACTOR, source="import")
-        _run_bulk(bulk_members, ops, policy)
-        bulk = _snapshot(bulk_members)
-        transaction.savepoint_rollback(sid)
-
-    # Tier ids are shared; entry ids differ between the two runs, so entries are compared in order.
-    assert bulk == single
+        agent = in_role("eq-agent", "Support agent")
+    outcomes = []
+    for single in (True, False):
+        with transaction.atomic():
+            sid = transaction.savepoint()
+            outcomes.append(_one_side(batches, policy, agent, single))
+            transaction.savepoint_rollback(sid)
+    (single_state, single_refusals), (bulk_state, bulk_refusals) = outcomes
+    assert bulk_state == single_state
+    assert bulk_refusals == single_refusals
 
 
 @pytest.mark.django_db
 def test_bulk_reports_refusals_by_row_and_applies_the_rest(tiers):
-    members = _fresh_members("r")
+    members = [member_create(email=f"r{i}@eq.example") for i in range(3)]
     result = entries_post_bulk(
         postings=[
             Posting(members[0].pk, 100, "a", idempotency_key="a"),
@@ -121,7 +324,7 @@ def test_bulk_reports_refusals_by_row_and_applies_the_rest(tiers):
             Posting(members[0].pk, 100, "a again", idempotency_key="a"),
             Posting(members[2].pk, 0, "set to zero", apply_type="set"),
         ],
-        actor=ACTOR,
+        actor=SYSTEM,
         source="import",
         policy="forbid",
     )
@@ -134,9 +337,9 @@ def test_bulk_reports_refusals_by_row_and_applies_the_rest(tiers):
 
 @pytest.mark.django_db
 def test_bulk_again_with_the_same_keys_applies_nothing(tiers):
-    members = _fresh_members("again")
+    members = [member_create(email=f"again{i}@eq.example") for i in range(3)]
     postings = [Posting(m.pk, 50, "row", idempotency_key=f"file:{m.pk}") for m in members]
-    assert entries_post_bulk(postings=postings, actor=ACTOR, source="import").posted == 3
-    second = entries_post_bulk(postings=postings, actor=ACTOR, source="import")
+    assert entries_post_bulk(postings=postings, actor=SYSTEM, source="import").posted == 3
+    second = entries_post_bulk(postings=postings, actor=SYSTEM, source="import")
     assert (second.posted, second.already_applied) == (0, 3)
     assert LedgerEntry.objects.count() == 3

@@ -3,6 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from imports.services.backfill import backfill_preview, backfill_run_apply, backfill_run_create
+from loyalty.actors import SystemActor
 from loyalty.errors import LoyaltyError
 
 
@@ -29,7 +30,7 @@ class Command(BaseCommand):
             self.stdout.write("Dry run: nothing credited.")
             return
         try:
-            run = backfill_run_create(actor=None, queue=False)
+            run = backfill_run_create(actor=SystemActor("manage.py backfill_past_actions"), queue=False)
         except LoyaltyError as error:
             raise CommandError(error.message) from None
         # A cron job wants the outcome: the run applies here, in this process, not on a worker.

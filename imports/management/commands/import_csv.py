@@ -7,8 +7,15 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
 from imports.models import ImportKind, ImportStatus
-from imports.services.jobs import ImportJobError, import_job_apply, import_job_check, import_job_create
+from imports.services.jobs import (
+    ImportJobError,
+    import_job_apply,
+    import_job_check,
+    import_job_create,
+    import_job_start_apply,
+)
 from imports.services.kinds.points import MAX_REASON
+from loyalty.errors import LoyaltyError
 
 
 class Command(BaseCommand):
@@ -45,6 +52,10 @@ class Command(BaseCommand):
             self._problems(job, job.problems)
             self.stdout.write("Dry run: nothing was applied.")
             raise SystemExit(1 if job.problems else 0)
+        try:
+            import_job_start_apply(job=job, actor=actor)  # the --as user needs the permission to apply imports
+        except LoyaltyError as exc:
+            raise CommandError(exc.message) from None
         job = import_job_apply(job_id=job.pk)
         self._summary(job)
         raise SystemExit(0 if job.status == ImportStatus.APPLIED and not job.failed else 1)

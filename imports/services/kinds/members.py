@@ -7,7 +7,7 @@ turns a signed-up member back into a guest. A row that would change nothing coun
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from loyalty.services.ledger_bulk import _tier_case
+from tiers.rules import tier_for_sql, tier_table
 
 from .. import sql
 from .base import READY, ChunkResult, Context, Kind, clip, email_problem, in_chunk, moment
@@ -111,7 +111,7 @@ class MembersKind(Kind):
             f"""INSERT INTO loyalty_member (email, customer_id, first_name, last_name, signed_up_at,
                     available_points, pending_points, lifetime_points, tier_id, created_at)
                 SELECT email, customer_id, COALESCE(first_name, ''), COALESCE(last_name, ''), signed_up_at, 0, 0, 0,
-                       {_tier_case("0")}, %s
+                       {tier_for_sql("0", tier_table())}, %s
                 FROM {READY} WHERE {rows} AND member_id IS NULL ORDER BY row_no""",
             [sql.adapt_datetime(timezone.now())],
         )

@@ -7,8 +7,9 @@ when the row gives a reference (so the same reference never applies twice, whate
 
 from django.utils.translation import gettext as _
 
+from loyalty.keys import credited_sql
 from loyalty.models import EntryKind, EntrySource, LedgerEntry
-from loyalty.services import ledger_bulk
+from loyalty.services import PostingsQuery, entries_post_bulk
 
 from ...models import ImportJob
 from .. import sql
@@ -16,8 +17,8 @@ from .base import READY, ChunkResult, Context, Kind, clip, whole_number
 
 MAX_REFERENCE = 180
 MAX_REASON = LedgerEntry._meta.get_field("reason").max_length  # the entry's own limit: longer would fail the chunk
-# A condition on a table of idem_key: the key is a reference's (any file may carry it), not this file's own.
-REFERENCE_KEY = "SUBSTR({alias}idem_key, 1, 11) = 'import:ref:'"
+# A reference's key (any file may carry it), not this file's own.
+REFERENCE_PREFIX = "import:ref:"
 
 
 def file_keys_may_be_on_ledger(ctx: Context) -> bool:
@@ -132,48 +133,55 @@ class PointsKind(Kind):
         )
 
     def already_applied_sql(self, ctx: Context) -> str:
-        on_ledger = """(EXISTS (SELECT 1 FROM loyalty_ledgerentry e WHERE e.idempotency_key = x.idem_key)
-                   OR EXISTS (SELECT 1 FROM loyalty_shortfall s WHERE s.idempotency_key = x.idem_key))"""
+        on_ledger = credited_sql("x.idem_key")
         if file_keys_may_be_on_ledger(ctx):
             return on_ledger
         # Only rows with a reference can be on the ledger: look those up, not a million file keys.
-        return f"({REFERENCE_KEY.format(alias='x.')} AND {on_ledger})"
+        return f"(SUBSTR(x.idem_key, 1, {len(REFERENCE_PREFIX)}) = '{REFERENCE_PREFIX}' AND {on_ledger})"
 
     def apply_chunk(self, ctx: Context, lo: int, hi: int) -> ChunkResult:
-        with ledger_bulk.staging():
-            sql.execute(
-                f"""INSERT INTO {ledger_bulk.STAGE}
-                        (seq, op, member_id, points, apply_type, kind, status, counts, reason, idem_key)
-                    SELECT row_no, 'post', member_id, points, 'relative', %s, 'active', %s, reason, idem_key
+        query = PostingsQuery(
+            sql=f"""SELECT row_no AS seq, member_id, points, reason, idem_key AS idempotency_key, 'active' AS status,
+                           NULL AS hold_until, NULL AS earn_rule_id
                     FROM {READY} WHERE problem IS NULL AND row_no > %s AND row_no <= %s""",
-                [EntryKind.ADJUSTMENT, True, lo, hi],
-            )
-            # The file's own keys are known new on a first run: only references need looking up on the ledger.
-            return post_stage(ctx, keys_to_look_up=REFERENCE_KEY.format(alias="") if ctx.file_keys_new else "1 = 1")
+            params=[lo, hi],
+            kind=EntryKind.ADJUSTMENT,
+        )
+        # The file's own keys are known new on a first run: only references need looking up on the ledger.
+        chunk, _refused = post_postings(
+            ctx, queries=[query], keys_new_unless_prefix=REFERENCE_PREFIX if ctx.file_keys_new else None
+        )
+        return chunk
 
 
-def post_stage(ctx: Context, *, with_refused: bool = False, keys_to_look_up: str = "1 = 1"):
-    """Apply the filled ledger stage and record its refusals as the job's row problems."""
-    result = ledger_bulk.apply_stage(
+def post_postings(ctx: Context, postings=(), rows_of=(), *, queries=(), keys_new_unless_prefix=None):
+    """Post through the ledger's bulk path as the job's actor and record its refusals as the job's row problems.
+
+    postings: Posting/Move objects, with rows_of giving each one's row number in the file; queries: PostingsQuery
+    objects whose seq is the row number. Returns (ChunkResult, the row numbers refused).
+    """
+    if not postings and not queries:
+        return ChunkResult(), set()
+    result = entries_post_bulk(
+        postings=postings,
+        queries=queries,
         actor=ctx.actor,
         source=EntrySource.IMPORT,
         source_ref=ctx.job_id,
-        policy=ledger_bulk.policy_or_default(None),
-        keys_to_look_up=keys_to_look_up,
+        action="import",
+        keys_new_unless_prefix=keys_new_unless_prefix,
     )
-    refused = sql.execute(
-        f"""INSERT INTO imports_importrowproblem (job_id, row_number, column_name, reason, phase)
-            SELECT %s, seq, '', SUBSTR(refusal, 1, 500), 'apply' FROM {ledger_bulk.STAGE}
-            WHERE state = {ledger_bulk.REFUSED}""",
-        [ctx.job_id],
+    refused = [(rows_of[seq] if postings else seq, reason) for seq, reason in result.refused]
+    sql.executemany(
+        """INSERT INTO imports_importrowproblem (job_id, row_number, column_name, reason, phase)
+           VALUES (%s, %s, '', %s, 'apply')""",
+        [(ctx.job_id, row, reason[:500]) for row, reason in refused],
     )
     chunk = ChunkResult(
         applied=result.posted,
         skipped=result.already_applied + result.nothing_to_do,
-        refused=refused,
+        refused=len(refused),
         points_credited=result.points_credited,
         points_debited=result.points_debited,
     )
-    if with_refused:
-        return chunk, {seq for seq, _reason in result.refused}
-    return chunk
+    return chunk, {row for row, _reason in refused}

@@ -2,23 +2,25 @@
 
 A closed token credits its conversion way to earn once (key `token:<token>`), pending for the rule's hold days;
 a rejected token rejects that credit while it is still pending. Tokens are few per upload, so a chunk is resolved in
-Python and posted through the ledger's bulk stage.
+Python and posted through the ledger's bulk path as typed postings.
 """
 
-from datetime import timedelta
 from decimal import Decimal
 
 from django.db import connection
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from loyalty.keys import live_key_sql, token_earning_key
 from loyalty.models import EarnRule, EarnRuleKind, EntryKind, EntryStatus, ProgramSettings, TokenStatus
-from loyalty.services import ledger_bulk
-from loyalty.services.tokens import conversion_points, token_key
+from loyalty.rules import hold_days, hold_until
+from loyalty.services import Move, Posting
+from loyalty.services.ledger_bulk import REJECT
+from loyalty.services.tokens import conversion_points
 
 from .. import sql
 from .base import READY, ChunkResult, Context, Kind, amount, clip, in_chunk
-from .points import post_stage
+from .points import post_postings
 
 CLOSED, REJECTED = TokenStatus.CLOSED.value, TokenStatus.REJECTED.value
 
@@ -104,7 +106,7 @@ class TokensKind(Kind):
             FROM {rows} r
             LEFT JOIN loyalty_rewardtoken t ON t.token = r.token
             LEFT JOIN loyalty_member m ON m.id = t.member_id
-            LEFT JOIN loyalty_ledgerentry e ON e.idempotency_key = 'token:' || r.token
+            LEFT JOIN loyalty_ledgerentry e ON e.idempotency_key = {live_key_sql("'token:' || r.token")}
             LEFT JOIN (SELECT token, MIN(row_no) AS first_row FROM {rows} WHERE token IS NOT NULL
                        GROUP BY token HAVING COUNT(*) > 1) d ON d.token = r.token AND r.row_no > d.first_row""",
             [default_rule, default_rule],
@@ -119,10 +121,10 @@ class TokensKind(Kind):
                        token_status
                 FROM {READY} WHERE {in_chunk(lo, hi)} ORDER BY row_no"""
         )
-        rules = {r.pk: r for r in EarnRule.objects.filter(pk__in={f[6] for f in found if f[6]})}
+        earn_rules = {r.pk: r for r in EarnRule.objects.filter(pk__in={f[6] for f in found if f[6]})}
         default_hold = ProgramSettings.load().hold_days_default
         now = timezone.now()
-        stage, updates, skipped, only_token = [], [], 0, 0
+        postings, rows_of, updates, skipped, only_token = [], [], [], 0, 0
         for (
             row_no,
             token,
@@ -139,85 +141,42 @@ class TokensKind(Kind):
                 skipped += 1
                 continue
             if status == CLOSED:
-                rule = rules[rule_id]
+                rule = earn_rules[rule_id]
                 points = conversion_points(rule, None if amount_text is None else Decimal(amount_text))
                 if points > 0:
-                    stage.append(_credit(row_no, token, member_id, points, rule, default_hold, now))
+                    postings.append(_credit(token, member_id, points, rule, default_hold, now))
+                    rows_of.append(row_no)
                 else:
                     only_token += 1
                 updates.append((row_no, CLOSED, amount_text, rule_id, token_id))
             else:
                 if credit_status == "pending":
-                    stage.append(_reject(row_no, token, member_id, credit_id, ctx))
+                    postings.append(Move(credit_id, REJECT, ctx.upload_reason or f"Token {token} rejected"))
+                    rows_of.append(row_no)
                 else:
                     # Rejected before it was ever credited: nothing on the ledger, the token just ends as rejected.
                     only_token += 1
                 updates.append((row_no, REJECTED, None, None, token_id))
-        result, refused_rows = _post(ctx, stage)
+        result, refused_rows = post_postings(ctx, postings, rows_of)
         result.skipped += skipped
         result.applied += only_token
         _update_tokens([u for u in updates if u[0] not in refused_rows], now)
         return result
 
 
-def _credit(row_no, token, member_id, points, rule, default_hold, now) -> tuple:
-    """A ledger stage row crediting a token, exactly as loyalty.services.tokens.token_close posts it."""
-    hold_days = rule.hold_days if rule.hold_days is not None else default_hold
-    hold_until = sql.adapt_datetime(now + timedelta(days=hold_days)) if hold_days else None
-    status = EntryStatus.PENDING.value if hold_days else EntryStatus.ACTIVE.value
-    reason = f"Conversion: token {token} ({rule.name})"
-    return (
-        row_no,
-        ledger_bulk.POST,
+def _credit(token, member_id, points, rule, default_hold, now) -> Posting:
+    """The posting crediting a token, exactly as loyalty.services.tokens.token_close posts it."""
+    hold = hold_until(at=now, days=hold_days(rule_hold_days=rule.hold_days, program_default=default_hold))
+    return Posting(
         member_id,
         points,
-        "relative",
-        EntryKind.EARN.value,
-        status,
-        True,
-        reason,
-        token_key(token),
-        hold_until,
-        rule.pk,
-        None,
-        None,
-        None,
+        f"Conversion: token {token} ({rule.name})",
+        kind=EntryKind.EARN,
+        status=EntryStatus.PENDING if hold else EntryStatus.ACTIVE,
+        idempotency_key=token_earning_key(token),
+        hold_until=hold,
+        earn_rule_id=rule.pk,
     )
-
-
-def _reject(row_no, token, member_id, credit_id, ctx) -> tuple:
-    reason = ctx.upload_reason or f"Token {token} rejected"
-    return (
-        row_no,
-        ledger_bulk.REJECT,
-        member_id,
-        0,
-        "relative",
-        EntryKind.EARN.value,
-        "pending",
-        True,
-        reason,
-        None,
-        None,
-        None,
-        None,
-        None,
-        credit_id,
-    )
-
-
-def _post(ctx, stage) -> tuple[ChunkResult, set[int]]:
-    if not stage:
-        return ChunkResult(), set()
-    with ledger_bulk.staging():
-        ledger_bulk.fill_table(ledger_bulk.STAGE, ledger_bulk.STAGE_COLUMNS, stage)
-        # A reject moves the pending entry's own points: read them from the entry.
-        sql.execute(
-            f"""UPDATE {ledger_bulk.STAGE} SET points = (SELECT e.points FROM loyalty_ledgerentry e
-                    WHERE e.id = {ledger_bulk.STAGE}.entry_id) WHERE op = %s""",
-            [ledger_bulk.REJECT],
-        )
-        return post_stage(ctx, with_refused=True)
 
 
 def _update_tokens(updates, now) -> None:

@@ -17,10 +17,12 @@ from django.utils import timezone
 
 from accounts.models import User
 from loyalty.actors import SystemActor
+from loyalty.keys import order_earning_key, signup_earning_key
 from loyalty.models import (
     EarnRule,
     EarnRuleKind,
     EntryKind,
+    EntrySource,
     EntryStatus,
     LedgerEntry,
     Member,
@@ -29,8 +31,11 @@ from loyalty.models import (
     Reward,
     Store,
 )
+from loyalty.rules import hold_until
 from loyalty.services import Posting, entries_post_bulk, reward_give
 from loyalty.services.ledger_bulk import fill_table
+from loyalty.services.members import new_member_tier_id
+from loyalty.services.orders import order_rule_points
 from loyalty.services.rfm import rfm_refresh
 from tiers.models import Tier
 
@@ -66,6 +71,25 @@ ORDER_COLUMNS = (
 
 def _order_row(order):
     return tuple(getattr(order, column) for column in ORDER_COLUMNS)
+
+
+def _order_earning(order: Order, ids: dict, rule: EarnRule) -> Posting:
+    """A paid order's earning under "Place an order": as loyalty.services.orders credits it."""
+    order.pk = ids[order.store_order_id]
+    hold = hold_until(at=order.placed_at, days=rule.hold_days or 0)
+    pending = hold is not None and hold > timezone.now()
+    return Posting(
+        order.member_id,
+        order_rule_points(rule, order),
+        f"{rule.name}: order {order}",
+        kind=EntryKind.EARN,
+        status=EntryStatus.PENDING if pending else EntryStatus.ACTIVE,
+        hold_until=hold if pending else None,
+        earn_rule_id=rule.pk,
+        idempotency_key=order_earning_key(order.pk, rule.pk),
+        source=EntrySource.ORDER,
+        source_ref=order.pk,
+    )
 
 
 class Command(BaseCommand):
@@ -163,7 +187,7 @@ class Command(BaseCommand):
         """Insert members start..stop-1; returns [(id, signed_up_at)] in id order."""
         first, last = FIRST.split(), LAST.split()
         now = timezone.now()
-        batch = []
+        batch, tier_id = [], new_member_tier_id()
         for n in range(start, stop):
             joined = now - timedelta(days=rng.randint(1, 900))
             batch.append(
@@ -174,6 +198,7 @@ class Command(BaseCommand):
                     last_name=rng.choice(last),
                     signed_up_at=None if rng.random() < 0.2 else joined,
                     created_at=joined,
+                    tier_id=tier_id,
                 )
             )
         created = Member.objects.bulk_create(batch, batch_size=5000)
@@ -194,50 +219,52 @@ class Command(BaseCommand):
         for member_id, signed_up_at in member_ids:
             if signed_up_at:  # guests have no account, so no sign-up points
                 postings.append(
-                    Posting(member_id, signup.points, "Signed up", kind=EntryKind.EARN, earn_rule_id=signup.pk)
+                    Posting(
+                        member_id,
+                        signup.points,
+                        "Signed up",
+                        kind=EntryKind.EARN,
+                        earn_rule_id=signup.pk,
+                        idempotency_key=signup_earning_key(member_id, signup.pk),
+                    )
                 )
             # Every member gets exactly `per_member` entries: guests have no sign-up, so one more order instead.
             for k in range(per_member - 1 if signed_up_at else per_member):
                 if rng.random() < 0.8:
-                    amount = rng.randint(15, 400)
+                    # Orders still in their return window are pending, as the store's own events would leave them.
                     pending = rng.random() < 0.15
-                    store_id = f"{member_id}-{k}"
+                    days_ago = rng.randint(0, order_rule.hold_days - 1) if pending else rng.randint(15, 400)
                     orders.append(
                         Order(
                             store=Store.SHOPIFY,
-                            store_order_id=store_id,
+                            store_order_id=f"{member_id}-{k}",
+                            order_number=f"{member_id}{k:02d}",
                             member_id=member_id,
-                            total=amount,
+                            total=(amount := rng.randint(15, 400)),
                             earnable_amount=amount,
                             financial_status="paid",
-                            placed_at=now - timedelta(days=rng.randint(0 if pending else 15, 400)),
+                            placed_at=now - timedelta(days=days_ago, minutes=rng.randint(0, 1439)),
                         )
                     )
-                    postings.append(
-                        Posting(
-                            member_id,
-                            amount,
-                            f"Order {store_id}",
-                            kind=EntryKind.EARN,
-                            status=EntryStatus.PENDING if pending else EntryStatus.ACTIVE,
-                            hold_until=now + timedelta(days=rng.randint(1, 14)) if pending else None,
-                            earn_rule_id=order_rule.pk,
-                            idempotency_key=f"demo:order:{store_id}",
-                        )
-                    )
+                    postings.append(len(orders) - 1)  # the order's earning, once the order has its id
                 else:
                     postings.append(Posting(member_id, rng.choice((50, 100, -50)), "Goodwill gesture"))
-        self._flush(postings, orders, actor)
+        self._flush(postings, orders, actor, order_rule)
 
     @staticmethod
-    def _flush(postings, orders, actor):
-        # Orders are not ledger data, so they go in with COPY (PostgreSQL) like the bulk path's staging rows.
+    def _flush(postings, orders, actor, order_rule):
+        """Orders go in with COPY (they are not ledger data); each earns under the key and rule its store's events
+        would use (loyalty.keys), so every other path sees it as rewarded."""
         with transaction.atomic():
             fill_table(Order._meta.db_table, ORDER_COLUMNS, (_order_row(o) for o in orders))
+            ids = dict(
+                Order.objects.filter(
+                    store=Store.SHOPIFY, store_order_id__in=[o.store_order_id for o in orders]
+                ).values_list("store_order_id", "id")
+            )
+            postings = [_order_earning(orders[p], ids, order_rule) if isinstance(p, int) else p for p in postings]
             for i in range(0, len(postings), POSTING_CHUNK):
                 entries_post_bulk(postings=postings[i : i + POSTING_CHUNK], actor=actor, source="system", policy="cap")
-        postings.clear()
-        orders.clear()
 
     def _rewards_given(self, member_ids):
         reward = Reward.objects.order_by("points_cost").first()

@@ -17,7 +17,7 @@ from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
-from loyalty.bench_data import make_members, make_orders
+from devtools.bench_data import make_members, make_orders
 from loyalty.management.arguments import positive_int
 from loyalty.models import MemberRFM, RFMSegment
 from loyalty.services.rfm import rfm_refresh

@@ -18,15 +18,15 @@ from django.core.management.base import BaseCommand
 from django.db import connection, transaction
 from django.utils import timezone
 
+from devtools.bench_floor import ledger_write_floor_s
 from imports.models import ImportStatus
 from imports.services import sql
 from imports.services.jobs import chunk_rows as chunk_rows_setting
 from imports.services.jobs import import_job_apply, import_job_check, import_job_create
-from loyalty.bench_floor import ledger_write_floor_s
 from loyalty.management.arguments import positive_int
 from loyalty.models import Member
-from loyalty.services.ledger_bulk import _tier_case
 from tiers.models import Tier
+from tiers.rules import tier_for_sql, tier_table
 
 SAMPLE = 10_000
 
@@ -138,11 +138,12 @@ class Command(BaseCommand):
             if sql.is_postgres()
             else "WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n < %s) SELECT n FROM s"
         )
+        first_tier = tier_for_sql("0", tier_table())  # the tier 0 lifetime points give, as for every new member
         with transaction.atomic():
             sql.execute(
                 f"""INSERT INTO loyalty_member (email, customer_id, first_name, last_name, signed_up_at,
                         available_points, pending_points, lifetime_points, tier_id, created_at)
-                    SELECT 'bench' || n || '@bench.example', NULL, 'Bench', 'Member', %s, 0, 0, 0, {_tier_case("0")}, %s
+                    SELECT 'bench' || n || '@bench.example', NULL, 'Bench', 'Member', %s, 0, 0, 0, {first_tier}, %s
                     FROM ({series}) x
                     WHERE NOT EXISTS (
                         SELECT 1 FROM loyalty_member m WHERE m.email = 'bench' || n || '@bench.example')""",

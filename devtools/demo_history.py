@@ -12,7 +12,8 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from ..models import Member, Order, ProgramSettings, Store
+from loyalty.models import Member, Order, ProgramSettings, Store
+from loyalty.services.members import new_member_tier_id
 
 PROGRAM_AGE_DAYS = 401
 EMAIL = "history{n}@demo.example"
@@ -29,7 +30,10 @@ def demo_history_seed(*, members: int = 200, seed: int = 11) -> dict:
         program = ProgramSettings.load()
         if program.program_started_at > started:
             ProgramSettings.objects.filter(pk=1).update(program_started_at=started)
-        people = Member.objects.bulk_create([_member(n, started, rng) for n in range(members)], batch_size=2000)
+        tier_id = new_member_tier_id()
+        people = Member.objects.bulk_create(
+            [_member(n, started, rng, tier_id) for n in range(members)], batch_size=2000
+        )
         if people and people[0].pk is None:  # a database without RETURNING: read the ids back
             people = list(Member.objects.filter(email__in=[p.email for p in people]).order_by("pk"))
         orders = [order for person in people for order in _orders(person, started, rng)]
@@ -37,7 +41,7 @@ def demo_history_seed(*, members: int = 200, seed: int = 11) -> dict:
     return {"members": len(people), "orders": len(orders)}
 
 
-def _member(n: int, started, rng: random.Random) -> Member:
+def _member(n: int, started, rng: random.Random, tier_id: int | None) -> Member:
     joined = started - timedelta(days=rng.randint(2, 500), minutes=rng.randint(0, 1440))
     return Member(
         email=EMAIL.format(n=n),
@@ -45,6 +49,7 @@ def _member(n: int, started, rng: random.Random) -> Member:
         last_name=rng.choice(["Early", "Before", "Olden", "Prior"]),
         signed_up_at=None if n % 5 == 4 else joined,
         created_at=joined,
+        tier_id=tier_id,
     )
 
 

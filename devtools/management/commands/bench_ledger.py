@@ -19,12 +19,13 @@ import uuid
 from django.core.management.base import BaseCommand
 from django.db import connection, connections
 
+from devtools.bench_floor import ledger_write_floor_s
 from loyalty.actors import SystemActor
-from loyalty.bench_floor import ledger_write_floor_s
 from loyalty.management.arguments import positive_int
 from loyalty.models import Member
 from loyalty.selectors import ledger_differences
 from loyalty.services import Posting, entries_post_bulk, points_adjust
+from loyalty.services.members import new_member_tier_id
 
 ACTOR = SystemActor("bench_ledger")
 
@@ -85,8 +86,9 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(figures))
 
     def _members(self, run, count):
+        tier_id = new_member_tier_id()
         Member.objects.bulk_create(
-            [Member(email=f"bench-{run}-{i}@bench.example") for i in range(count)], batch_size=5000
+            [Member(email=f"bench-{run}-{i}@bench.example", tier_id=tier_id) for i in range(count)], batch_size=5000
         )
         return list(Member.objects.filter(email__startswith=f"bench-{run}-").values_list("id", flat=True))
 

@@ -6,6 +6,8 @@ from datetime import timedelta
 
 from django.db import connection, transaction
 
+from loyalty.services.members import new_member_tier_id
+
 
 def series(count: int) -> str:
     """A relation of the numbers 1..count as column n."""
@@ -29,11 +31,11 @@ def make_members(count: int, tag: str, start) -> tuple[int, int]:
         before = cur.fetchone()[0]
         cur.execute(
             f"""INSERT INTO loyalty_member (email, customer_id, first_name, last_name, signed_up_at,
-                    available_points, pending_points, lifetime_points, created_at)
+                    available_points, pending_points, lifetime_points, tier_id, created_at)
                 SELECT 'bench' || %s || '-' || n || '@bench.example', NULL, 'Bench', 'Member',
-                       CASE WHEN n %% 5 = 0 THEN NULL ELSE {joined} END, 0, 0, 0, %s
+                       CASE WHEN n %% 5 = 0 THEN NULL ELSE {joined} END, 0, 0, 0, %s, %s
                 FROM {series(count)}""",
-            [tag, at, at],
+            [tag, at, new_member_tier_id(), at],
         )
         cur.execute("SELECT MIN(id), MAX(id) FROM loyalty_member WHERE id > %s", [before])
         return cur.fetchone()

@@ -13,10 +13,10 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 from django.utils import timezone
 
+from devtools.bench_data import make_members, make_orders
+from devtools.bench_floor import ledger_write_floor_s
 from imports.services.backfill import backfill_preview, backfill_run_apply, backfill_run_create
 from loyalty.actors import SystemActor
-from loyalty.bench_data import make_members, make_orders
-from loyalty.bench_floor import ledger_write_floor_s
 from loyalty.management.arguments import positive_int
 from loyalty.models import EarnRule, EarnRuleKind, ProgramSettings
 from tiers.models import Tier

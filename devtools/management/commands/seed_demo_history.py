@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from loyalty.services.demo_history import demo_history_seed
+from devtools.demo_history import demo_history_seed
 from loyalty.services.rfm import rfm_refresh
 
 
