@@ -142,3 +142,13 @@ def test_rejecting_a_pending_earning_takes_its_pending_take_back_along_in_the_pr
     ]
     done = confirm(agent_client, ENTRIES_URL, "reject_pending", [earning.pk, take_back.pk], page, reason="Fraud")
     assert f"Entry #{take_back.pk} is rejected, not pending." in " ".join(messages_of(done))
+
+
+def test_preview_holds_a_support_agent_to_the_per_action_limit_as_the_service_does(agent_client):
+    ann = member_with(0, email="ann@shop.example")
+    big = credit(ann, 1500, "Wholesale order")  # above the program's support-agent limit of 1,000
+    page = first_post(agent_client, ENTRIES_URL, "reverse_conversion", [big.pk])
+    refusal = "Changes of more than 1,000 points need a program manager: this one is 1,500 points."
+    assert page.context["rows"][0].cells[6:] == ["1,500", "1,500", refusal]
+    done = confirm(agent_client, ENTRIES_URL, "reverse_conversion", [big.pk], page, reason="Mistake")
+    assert f"Refused 1: #{big.pk} (ann@shop.example): {refusal}" in messages_of(done)
