@@ -111,7 +111,12 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 # django-axes first: it refuses a locked-out login before the password is checked.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# Last: asked only about permissions the others refused, it notes them for the 403 page (accounts/permissions.py).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+    "accounts.permissions.RefusalRecorder",
+]
 
 # Failed logins (django-axes): after AXES_FAILURE_LIMIT failures for one user name from one address, that pair is
 # locked out for AXES_COOLOFF_HOURS; a superuser unlocks it at once by deleting its row under Axes › Access attempts.
@@ -129,7 +134,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
+# The staff's locale: every page shows dates, times and amounts in its formats (en-gb: "30 Nov 2026, 2:30 p.m.").
+LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="en-us")
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True

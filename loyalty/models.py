@@ -488,7 +488,8 @@ class Order(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.get_store_display()} #{self.order_number or self.store_order_id}"
+        # Shopify's order name already starts with "#" ("#1001"): one "#", not "Shopify ##1001".
+        return f"{self.get_store_display()} #{(self.order_number or self.store_order_id).lstrip('#')}"
 
     def tag_list(self):
         return [t.strip().lower() for t in self.tags.split(",") if t.strip()]

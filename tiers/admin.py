@@ -3,6 +3,8 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from loyalty.admin.action_pages import titled
+
 from .models import Tier, TierChange
 from .services import table_with, tier_change_impact, tier_retire, tiers_recompute_queue
 
@@ -119,7 +121,7 @@ class TierChangeAdmin(admin.ModelAdmin):
 
     list_display = ["created_at", "member", "from_tier", "to_tier", "lifetime_points", "reason"]
     list_select_related = ["member", "from_tier", "to_tier"]
-    list_filter = ["to_tier"]
+    list_filter = [("to_tier", titled(admin.RelatedFieldListFilter, gettext_lazy("new tier")))]
     search_fields = ["=member__email"]
     raw_id_fields = ["member", "entry"]
     show_full_result_count = False

@@ -8,6 +8,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 
+from loyalty.admin.display import earning_text, store_currency
+from loyalty.admin.refusals import require_permission
 from loyalty.background import is_silent
 from loyalty.errors import LoyaltyError
 from loyalty.ids import record_id
@@ -17,6 +19,13 @@ from ..services.backfill import backfill_preview, backfill_run_create, backfill_
 from ..services.stuck_jobs import job_resume
 
 RUN_PERMISSION = "imports.run_backfill"
+
+
+def gives(points, per_unit) -> str:
+    """What a way to earn gives, with its unit: "200 points", "1 point per $1"."""
+    return earning_text(fixed_points=points, per_unit=per_unit, currency=store_currency())
+
+
 FINISHED = (BackfillStatus.DONE, BackfillStatus.FAILED, BackfillStatus.UNDONE)
 
 
@@ -108,10 +117,12 @@ class BackfillRunAdmin(admin.ModelAdmin):
                     request, _("Reward past actions started: run #%(id)s.") % {"id": run.pk}, messages.SUCCESS
                 )
                 return HttpResponseRedirect(reverse("admin:imports_backfillrun_change", args=[run.pk]))
+        preview = backfill_preview()
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
-            "preview": backfill_preview(),
+            "preview": preview,
+            "lines": [(line, gives(line.points, line.points_per_currency_unit)) for line in preview.lines],
             "title": _("Reward past actions"),
         }
         return TemplateResponse(request, "admin/imports/backfillrun/preview.html", context)
@@ -122,6 +133,7 @@ class BackfillRunAdmin(admin.ModelAdmin):
             extra_context = {
                 **(extra_context or {}),
                 **status_context(run),
+                "rules": [(rule, gives(rule["points"], rule["points_per_currency_unit"])) for rule in run.rules],
                 "status_url": reverse("admin:imports_backfillrun_status", args=[run.pk]),
                 "undo_url": reverse("admin:imports_backfillrun_undo", args=[run.pk]),
                 "can_undo": run.status in (BackfillStatus.DONE, BackfillStatus.FAILED)
@@ -163,8 +175,9 @@ class BackfillRunAdmin(admin.ModelAdmin):
 
     def undo_view(self, request, pk):
         run = self._run(request, pk)
-        if request.method != "POST" or not request.user.has_perm(RUN_PERMISSION):
-            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:imports_backfillrun_change", args=[run.pk]))
+        require_permission(request, RUN_PERMISSION)
         try:
             backfill_undo_request(run=run, actor=request.user)
         except LoyaltyError as error:

@@ -11,6 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext as _
 
+from loyalty.admin.refusals import require_permission
 from loyalty.background import is_silent
 from loyalty.errors import LoyaltyError
 from loyalty.ids import record_id
@@ -30,6 +31,7 @@ from ..services.stuck_jobs import job_resume
 
 APPLY_PERMISSION = "imports.apply_importjob"
 UNDO_PERMISSION = "imports.undo_importjob"
+# While a job is in one of these, its page polls the status: an upload waits for its check to start.
 
 
 @admin.register(ImportJob)
@@ -97,6 +99,7 @@ class ImportJobAdmin(admin.ModelAdmin):
             "job": job,
             "original": job,
             "previous": job.previous_upload,
+            "later_uploads": job.later_uploads,
             "running": job.status in IN_FLIGHT,
             "can_apply": can_apply and job.status == ImportStatus.CHECKED and job.to_apply > 0,
             # A job in flight whose task went silent (its worker or the web process died before queueing it), or an
@@ -134,8 +137,7 @@ class ImportJobAdmin(admin.ModelAdmin):
     # -- buttons --------------------------------------------------------------------------------------------------
 
     def _require(self, request, permission):
-        if not request.user.has_perm(permission):
-            raise PermissionDenied
+        require_permission(request, permission)
 
     def apply_view(self, request, pk):
         return self._apply_or_resume(request, pk, resume=False)

@@ -106,10 +106,20 @@ class ImportJob(models.Model):
 
     @property
     def previous_upload(self):
-        """The earliest other job with the very same file, if any ("uploaded before as job N")."""
-        if not self.checksum:
+        """The latest earlier job with the very same file, if any ("uploaded before as job N").
+
+        Only an earlier job: the first upload's page must not say it was uploaded before as a later one.
+        """
+        if not self.checksum or self.pk is None:
             return None
-        return ImportJob.objects.filter(checksum=self.checksum).exclude(pk=self.pk).order_by("pk").first()
+        return ImportJob.objects.filter(checksum=self.checksum, pk__lt=self.pk).order_by("-pk").first()
+
+    @property
+    def later_uploads(self) -> list:
+        """The jobs that uploaded the very same file again after this one, oldest first ("uploaded again as job N")."""
+        if not self.checksum or self.pk is None:
+            return []
+        return list(ImportJob.objects.filter(checksum=self.checksum, pk__gt=self.pk).order_by("pk")[:10])
 
     @property
     def percent(self) -> int:

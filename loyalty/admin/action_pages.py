@@ -76,6 +76,26 @@ class QuickRowsMixin:
         return str(obj)
 
 
+class PreviewRow:
+    """A row of an intermediate page's table: its cells, and a CSS class ("refused" marks a row that will not go)."""
+
+    def __init__(self, cells, css=""):
+        self.cells, self.css = list(cells), css
+
+
+def titled(base, title):
+    """A list filter class with its own title: the admin writes "By <title>", so a field named "by" or "when" needs
+    one that reads ("By staff member", "By date")."""
+
+    class Titled(base):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.title = title
+
+    Titled.__name__ = f"Titled{base.__name__}"
+    return Titled
+
+
 def choice_label(choices, value) -> str:
     """A choice's label in the active language, translated once per language rather than once per row."""
     return _choice_labels(choices, get_language()).get(value, value)
@@ -131,7 +151,7 @@ def action_page(
         "summary": summary,
         "note": note,
         "columns": columns,
-        "rows": rows,
+        "rows": [row if isinstance(row, PreviewRow) else PreviewRow(row) for row in rows],
         "selected_ids": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
         "select_across": select_across(request),
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,

@@ -16,6 +16,7 @@ from imports.resources import ExportPermission, export_actions
 
 from ..models import Coupon, EarnRule, Order, ProgramSettings, Reward
 from .action_pages import CappedCountPaginator
+from .display import earning_text, store_currency
 
 
 @admin.register(Reward)
@@ -61,8 +62,20 @@ class CouponAdmin(ExportPermission, admin.ModelAdmin):
 
 @admin.register(EarnRule)
 class EarnRuleAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "points", "points_per_currency_unit", "hold_days", "active"]
+    list_display = ["name", "kind", "gives", "hold_days", "active"]
     list_filter = ["kind", "active"]
+
+    def get_changelist_instance(self, request):
+        self._currency = store_currency()  # once per list, not once per row
+        return super().get_changelist_instance(request)
+
+    @admin.display(description=gettext_lazy("gives"))
+    def gives(self, rule):
+        return earning_text(
+            fixed_points=rule.points,
+            per_unit=rule.points_per_currency_unit,
+            currency=getattr(self, "_currency", None) or store_currency(),
+        )
 
     def has_delete_permission(self, request, obj=None):
         return False  # entries point at it; make it inactive instead

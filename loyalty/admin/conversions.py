@@ -1,7 +1,6 @@
 """Staff credits of conversions: "Add conversion / points" (by email, or by token once) and "New conversions"."""
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -13,6 +12,7 @@ from ..forms import AddConversionForm
 from ..ids import record_id
 from ..services.conversions import conversion_credit, conversions_reward, new_conversions
 from .action_pages import action_page, mark_token_used, new_token, report_refusals, token_was_used, warn_resubmitted
+from .refusals import require_permission
 
 CREDIT_PERMISSION = "loyalty.adjust_points"  # crediting a conversion by hand is a staff credit of points
 
@@ -38,8 +38,7 @@ class ConversionPages:
         return self.model_admin.message_user(*args, **kwargs)
 
     def add_conversion_view(self, request):
-        if not request.user.has_perm(CREDIT_PERMISSION):
-            raise PermissionDenied
+        require_permission(request, CREDIT_PERMISSION)
         form = AddConversionForm(request.POST or None, initial={"action_token": new_token()})
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
@@ -90,8 +89,7 @@ class ConversionPages:
         )
 
     def new_conversions_view(self, request):
-        if not request.user.has_perm(CREDIT_PERMISSION):
-            raise PermissionDenied
+        require_permission(request, CREDIT_PERMISSION)
         if request.method == "POST":
             done = conversions_reward(
                 actor=request.user,

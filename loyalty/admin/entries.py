@@ -5,7 +5,10 @@ Entries are read-only here: the ledger is append-only, and every change goes thr
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.http import Http404, HttpResponseRedirect
+from django.urls import path
 from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
@@ -20,6 +23,7 @@ from . import jobs
 from .action_pages import (
     PREVIEW_ROWS,
     CappedCountPaginator,
+    PreviewRow,
     QuickRowsMixin,
     action_page,
     choice_label,
@@ -28,19 +32,31 @@ from .action_pages import (
     new_token,
     report_refusals,
     select_across,
+    titled,
     token_was_used,
     warn_resubmitted,
 )
-from .members import source_link
+from .display import status_text
+from .entry_preview import preview_entries
+from .members import change_url, label_order_sources, source_link
+from .refusals import MissingPermission
 
 # Picked rows are posted one by one, in the request; "select all N" goes to a background job instead.
 MAX_ENTRIES_PER_ACTION = 1000
 
 
+# The actions a member's Program activity links to, each with the permission it needs.
+ENTRY_ACTIONS = {
+    "reverse_conversion": "loyalty.reverse_entry",
+    "approve_pending": "loyalty.approve_pending",
+    "reject_pending": "loyalty.approve_pending",
+}
+
+
 class ActorFilter(admin.SimpleListFilter):
     """Who did it: a staff user, or the system (imports, runs, jobs)."""
 
-    title = gettext_lazy("by")
+    title = gettext_lazy("staff member")
     parameter_name = "by"
 
     def lookups(self, request, model_admin):
@@ -60,7 +76,13 @@ class LedgerEntryAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
     list_display = ["id", "created_at", "member", "points", "kind_label", "status_label", "reason", "by", "source_page"]
     list_display_links = ["id"]
     list_select_related = ["member", "actor_user"]
-    list_filter = ["kind", "status", "source", ("created_at", admin.DateFieldListFilter), ActorFilter]
+    list_filter = [
+        "kind",
+        "status",
+        "source",
+        ("created_at", titled(admin.DateFieldListFilter, gettext_lazy("date"))),
+        ActorFilter,
+    ]
     search_fields = ["=member__email", "=id"]
     search_help_text = gettext_lazy("A member's exact email, or an entry number.")
     list_per_page = 50
@@ -80,6 +102,8 @@ class LedgerEntryAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("status"), ordering="status")
     def status_label(self, entry):
+        if entry.status == EntryStatus.PENDING:
+            return status_text(entry)  # "Pending: available on <date>"
         return choice_label(EntryStatus, entry.status)
 
     @admin.display(description=gettext_lazy("by"))
@@ -93,6 +117,45 @@ class LedgerEntryAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
+
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        label_order_sources(changelist.result_list)  # one query for the page's orders
+        return changelist
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("act/<str:action>/", view(self.entry_action_view), name="loyalty_ledgerentry_act"),
+            *super().get_urls(),
+        ]
+
+    def entry_action_view(self, request, action):
+        """Reverse, Approve or Reject from a member's Program activity: the list action's own page and form.
+
+        GET ?entry=<id>&next=<the member's page> shows the action's intermediate page for that entry; its form posts
+        back here, the action runs as from the list, and the staff member returns to `next`.
+        """
+        if action not in ENTRY_ACTIONS:
+            raise Http404(_("No such action."))
+        if not request.user.has_perm(ENTRY_ACTIONS[action]):
+            raise MissingPermission(ENTRY_ACTIONS[action])
+        ids = [i for v in request.GET.getlist("entry") if (i := record_id(v))]
+        queryset = self.get_queryset(request).filter(pk__in=ids)
+        if not ids or not queryset.exists():
+            raise Http404(_("No such ledger entry."))
+        response = getattr(self, action)(request, queryset)
+        if response is not None:
+            return response
+        return HttpResponseRedirect(self._back(request, queryset))
+
+    @staticmethod
+    def _back(request, queryset):
+        """Where the staff member came from (a member's page), else that member's page."""
+        target = request.GET.get("next", "")
+        if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=False):
+            return target
+        return change_url("admin:loyalty_member_change", queryset.values_list("member_id", flat=True).first())
 
     def has_add_permission(self, request):
         return False
@@ -158,7 +221,8 @@ class LedgerEntryAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
             )
             return None
         if not form.is_valid():
-            summary = across_summary(title) if across else picked_summary(title, len(entries))
+            outcomes = preview_entries(entries, action, actor=request.user)
+            summary = across_summary(title) if across else picked_summary(title, outcomes)
             return action_page(
                 self,
                 request,
@@ -168,7 +232,7 @@ class LedgerEntryAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
                 action=action,
                 summary=summary,
                 note=note,
-                rows=entry_rows(entries[:PREVIEW_ROWS], action),
+                rows=entry_rows(outcomes[:PREVIEW_ROWS]),
                 columns=ENTRY_COLUMNS,
             )
         token = form.cleaned_data["action_token"]
@@ -241,33 +305,31 @@ ENTRY_COLUMNS = [
     gettext_lazy("Kind"),
     gettext_lazy("Status"),
     gettext_lazy("Points"),
-    gettext_lazy("Member's available now"),
-    gettext_lazy("Available after"),
     gettext_lazy("Reason"),
+    gettext_lazy("Available before"),
+    gettext_lazy("Available after"),
+    gettext_lazy("What happens"),
 ]
 
 
-def available_after(entry, action) -> int:
-    """What the member's available points become if this one entry goes through (others may move them too)."""
-    available = entry.member.available_points
-    if entry.status != EntryStatus.PENDING:
-        return available - entry.points if action == "reverse_conversion" else available
-    return available + entry.points if action == "approve_pending" else available
-
-
-def entry_rows(entries, action):
+def entry_rows(outcomes):
+    """The preview's rows: one member's rows follow one another, each starting from the balance the last one left."""
     return [
-        [
-            f"#{e.pk}",
-            e.member.email,
-            e.get_kind_display(),
-            e.get_status_display(),
-            f"{e.points:+d}",
-            e.member.available_points,
-            available_after(e, action),
-            e.reason,
-        ]
-        for e in entries
+        PreviewRow(
+            [
+                f"#{o.entry.pk}",
+                o.entry.member.email,
+                o.entry.get_kind_display(),
+                status_text(o.entry),
+                f"{o.entry.points:+,}",
+                o.entry.reason,
+                f"{o.available_before:,}",
+                f"{o.available_after:,}",
+                o.outcome,
+            ],
+            css="refused" if o.refused else "",
+        )
+        for o in outcomes
     ]
 
 
@@ -288,11 +350,19 @@ def across_summary(title) -> str:
     return _("%(title)s: every entry matching the list's filter and search, in the background.") % {"title": title}
 
 
-def picked_summary(title, count) -> str:
-    return ngettext("%(title)s: %(count)d entry.", "%(title)s: %(count)d entries.", count) % {
+def picked_summary(title, outcomes) -> str:
+    count = len(outcomes)
+    summary = ngettext("%(title)s: %(count)d entry.", "%(title)s: %(count)d entries.", count) % {
         "title": title,
         "count": count,
     }
+    if refused := sum(o.refused for o in outcomes):
+        summary += " " + ngettext(
+            "%(count)d will be refused (marked below); the others go through.",
+            "%(count)d will be refused (marked below); the others go through.",
+            refused,
+        ) % {"count": refused}
+    return summary
 
 
 def done_message(action, count, points):

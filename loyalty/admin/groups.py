@@ -6,6 +6,7 @@ import secrets
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Max
 from django.http import HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -23,9 +24,15 @@ from ..rules import MAX_ACTION_POINTS
 from ..selectors_groups import group_member_count
 from ..services.groups import group_action_create, group_action_undo_request, group_static_members_add
 from .members import CustomerGroupFilter
+from .refusals import require_permission
 
 FORM_PAGE = "admin/loyalty/customergroup/form_page.html"
 MAX_EMAILS_UPLOAD_MB = 20
+
+
+def rfm_refreshed_at():
+    """When a refresh last changed the RFM scores (each refresh stamps the rows it changes), or None before any."""
+    return MemberRFM.objects.aggregate(last=Max("computed_at"))["last"]
 
 
 def members_url(group: CustomerGroup) -> str:
@@ -160,6 +167,7 @@ class CustomerGroupAdmin(admin.ModelAdmin):
         group = CustomerGroup.objects.filter(pk=record_id(object_id)).first()  # None for an id that cannot be one
         if group is not None:
             extra_context.update(
+                rfm_refreshed_at=rfm_refreshed_at(),
                 member_count=group_member_count(group),
                 members_url=members_url(group),
                 upload_url=reverse("admin:loyalty_customergroup_upload", args=[group.pk]),
@@ -167,7 +175,12 @@ class CustomerGroupAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "rfm_refresh_url": reverse("admin:loyalty_customergroup_rfm")}
+        extra_context = {
+            **(extra_context or {}),
+            "rfm_refresh_url": reverse("admin:loyalty_customergroup_rfm"),
+            "rfm_refreshed_at": rfm_refreshed_at(),
+            "can_refresh_rfm": self.has_change_permission(request),
+        }
         return super().changelist_view(request, extra_context)
 
     def member_count_view(self, request, pk):
@@ -178,8 +191,9 @@ class CustomerGroupAdmin(admin.ModelAdmin):
         return JsonResponse({"group": group.pk, "members": count, "label": f"{count:,}"})
 
     def refresh_rfm_view(self, request):
-        if request.method != "POST" or not self.has_change_permission(request):
-            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:loyalty_customergroup_changelist"))
+        require_permission(request, "loyalty.change_customergroup")
         from ..tasks.groups import rfm_refresh_task
 
         rfm_refresh_task.delay()
@@ -300,6 +314,7 @@ class GroupActionAdmin(admin.ModelAdmin):
     list_filter = ["status", "apply_type"]
     list_select_related = ["group", "created_by"]
     change_form_template = "admin/loyalty/customergroup/groupaction_change_form.html"
+    change_list_template = "admin/loyalty/customergroup/groupaction_change_list.html"
     actions = ["undo_group_actions"]
     readonly_fields = [
         "group",
@@ -326,12 +341,23 @@ class GroupActionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # group actions start from the customer group list ("Adjust points of the selected groups")
 
+    def has_change_permission(self, request, obj=None):
+        return False  # a record of what was posted: its page shows progress and the summary, and Undo
+
     def has_delete_permission(self, request, obj=None):
         return False  # the batch row is the record of what was posted
 
     @admin.display(description=_("progress"))
     def progress_bar(self, action):
-        return format_html('<progress max="100" value="{}"></progress> {}%', action.progress, action.progress)
+        """A bar; an unfinished action's bar follows its status JSON while the list is open (the list's script)."""
+        if action.status in FINISHED:
+            return format_html('<progress max="100" value="{}"></progress> {}%', action.progress, action.progress)
+        return format_html(
+            '<progress max="100" value="{}" data-status-url="{}"></progress> <span>{}%</span>',
+            action.progress,
+            reverse("admin:loyalty_groupaction_status", args=[action.pk]),
+            action.progress,
+        )
 
     def get_urls(self):
         urls = [
@@ -370,8 +396,9 @@ class GroupActionAdmin(admin.ModelAdmin):
 
     def undo_view(self, request, pk):
         action = self._action(request, pk)
-        if request.method != "POST" or not request.user.has_perm("loyalty.act_on_group"):
-            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:loyalty_groupaction_change", args=[action.pk]))
+        require_permission(request, "loyalty.act_on_group")
         self._undo(request, [action])
         return HttpResponseRedirect(reverse("admin:loyalty_groupaction_change", args=[action.pk]))
 
@@ -405,10 +432,13 @@ class GroupActionAdmin(admin.ModelAdmin):
                 self.message_user(request, _("Undoing group action #%(id)s.") % {"id": action.pk}, messages.SUCCESS)
 
 
+FINISHED = (JobStatus.DONE, JobStatus.FAILED, JobStatus.UNDONE)
+
+
 def status_context(action: GroupAction) -> dict:
     """What the progress bar shows (also the JSON the page polls)."""
     action.refresh_from_db()
-    finished = action.status in (JobStatus.DONE, JobStatus.FAILED, JobStatus.UNDONE)
+    finished = action.status in FINISHED
     summary = _(
         "%(done)s of %(total)s members; %(posted)s entries, +%(credited)s / -%(debited)s points; "
         "%(unchanged)s already at the value; %(refused)s refused"

@@ -3,11 +3,12 @@
 from functools import lru_cache
 
 from django.contrib import admin, messages
-from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.core.exceptions import ObjectDoesNotExist
 from django.core.paginator import Paginator
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import NoReverseMatch, get_script_prefix, get_urlconf, path, reverse
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
@@ -17,7 +18,8 @@ from tiers.models import TierChange
 from ..errors import LoyaltyError
 from ..forms import NO, YES, AdjustPointsForm, GiveRewardForm
 from ..ids import record_id
-from ..models import Coupon, EntrySource, LedgerEntry, Member, Order
+from ..models import Coupon, EntrySource, EntryStatus, LedgerEntry, Member, Order
+from ..rules import reversal_refusal
 from ..services import RELATIVE, SET_TO, points_adjust, reward_give
 from ..services.staff import staff_refusal
 from . import jobs
@@ -34,6 +36,8 @@ from .action_pages import (
     warn_resubmitted,
 )
 from .conversions import conversion_urls
+from .display import day, money, status_text
+from .refusals import require_permission
 from .tokens import issue_reward_tokens
 
 ACTIVITY_PER_PAGE = 25
@@ -107,11 +111,8 @@ class MemberAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
     paginator = CappedCountPaginator
     ordering = ["-id"]
     actions = ["adjust_points", "give_reward", issue_reward_tokens, *export_actions("members")]
-    fieldsets = [
-        (None, {"fields": ["email", "customer_id", "first_name", "last_name", "signed_up_at"]}),
-        (gettext_lazy("Points"), {"fields": ["available_points", "pending_points", "lifetime_points", "tier"]}),
-    ]
-    readonly_fields = ["available_points", "pending_points", "lifetime_points", "tier"]
+    # The points and the tier are shown once, above the form, by the page's template (member-figures).
+    fields = ["email", "customer_id", "first_name", "last_name", "signed_up_at"]
     change_form_template = "admin/loyalty/member/change_form.html"
     change_list_template = "admin/loyalty/member/change_list.html"
 
@@ -178,8 +179,7 @@ class MemberAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context=extra)
 
     def adjust_points_view(self, request, member_id):
-        if not self.has_adjust_points_permission(request):
-            raise PermissionDenied
+        require_permission(request, "loyalty.adjust_points")
         member = get_object_or_404(Member.objects.select_related("tier"), pk=member_id)
         form = AdjustPointsForm(request.POST or None, initial={"action_token": new_token()})
         if request.method == "POST" and form.is_valid():
@@ -188,8 +188,7 @@ class MemberAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
         return self._member_page(request, member, form, _("Adjust points"), adjust_summary(1))
 
     def give_reward_view(self, request, member_id):
-        if not self.has_give_reward_permission(request):
-            raise PermissionDenied
+        require_permission(request, "loyalty.give_reward")
         member = get_object_or_404(Member.objects.select_related("tier"), pk=member_id)
         form = GiveRewardForm(request.POST or None, initial={"action_token": new_token(), "deduct_points": YES})
         if request.method == "POST" and form.is_valid():
@@ -382,11 +381,16 @@ MEMBER_COLUMNS = [
     gettext_lazy("Pending"),
     gettext_lazy("Lifetime"),
     gettext_lazy("Tier"),
+    gettext_lazy("Available after"),
 ]
 
 
 def member_rows(members):
-    return [[m.email, m.name, m.available_points, m.pending_points, m.lifetime_points, m.tier or "-"] for m in members]
+    """The members an action page is about; the last column is filled in by the page as the form is filled in."""
+    return [
+        [m.email, m.name, m.available_points, m.pending_points, m.lifetime_points, m.tier.name if m.tier else "-", ""]
+        for m in members
+    ]
 
 
 def adjust_summary(count):
@@ -469,7 +473,18 @@ def source_link(entry) -> tuple[str, str]:
     if entry.source not in SOURCE_PAGES or entry.source_ref is None:
         return entry.get_source_display(), ""
     url_name, label = SOURCE_PAGES[entry.source]
-    return label % {"id": entry.source_ref}, change_url(url_name, entry.source_ref)
+    label = getattr(entry, "source_label", None) or label % {"id": entry.source_ref}
+    return label, change_url(url_name, entry.source_ref)
+
+
+def label_order_sources(entries) -> None:
+    """Name each order an entry came from as the store does ("Shopify #1001"), with one query for the page's rows;
+    the order's row number alone ("Order #17") reads like an order number it is not."""
+    entries = [e for e in entries if e.source == EntrySource.ORDER and e.source_ref is not None]
+    orders = Order.objects.in_bulk({e.source_ref for e in entries})
+    for entry in entries:
+        if order := orders.get(entry.source_ref):
+            entry.source_label = str(order)
 
 
 def reversed_label(entry) -> str:
@@ -485,12 +500,66 @@ def reversed_label(entry) -> str:
     return _("Reversed (nothing could be taken)")
 
 
-def activity_rows(entries):
+def _linked(entry, name) -> int | None:
+    """The id of a one-to-one row read from the select_related join (None where there is none), without a query."""
+    try:
+        return getattr(entry, name).pk
+    except ObjectDoesNotExist:
+        return None
+
+
+def entry_links(request, entry, back: str) -> list[tuple[str, str]]:
+    """Reverse (and Approve / Reject when pending) for one entry of the activity, as the staff member may use them.
+
+    Each opens the ledger entries action's own intermediate page for this entry; whether the entry can be reversed at
+    all is the ledger service's rule (reversal_refusal).
+    """
+    links = []
+    query = urlencode({"entry": entry.pk, "next": back})
+    reversible = not reversal_refusal(
+        entry_id=entry.pk,
+        kind=entry.kind,
+        status=entry.status,
+        reversed_by=_linked(entry, "reversed_by"),
+        reversed_without_entry=_linked(entry, "reversal_shortfall") is not None,
+        remaining=None,  # what partial reverts left is the Reverse page's to show
+    )
+    if reversible and request.user.has_perm("loyalty.reverse_entry"):
+        links.append((_("Reverse"), f"{_action_url('reverse_conversion')}?{query}"))
+    if entry.status == EntryStatus.PENDING and request.user.has_perm("loyalty.approve_pending"):
+        links.append((_("Approve"), f"{_action_url('approve_pending')}?{query}"))
+        links.append((_("Reject"), f"{_action_url('reject_pending')}?{query}"))
+    return links
+
+
+def _action_url(action: str) -> str:
+    return reverse("admin:loyalty_ledgerentry_act", args=[action])
+
+
+def activity_rows(request, entries, back: str):
+    label_order_sources(entries)
     rows = []
     for entry in entries:
         label, url = source_link(entry)
-        rows.append({"entry": entry, "source_label": label, "source_url": url, "reversed": reversed_label(entry)})
+        rows.append(
+            {
+                "entry": entry,
+                "status": status_text(entry),
+                "source_label": label,
+                "source_url": url,
+                "reversed": reversed_label(entry),
+                "links": entry_links(request, entry, back),
+            }
+        )
     return rows
+
+
+def coupon_status(coupon) -> str:
+    if coupon.disabled:
+        if coupon.disabled_at:
+            return _("Disabled on %(date)s") % {"date": day(coupon.disabled_at)}
+        return _("Disabled")
+    return _("Active")
 
 
 def member_page_context(request, member) -> dict:
@@ -500,12 +569,13 @@ def member_page_context(request, member) -> dict:
         .order_by("-created_at", "-id")
     )
     page = Paginator(entries, ACTIVITY_PER_PAGE).get_page(request.GET.get("activity_page"))
+    coupons = member.coupons.select_related("reward").order_by("-created_at", "-id")[:RELATED_ROWS]
     return {
         "activity_page": page,
-        "activity": activity_rows(page.object_list),
-        "coupons": list(member.coupons.select_related("reward").order_by("-created_at", "-id")[:RELATED_ROWS]),
+        "activity": activity_rows(request, page.object_list, request.get_full_path()),
+        "coupons": [(coupon, coupon_status(coupon)) for coupon in coupons],
         "orders": [
-            (order, change_url("admin:loyalty_order_change", order.pk))
+            (order, change_url("admin:loyalty_order_change", order.pk), money(order.total, order.currency))
             for order in Order.objects.filter(member=member).order_by("-placed_at", "-id")[:RELATED_ROWS]
         ],
         "coupons_url": admin_url("admin:loyalty_coupon_changelist", query=f"member__id__exact={member.pk}"),

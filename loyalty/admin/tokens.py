@@ -17,6 +17,7 @@ from ..errors import LoyaltyError
 from ..models import CustomerGroup, EarnRule, EarnRuleKind, Member, RewardToken, TokenStatus
 from ..selectors_groups import group_members
 from ..services.tokens import token_close, token_reject, tokens_issue
+from .action_pages import titled
 
 FORM_PAGE = "admin/loyalty/customergroup/form_page.html"
 MAX_ISSUE = 5_000  # tokens one admin request issues (one row each); more is a job for the tokens CSV
@@ -82,7 +83,7 @@ class RejectTokensForm(forms.Form):
 @admin.register(RewardToken)
 class RewardTokenAdmin(admin.ModelAdmin):
     list_display = ["token", "member", "status", "earn_rule", "amount", "created_at", "closed_at"]
-    list_filter = ["status", "earn_rule"]
+    list_filter = ["status", ("earn_rule", titled(admin.RelatedFieldListFilter, _("way to earn")))]
     search_fields = ["token", "member__email"]
     list_select_related = ["member", "earn_rule"]
     raw_id_fields = ["member"]

@@ -20,7 +20,7 @@ def test_reverse_conversion_posts_a_linked_reversal(agent_client):
     entry = credited_entry(ann)
     page = first_post(agent_client, ENTRIES_URL, "reverse_conversion", [entry.pk])
     assert b"Reverse conversion: 1 entry." in page.content and b"ann@shop.example" in page.content
-    assert page.context["rows"][0][5:7] == [400, 0]  # available now, and after the reversal
+    assert page.context["rows"][0].cells[6:8] == ["400", "0"]  # available before, and after the reversal
     done = confirm(agent_client, ENTRIES_URL, "reverse_conversion", [entry.pk], page, reason="Fraudulent lead")
     assert "Reversed 1 entry (-400 points)." in messages_of(done)
     ann.refresh_from_db()

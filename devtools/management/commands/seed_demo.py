@@ -37,6 +37,7 @@ from loyalty.services import Posting, entries_post_bulk, reward_give
 from loyalty.services.ledger_bulk import fill_table
 from loyalty.services.members import new_member_tier_id
 from loyalty.services.orders import order_rule_points
+from loyalty.services.rfm import rfm_refresh
 from tiers.models import Tier
 
 DEMO_PASSWORD = "demo-pass-2026"
@@ -123,6 +124,9 @@ class Command(BaseCommand):
                 self._say(quiet, f"  {done:,} members ({time.monotonic() - started:.0f} s)")
             self._rewards_given(first_ids)
             self._say(quiet, f"Added {members - existing} members with {entries_per_member} entries each.")
+        # A fresh install's customer groups filter on RFM segments at once, not after the first nightly refresh.
+        scored = rfm_refresh().members_scored
+        self._say(quiet, f"RFM scores computed for {scored:,} members with orders.")
         self._logins()
 
     def _finish_stopped_chunk(self, per_member, rng, quiet):

@@ -3,6 +3,7 @@
 from django.core.management.base import BaseCommand
 
 from devtools.demo_history import demo_history_seed
+from loyalty.services.rfm import rfm_refresh
 
 
 class Command(BaseCommand):
@@ -16,6 +17,7 @@ class Command(BaseCommand):
         if not added["members"]:
             self.stdout.write("Pre-program history already there; nothing added.")
             return
+        rfm_refresh()  # their orders count in the RFM segments from the start
         self.stdout.write(
             f"Added {added['members']} pre-program customers with {added['orders']} orders; "
             "run Reward past actions (Imports and backfills) to credit them."
