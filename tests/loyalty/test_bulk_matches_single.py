@@ -311,6 +311,24 @@ def _one_side(batches, policy, agent, single):
     policy="forbid",
     as_agent=True,
 )
+@example(  # found on a helper's branch: rewards, "set to" 0 and two approvals of one entry in one batch
+    batches=[
+        ("reward", 0, False),
+        ("reward", 0, True),
+        (
+            "post",
+            [
+                ("earn", 0, 1, None, True),
+                ("set", 0, 0, None),
+                ("adjust", 0, 1, None, None),
+                ("adjust", 0, -2, None, None),
+            ],
+        ),
+        ("post", [("adjust", 0, 1, None, None), ("approve", 4), ("adjust", 0, 1, None, None), ("approve", 32)]),
+    ],
+    policy="forbid",
+    as_agent=False,
+)
 def test_bulk_and_single_give_identical_ledgers(batches, policy, as_agent):
     TierFactory(name="Bronze", threshold=0)
     TierFactory(name="Silver", threshold=500)
