@@ -90,13 +90,14 @@ def test_the_sweep_queues_a_silent_job_of_every_kind_and_leaves_a_live_one(
     ImportJob.objects.filter(pk=alive.pk).update(status=ImportStatus.CHECKING, heartbeat_at=timezone.now())
 
     EarnRuleFactory(name="Sign up", kind="signup", points=10, points_per_currency_unit=None, hold_days=0)
-    monkeypatch.setattr(backfill_services, "_queue", lambda *args: None)  # queued, but the message was lost
+    # Queued, but the message was lost.
+    monkeypatch.setattr(backfill_services, "queue_task", lambda *args, **kwargs: None)
     run = backfill_run_create(actor=manager)
     BackfillRun.objects.filter(pk=run.pk).update(created_at=long_ago)
 
     group = CustomerGroup.objects.create(name="All", is_static=True)
     group_services.group_static_members_add(group=group, text="ann@shop.example")
-    monkeypatch.setattr(group_services, "_queue", lambda *args: None)
+    monkeypatch.setattr(group_services, "queue_task", lambda *args, **kwargs: None)
     action = group_services.group_action_create(
         group=group, apply_type="relative", points=3, comment="Sorry", actor=manager
     )
@@ -160,7 +161,7 @@ def test_failed_backfill_and_group_action_pages_offer_resume(
     before = Member.objects.get(email="ann@shop.example").available_points
     group = CustomerGroup.objects.create(name="All", is_static=True)
     group_services.group_static_members_add(group=group, text="ann@shop.example")
-    monkeypatch.setattr(group_services, "_queue", lambda *args: None)
+    monkeypatch.setattr(group_services, "queue_task", lambda *args, **kwargs: None)
     action = group_services.group_action_create(
         group=group, apply_type="relative", points=3, comment="Hi", actor=manager
     )
@@ -175,7 +176,7 @@ def test_failed_backfill_and_group_action_pages_offer_resume(
         client.post(f"/admin/loyalty/groupaction/{action.pk}/resume/")
     assert GroupAction.objects.get().status == JobStatus.DONE
     assert Member.objects.get(email="ann@shop.example").available_points == before + 3
-    monkeypatch.setattr(group_services, "_queue", lambda *args: None)
+    monkeypatch.setattr(group_services, "queue_task", lambda *args, **kwargs: None)
     group_services.group_action_undo_request(action=GroupAction.objects.get(), actor=manager)
     monkeypatch.setattr(group_services, "entries_reverse_bulk", _boom)
     group_action_undo_task.delay(action.pk)

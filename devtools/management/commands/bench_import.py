@@ -6,7 +6,6 @@ Writes to the database it runs on (members bench*@bench.example and their entrie
 import csv
 import json
 import random
-import resource
 import tempfile
 import time
 import uuid
@@ -19,6 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from devtools.bench_floor import ledger_write_floor_s
+from imports.management.commands.check_memory import peak_resident_mb
 from imports.models import ImportStatus
 from imports.services import sql
 from imports.services.jobs import chunk_rows as chunk_rows_setting
@@ -32,7 +32,7 @@ SAMPLE = 10_000
 
 
 def peak_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return round(peak_resident_mb(), 1)
 
 
 def _load_average() -> str:
