@@ -87,6 +87,22 @@ def resolve_debit(*, available: int, points: int, policy: str) -> tuple[int, int
     return -take, -points - take
 
 
+def earning_owed(*, earned: int, taken_back: int, not_recovered: int) -> int:
+    """What an earning still owes: the points earned, less what was taken back and what was recorded as not
+    recovered (a shortfall settles its part for good, so no later take-back asks for it again). Never below 0."""
+    return max(earned - taken_back - not_recovered, 0)
+
+
+def shortfall_owed(*, earned: int, taken_back: int, recorded_so_far: int, want: int) -> int:
+    """The shortfall to record for one earning when `want` points could not be taken back.
+
+    What is recorded as not recovered for an earning never exceeds what it still owes: earned less taken back so far
+    (this take-back included) less shortfalls already recorded against it (DOMAIN: "The shortfall of one earning
+    never exceeds what it still owes"; issue 12). Never below 0.
+    """
+    return max(min(want, earned - taken_back - recorded_so_far), 0)
+
+
 def resolve_set_to(*, available: int, target: int) -> int:
     """The difference "set to N" posts: bringing available to exactly N."""
     return target - available
@@ -553,6 +569,11 @@ def _taken_back(entry: LedgerEntry) -> int:
     return -total
 
 
+def _not_recovered(entry: LedgerEntry) -> int:
+    """The shortfalls already recorded against an earning (points not taken back because they were spent)."""
+    return sum(Shortfall.objects.filter(entry=entry).values_list("points", flat=True), start=0)
+
+
 def entry_reverse(
     *,
     entry: LedgerEntry | int,
@@ -577,15 +598,23 @@ def entry_reverse(
         if entry.status == EntryStatus.PENDING:
             _reject_with_take_backs(member, entry, actor=actor, reason=reason)
             return PostResult(entry=entry, member=member)
-        remaining = entry.points - (_taken_back(entry) if entry.points > 0 else 0)
+        taken = recorded = 0
+        remaining = entry.points
+        if entry.points > 0:
+            taken, recorded = _taken_back(entry), _not_recovered(entry)
+            remaining = earning_owed(earned=entry.points, taken_back=taken, not_recovered=recorded)
         if remaining == 0:
-            raise LoyaltyError(f"Entry #{entry.pk} was already taken back in full by partial reverts.")
+            raise LoyaltyError(
+                f"Entry #{entry.pk} was already taken back in full by partial reverts (or recorded as a shortfall)."
+            )
         policy, posted, short = _debit(available=member.available_points, points=-remaining, policy=policy)
         if policy == NegativeBalancePolicy.FORBID and short:
             raise LoyaltyError(
                 f"Cannot reverse: {remaining:,} points were credited "
                 f"but only {member.available_points:,} are available."
             )
+        if entry.points > 0:
+            short = shortfall_owed(earned=entry.points, taken_back=taken - posted, recorded_so_far=recorded, want=short)
         reversal = None
         if posted:
             reversal = _insert(
@@ -650,7 +679,8 @@ def entry_take_back(
             raise LoyaltyError(f"Entry #{entry.pk} is not an earning; only earnings are taken back in part.")
         if entry.status == EntryStatus.REJECTED or entry_is_reversed(entry):
             return PostResult(member=member)
-        want = min(points, entry.points - _taken_back(entry))
+        taken, recorded = _taken_back(entry), _not_recovered(entry)
+        want = min(points, earning_owed(earned=entry.points, taken_back=taken, not_recovered=recorded))
         if want <= 0:
             return PostResult(member=member)
         if entry.status == EntryStatus.PENDING:
@@ -659,6 +689,7 @@ def entry_take_back(
             policy, posted, short = _debit(available=member.available_points, points=-want, policy=policy)
             if policy == NegativeBalancePolicy.FORBID and short:
                 raise LoyaltyError(f"Cannot take back {want:,} points: only {member.available_points:,} are available.")
+        short = shortfall_owed(earned=entry.points, taken_back=taken - posted, recorded_so_far=recorded, want=short)
         take_back = None
         if posted:
             take_back = _insert(

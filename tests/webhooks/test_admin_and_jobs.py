@@ -50,7 +50,7 @@ def test_event_page_shows_the_body(store, staff_client):
 
 
 def test_retry_action_processes_a_failed_event_once_its_cause_is_fixed(store, staff_client):
-    store.shopify("refunds/create", recent("shopify/refunds_create_shipping_only.json"))
+    store.shopify("refunds/create", recent("shopify/refunds_create_partial.json"))
     event = WebhookEvent.objects.get()
     assert event.status == EventStatus.FAILED
     # The order arrives by another way (a CSV import, say), so nothing queues the refund again.
@@ -67,7 +67,7 @@ def test_retry_action_processes_a_failed_event_once_its_cause_is_fixed(store, st
     assert "Queued 1 event again." in response.content.decode()
     event.refresh_from_db()
     assert (event.status, event.attempts) == (EventStatus.PROCESSED, 2)
-    assert LedgerEntry.objects.get(kind=EntryKind.REVERSAL).points == -12
+    assert LedgerEntry.objects.get(kind=EntryKind.REVERSAL).points == -142  # floor(310 x 142.50 / 310)
 
 
 def test_retry_leaves_processed_events_alone(store, staff_client):
@@ -127,7 +127,7 @@ def test_clean_ledger_check_shows_no_warning(staff_client, program):
 
 
 def test_sweep_retries_failed_and_lost_events(store, order_rule):
-    store.shopify("refunds/create", recent("shopify/refunds_create_shipping_only.json"))
+    store.shopify("refunds/create", recent("shopify/refunds_create_partial.json"))
     waiting = WebhookEvent.objects.get()
     # An order whose task never ran (the broker was down when it arrived).
     lost = WebhookEvent.objects.create(
@@ -146,7 +146,7 @@ def test_sweep_retries_failed_and_lost_events(store, order_rule):
     assert lost.status == EventStatus.PROCESSED
     assert waiting.status == EventStatus.PROCESSED
     assert counts["retried"] == 2
-    assert sorted(LedgerEntry.objects.values_list("points", flat=True)) == [-12, 310]
+    assert sorted(LedgerEntry.objects.values_list("points", flat=True)) == [-142, 310]
 
 
 def test_sweep_gives_up_after_ten_attempts(store):

@@ -39,17 +39,22 @@ def test_guest_checkout_on_hold_is_a_guest_with_no_points_yet(store):
     assert not LedgerEntry.objects.exists()
 
 
-def test_refund_in_the_refunds_list_takes_back_its_share(store, order_rule):
+def test_refund_of_money_only_takes_back_its_share_of_the_order_total(store, order_rule):
     order_rule.hold_days = 0
     order_rule.save()
     store.woocommerce("order.created", recent("woocommerce/order_created.json"))
     store.woocommerce("order.updated", recent("woocommerce/order_updated_partial_refund.json"))
 
     refund = OrderRefund.objects.get()
-    assert (refund.store_refund_id, refund.amount) == ("731", Decimal("14.88"))
+    assert (refund.store_refund_id, refund.amount, refund.unallocated_amount) == (
+        "731",
+        Decimal("14.88"),
+        Decimal("14.88"),
+    )
     assert Order.objects.get().financial_status == "partially_refunded"
-    assert LedgerEntry.objects.get(kind=EntryKind.REVERSAL).points == -14  # floor(40 * 14.88 / 40)
-    assert figures(Member.objects.get()) == (26, 0, 26)
+    # The refund's 14.88 (tax and all) is 27.8% of the order's 53.43: floor(40 x 14.88 / 53.43) = 11 points.
+    assert LedgerEntry.objects.get(kind=EntryKind.REVERSAL).points == -11
+    assert figures(Member.objects.get()) == (29, 0, 29)
 
 
 def test_cancelled_during_the_hold_rejects_the_pending_points(store):
