@@ -1,6 +1,14 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_save
 
 
 class LoyaltyConfig(AppConfig):
     name = "loyalty"
     verbose_name = "Loyalty program"
+
+    def ready(self):
+        from .models import ProgramSettings
+        from .timezones import forget_store_timezone
+
+        # A saved change of the store's time zone applies at once in this process (others follow within a minute).
+        post_save.connect(forget_store_timezone, sender=ProgramSettings, dispatch_uid="forget_store_timezone")

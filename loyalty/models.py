@@ -513,9 +513,9 @@ class Order(models.Model):
 class OrderRefund(models.Model):
     """A refund of an order, as the store reported it; partial reverts are keyed on it.
 
-    `amount` is the money returned. The parts say what it was for (goods, their tax, shipping, its tax); money the
-    store tied to no part (a refund of an amount only) is `unallocated_amount`, and counts as the same share of
-    every part of the order (prorated over the order's total).
+    `amount` is the money returned. The parts say what it was for (goods after discounts, their tax, shipping, its
+    tax); money beyond the parts (all of it, for a refund of an amount only) is tied to no part, and counts as the
+    same share of every part of the order (prorated over the order's total).
     """
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="refunds")
@@ -526,9 +526,6 @@ class OrderRefund(models.Model):
     shipping_amount = models.DecimalField(_("shipping"), max_digits=14, decimal_places=2, default=0, db_default=0)
     shipping_tax_amount = models.DecimalField(
         _("tax on shipping"), max_digits=14, decimal_places=2, default=0, db_default=0
-    )
-    unallocated_amount = models.DecimalField(
-        _("not tied to a part"), max_digits=14, decimal_places=2, default=0, db_default=0
     )
     created_at = models.DateTimeField(_("refunded at"), default=timezone.now)
 

@@ -1,18 +1,13 @@
 """Orders keep what they are made of (goods, tax, shipping), so the program's settings decide what earns; refunds keep
-what they returned. Refunds recorded before this knew only their money: they count as a share of the whole order.
+what they returned (a refund recorded before this named no part: its money counts as a share of the whole order).
 Orders count their reopenings after a revert. The program gets the store's time zone (TIME_ZONE by default).
 
 The new columns have database defaults too, so rows inserted by SQL (imports, benchmarks) need not name them.
 """
 
 from django.db import migrations, models
-from django.db.models import F
 
 import loyalty.models
-
-
-def refunds_recorded_before_are_money_only(apps, schema_editor):
-    apps.get_model("loyalty", "OrderRefund").objects.update(unallocated_amount=F("amount"))
 
 
 class Migration(migrations.Migration):
@@ -92,13 +87,6 @@ class Migration(migrations.Migration):
             ),
         ),
         migrations.AddField(
-            model_name="orderrefund",
-            name="unallocated_amount",
-            field=models.DecimalField(
-                db_default=0, decimal_places=2, default=0, max_digits=14, verbose_name="not tied to a part"
-            ),
-        ),
-        migrations.AddField(
             model_name="programsettings",
             name="earn_on_shipping",
             field=models.BooleanField(
@@ -139,5 +127,4 @@ class Migration(migrations.Migration):
                 verbose_name="goods after discounts",
             ),
         ),
-        migrations.RunPython(refunds_recorded_before_are_money_only, migrations.RunPython.noop),
     ]

@@ -7,7 +7,6 @@ path gets there first.
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import ROUND_DOWN, Decimal
 
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
@@ -27,7 +26,9 @@ from ..models import (
     RewardToken,
     TokenStatus,
 )
+from ..timezones import day_start, store_today
 from .ledger import PostResult, points_earn
+from .orders import order_rule_points
 from .tokens import token_close, token_key
 
 NEW_CONVERSIONS_DAYS = 30
@@ -123,7 +124,8 @@ class NewConversions:
 
 
 def _since():
-    return timezone.now() - timedelta(days=NEW_CONVERSIONS_DAYS)
+    """The start of the store's day 30 days ago: "the last 30 days" are the store's days (loyalty.timezones)."""
+    return day_start(store_today() - timedelta(days=NEW_CONVERSIONS_DAYS))
 
 
 def new_conversions(limit: int = 200) -> NewConversions:
@@ -212,11 +214,8 @@ def _collect(done: RewardedConversions, post, label: str) -> None:
 def _reward_order(order: Order, rule: EarnRule | None, actor) -> PostResult:
     if rule is None:
         raise LoyaltyError("There is no active way to earn for orders.")
-    amount = order.earnable_amount if order.earnable_amount is not None else order.total
-    if rule.points_per_currency_unit:
-        points = int((Decimal(amount) * rule.points_per_currency_unit).quantize(Decimal(1), rounding=ROUND_DOWN))
-    else:
-        points = rule.points
+    # The live earning's base and rounding (goods after discounts; tax and shipping as the program says).
+    points = order_rule_points(rule, order)
     if points <= 0:
         raise LoyaltyError("It earns no points under the current rule.")
     return points_earn(

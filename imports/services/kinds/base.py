@@ -9,6 +9,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from loyalty.timezones import in_store_time
+
 from ..parsing import ImportFileError
 
 READY = "import_ready"
@@ -148,7 +150,8 @@ def amount(text: str):
 
 
 def moment(text: str):
-    """(aware datetime or None, problem): ISO 8601 dates ("2024-03-01" or "2024-03-01 14:30"); no zone = local."""
+    """(aware datetime or None, problem): ISO 8601 dates ("2024-03-01" or "2024-03-01 14:30"); no offset: the
+    store's time zone."""
     if not text:
         return None, None
     try:
@@ -156,7 +159,7 @@ def moment(text: str):
     except ValueError:
         return None, _("“%(value)s” is not a date (write it as 2024-03-31 or 2024-03-31 14:30)") % {"value": clip(text)}
     if timezone.is_naive(value):
-        value = timezone.make_aware(value)
+        value = in_store_time(value)  # no offset written: the store's local time (loyalty.timezones)
     return value, None
 
 

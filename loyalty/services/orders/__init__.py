@@ -26,6 +26,7 @@ from .amounts import (
     refund_earnable_amount,
     refund_share,
     refunded_earnable_sql,
+    unallocated_amount,
 )
 from .facts import PAID_STATUSES, REFUNDED, OrderFacts, OrderNotKnown, OrderOutcome, RefundFacts
 from .ledger_state import OrderLedger, OrderPoints, order_earnings, order_ledger, order_points
@@ -61,4 +62,5 @@ __all__ = [
     "refund_share",
     "refunded_earnable_sql",
     "settle_context",
+    "unallocated_amount",
 ]

@@ -81,9 +81,15 @@ def refund_earnable_amount(refund, parts, program, order_earnable: Decimal | Non
         refund.goods_amount, refund.tax_amount, refund.shipping_amount, refund.shipping_tax_amount, program
     )
     total = Decimal(parts.total)
-    if refund.unallocated_amount and total > 0:
-        refunded += Decimal(refund.unallocated_amount) * order_earnable / total
+    if (unallocated := unallocated_amount(refund)) and total > 0:
+        refunded += unallocated * order_earnable / total
     return min(max(refunded, ZERO), order_earnable)
+
+
+def unallocated_amount(refund) -> Decimal:
+    """The money of a refund beyond the parts it names (all of it, for a refund of an amount only)."""
+    parts = refund.goods_amount + refund.tax_amount + refund.shipping_amount + refund.shipping_tax_amount
+    return max(Decimal(refund.amount) - Decimal(parts), ZERO)
 
 
 def points_for_amount(rule, amount: Decimal) -> int:
@@ -128,9 +134,13 @@ def earnable_amount_sql(program, order: str = "o") -> str:
 def refunded_earnable_sql(program, order: str = "o", refund: str = "f") -> str:
     """The sum of refund_earnable_amount() over the order's refunds, as an SQL expression."""
     parts = _earning_parts_sql(refund, program, f"{refund}.goods_amount")
+    beyond = (
+        f"({refund}.amount - {refund}.goods_amount - {refund}.tax_amount - {refund}.shipping_amount "
+        f"- {refund}.shipping_tax_amount)"
+    )
     prorated = (
-        f"CASE WHEN {order}.total > 0 THEN {refund}.unallocated_amount * {earnable_amount_sql(program, order)} "
-        f"/ {order}.total ELSE 0 END"
+        f"CASE WHEN {order}.total > 0 AND {beyond} > 0 "
+        f"THEN {beyond} * {earnable_amount_sql(program, order)} / {order}.total ELSE 0 END"
     )
     return (
         f"COALESCE((SELECT SUM({parts} + {prorated}) FROM loyalty_orderrefund {refund} "

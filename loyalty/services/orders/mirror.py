@@ -226,12 +226,10 @@ def _add_refunds(order: Order, refunds: list[RefundFacts], *, new: bool = False)
 
 
 def refund_fields(refund: RefundFacts, order: Order) -> dict:
-    """The refund as recorded: its goods without tax (the order tells whether the store's figure held it), and the
-    money beyond its parts as tied to no part."""
+    """The refund as recorded: its goods without tax (the order tells whether the store's figure held it)."""
     goods = refund.goods
     if refund.goods_include_tax and order.prices_include_tax:
         goods -= refund.goods_tax
-    parts = goods + refund.goods_tax + refund.shipping + refund.shipping_tax
     return {
         "store_refund_id": refund.store_refund_id[:64],
         "amount": max(refund.amount, ZERO),
@@ -239,6 +237,5 @@ def refund_fields(refund: RefundFacts, order: Order) -> dict:
         "tax_amount": max(refund.goods_tax, ZERO),
         "shipping_amount": max(refund.shipping, ZERO),
         "shipping_tax_amount": max(refund.shipping_tax, ZERO),
-        "unallocated_amount": max(refund.amount - parts, ZERO),
         **({"created_at": refund.created_at} if refund.created_at else {}),
     }
