@@ -21,6 +21,15 @@ def order_earning_key(order_id: int, rule_id: int, reopening: int = 0) -> str:
     return f"{key}:reopening:{reopening}" if reopening else key
 
 
+def order_id_of_earning_key(key: str | None) -> int | None:
+    """The order an order earning's key names (None for any other key): how a backfilled earning, whose source is
+    the run, is traced back to its order."""
+    parts = (key or "").split(":")
+    if len(parts) >= 4 and parts[0] == "order" and parts[2] == "rule" and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
 def signup_earning_key(member_id: int, rule_id: int) -> str:
     return f"signup:{member_id}:rule:{rule_id}"
 

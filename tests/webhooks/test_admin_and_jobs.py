@@ -24,12 +24,6 @@ from .conftest import recent
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staff_client(client, manager):
-    client.force_login(manager)
-    return client
-
-
 def test_event_list_shows_topic_status_and_error(store, staff_client):
     store.shopify("orders/paid", recent("shopify/orders_paid.json"))
     store.shopify("refunds/create", {"id": 1, "order_id": 42, "transactions": []})
@@ -93,13 +87,14 @@ def test_order_page_shows_what_it_earned_and_what_was_taken_back(store, order_ru
     page = staff_client.get(reverse("admin:loyalty_order_change", args=[order.pk])).content.decode()
 
     assert "Earned: <strong>310</strong> (pending: 0) · Taken back: <strong>20</strong>" in page
-    assert "Not taken (already spent, recorded as a shortfall): <strong>290</strong>" in page
+    assert 'Not recovered (already spent, recorded as a shortfall): <strong class="not-recovered">290</strong>' in page
     assert "Points go back because the order is cancelled." in page
 
     listing = staff_client.get(reverse("admin:loyalty_order_changelist")).content.decode()
     assert "#1042" in listing
     assert '<td class="field-points_earned">310</td>' in listing
     assert '<td class="field-points_taken_back">20</td>' in listing
+    assert '<td class="field-points_not_recovered">290</td>' in listing
 
 
 def test_order_page_says_why_an_order_earned_nothing(store, staff_client):

@@ -29,7 +29,15 @@ from .amounts import (
     unallocated_amount,
 )
 from .facts import PAID_STATUSES, REFUNDED, OrderFacts, OrderNotKnown, OrderOutcome, RefundFacts
-from .ledger_state import OrderLedger, OrderPoints, order_earnings, order_ledger, order_points
+from .ledger_state import (
+    OrderLedger,
+    OrderPoints,
+    order_earnings,
+    order_ledger,
+    order_points,
+    orders_not_recovered,
+    shortfall_orders,
+)
 from .mirror import is_newer, member_for_order, order_apply, order_refunds_add, order_settle
 from .settle import SettleContext, earn_refusal, full_revert_reason, order_rule_points, settle_context
 
@@ -57,10 +65,12 @@ __all__ = [
     "order_refunds_add",
     "order_rule_points",
     "order_settle",
+    "orders_not_recovered",
     "points_for_amount",
     "refund_earnable_amount",
     "refund_share",
     "refunded_earnable_sql",
     "settle_context",
+    "shortfall_orders",
     "unallocated_amount",
 ]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import Q
 
-from ...keys import order_earning_key
+from ...keys import order_earning_key, order_id_of_earning_key
 from ...models import EarnRule, EarnRuleKind, EntryKind, EntrySource, EntryStatus, LedgerEntry, Order, Shortfall
 
 
@@ -126,3 +126,42 @@ def order_points(order: Order) -> OrderPoints:
             summary.taken_back -= entry.points
     summary.not_taken = sum(s.points for s in summary.shortfalls)
     return summary
+
+
+def orders_not_recovered(orders) -> dict[int, int]:
+    """For a page of orders: order id -> points recorded as not recovered from its earnings (shortfalls). Three
+    queries whatever the page's size."""
+    orders = list(orders)
+    if not orders:
+        return {}
+    rules = _order_rules(None)
+    ids = [order.pk for order in orders]
+    keys = [order_earning_key(order_id, rule.pk) for order_id in ids for rule in rules]
+    wanted = Q(source=EntrySource.ORDER, source_ref__in=ids) | Q(idempotency_key__in=keys)
+    earnings = LedgerEntry.objects.filter(wanted, kind=EntryKind.EARN).values_list(
+        "pk", "source", "source_ref", "idempotency_key"
+    )
+    order_of = {}
+    for entry_id, source, source_ref, key in earnings:
+        order_of[entry_id] = source_ref if source == EntrySource.ORDER else order_id_of_earning_key(key)
+    totals = dict.fromkeys(ids, 0)
+    for entry_id, points in Shortfall.objects.filter(entry_id__in=list(order_of)).values_list("entry_id", "points"):
+        if order_of[entry_id] in totals:
+            totals[order_of[entry_id]] += points
+    return totals
+
+
+def shortfall_orders(shortfalls) -> dict[int, int]:
+    """For a page of shortfalls: shortfall id -> the order whose earning it was recorded against (when one was)."""
+    shortfalls = [s for s in shortfalls if s.entry_id]
+    found = {}
+    for shortfall in shortfalls:
+        entry = shortfall.entry
+        if entry.kind != EntryKind.EARN:
+            continue
+        order_id = (
+            entry.source_ref if entry.source == EntrySource.ORDER else order_id_of_earning_key(entry.idempotency_key)
+        )
+        if order_id:
+            found[shortfall.pk] = order_id
+    return found
