@@ -5,6 +5,8 @@ selected orders (credit what is due, revert what must go), which is safe to run 
 revert could not take back because the member had spent them) are listed with the order they belong to.
 """
 
+from decimal import Decimal
+
 from django.contrib import admin, messages
 from django.db.models import IntegerField, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
@@ -47,6 +49,10 @@ class RefundInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return False
+
+
+def _cents(amount) -> Decimal:
+    return (Decimal(amount.numerator) / Decimal(amount.denominator)).quantize(Decimal("0.01"))
 
 
 def _earns_on(program: ProgramSettings) -> str:
@@ -135,7 +141,7 @@ class OrderAdmin(admin.ModelAdmin):
             extra_context["earnable"] = earnable_amount(order, program)
             extra_context["earns_on"] = _earns_on(program)
             extra_context["refunds_earnable"] = [
-                (refund, refund_earnable_amount(refund, order, program, extra_context["earnable"]))
+                (refund, _cents(refund_earnable_amount(refund, order, program, extra_context["earnable"])))
                 for refund in order.refunds.order_by("created_at", "pk")
             ]
         return super().change_view(request, object_id, form_url, extra_context)

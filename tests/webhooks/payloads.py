@@ -37,11 +37,13 @@ class Refund:
     goods: Decimal = ZERO
     goods_tax: Decimal = ZERO
     shipping: Decimal = ZERO
+    created_at: datetime | None = None  # Shopify's; by default the time of the payload that carries it
+    lines: bool = True  # WooCommerce: the payload carries the refund's lines (else its money only)
 
 
 def shopify_refund(refund: Refund, order_id: int, created_at: datetime) -> dict:
     payload = copy.deepcopy(load("shopify/refunds_create_partial.json"))
-    stamp = created_at.isoformat()
+    stamp = (refund.created_at or created_at).isoformat()
     payload.update(id=refund.refund_id, order_id=order_id, created_at=stamp, processed_at=stamp)
     payload["transactions"] = [
         {
@@ -146,7 +148,7 @@ def woo_stamp(moment: datetime) -> str:
 
 def woo_refund(refund: Refund, *, with_lines: bool = False) -> dict:
     payload = {"id": refund.refund_id, "reason": "", "total": money(-refund.money)}
-    if with_lines:
+    if with_lines and refund.lines:
         payload["line_items"] = (
             [{"id": refund.refund_id + 1, "total": money(-refund.goods), "total_tax": money(-refund.goods_tax)}]
             if refund.goods or refund.goods_tax

@@ -13,8 +13,10 @@ Points are rounded down everywhere: a way to earn gives floor(rate x earnable am
 refund takes back floor(points x refunded share), never more than the earnable amount in all.
 """
 
+import math
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
+from fractions import Fraction
 
 ZERO = Decimal(0)
 
@@ -72,18 +74,21 @@ def earnable_amount(parts, program) -> Decimal:
     return max(amount, ZERO)
 
 
-def refund_earnable_amount(refund, parts, program, order_earnable: Decimal | None = None) -> Decimal:
+def refund_earnable_amount(refund, parts, program, order_earnable: Decimal | None = None) -> Fraction:
     """The part of the order's earnable amount a refund (an OrderRefund) returned: its parts that earn, plus the
-    money tied to no part as a share of the order's total. Between 0 and the order's earnable amount."""
+    money tied to no part as a share of the order's total. Between 0 and the order's earnable amount; exact (a
+    fraction), so a share that is a whole number of points is never rounded a point short."""
     if order_earnable is None:
         order_earnable = earnable_amount(parts, program)
-    refunded = _earning_parts(
-        refund.goods_amount, refund.tax_amount, refund.shipping_amount, refund.shipping_tax_amount, program
+    refunded = Fraction(
+        _earning_parts(
+            refund.goods_amount, refund.tax_amount, refund.shipping_amount, refund.shipping_tax_amount, program
+        )
     )
     total = Decimal(parts.total)
     if (unallocated := unallocated_amount(refund)) and total > 0:
-        refunded += unallocated * order_earnable / total
-    return min(max(refunded, ZERO), order_earnable)
+        refunded += Fraction(unallocated) * Fraction(order_earnable) / Fraction(total)
+    return min(max(refunded, Fraction(0)), Fraction(order_earnable))
 
 
 def unallocated_amount(refund) -> Decimal:
@@ -100,11 +105,13 @@ def points_for_amount(rule, amount: Decimal) -> int:
     return int(rule.points)
 
 
-def refund_share(points: int, refunded: Decimal, earnable: Decimal) -> int:
-    """The refunded share of `points`, rounded down: floor(points x refunded / earnable); 0 when nothing earns."""
+def refund_share(points: int, refunded: Fraction | Decimal, earnable: Decimal) -> int:
+    """The refunded share of `points`, rounded down: floor(points x refunded / earnable), computed exactly; 0 when
+    nothing earns."""
+    earnable, refunded = Fraction(earnable), Fraction(refunded)
     if earnable <= 0 or refunded <= 0:
         return 0
-    return int((Decimal(points) * min(refunded, earnable) / earnable).to_integral_value(ROUND_FLOOR))
+    return math.floor(points * min(refunded, earnable) / earnable)
 
 
 # ---------------------------------------------------------------------------------------------------------------
