@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models.functions import Lower
+from django.db.models.functions import Lower, Now
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -528,6 +528,9 @@ class OrderRefund(models.Model):
         _("tax on shipping"), max_digits=14, decimal_places=2, default=0, db_default=0
     )
     created_at = models.DateTimeField(_("refunded at"), default=timezone.now)
+    # When the program learnt of it: a credit made from the order's figures then (Reward past actions) already left
+    # it out, so it is not taken back from that credit again.
+    recorded_at = models.DateTimeField(_("recorded at"), default=timezone.now, db_default=Now(), editable=False)
 
     class Meta:
         constraints = [

@@ -9,7 +9,9 @@ saving the program settings forgets it at once in the process that saved them, a
 the minute.
 """
 
+import threading
 import time
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from datetime import time as day_time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,10 +21,13 @@ from django.utils import timezone
 
 CACHE_SECONDS = 60
 _cache = {"zone": None, "read_at": 0.0}  # shared by the process's threads
+_held = threading.local()
 
 
 def store_timezone() -> ZoneInfo:
     """The store's time zone; an unknown name in the settings row falls back to TIME_ZONE."""
+    if held := getattr(_held, "zone", None):
+        return held
     zone, read_at = _cache["zone"], _cache["read_at"]
     if zone is None or time.monotonic() - read_at > CACHE_SECONDS:
         zone = _read_zone()
@@ -38,6 +43,18 @@ def _read_zone() -> ZoneInfo:
         return ZoneInfo(name or settings.TIME_ZONE)
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo(settings.TIME_ZONE)
+
+
+@contextmanager
+def store_timezone_held():
+    """Read the zone once and keep it for the block: inside, store_timezone() asks the database nothing. For code that
+    asks for it while the connection can run no other query (a CSV import's rows streaming into a COPY)."""
+    previous = getattr(_held, "zone", None)
+    _held.zone = store_timezone()
+    try:
+        yield _held.zone
+    finally:
+        _held.zone = previous
 
 
 def forget_store_timezone(**_kwargs) -> None:

@@ -5,8 +5,9 @@ ids are parsed by Python's json, whose integers are exact at any size (Shopify's
 number would round them), and stored as strings. An amount beyond what an order can hold (999,999,999,999.99) is
 refused with the field named, before the delivery is kept for processing.
 
-An order is described by its parts after edits and before refunds: goods after discounts (without tax and shipping),
-the tax on them, shipping and the tax on it. The program's settings say which parts earn (loyalty.services.orders).
+An order is described by its parts after edits and before refunds: goods after discounts (Shopify's subtotals have
+total_discounts taken off already, WooCommerce's total too) without tax and shipping, the tax on them, shipping and the
+tax on it. The program's settings say which parts earn (loyalty.services.orders).
 * Shopify: the `current_*` amounts follow edits but leave out what was refunded, so the refunds listed in the payload
   are added back: goods = current_subtotal_price + the refunds' line subtotals (less the goods' tax where the shop's
   prices include it); tax = current_total_tax + the refunds' tax, less the shipping lines' tax; shipping = the
@@ -129,7 +130,6 @@ def delivery_id(store: str, headers, payload: dict | None, body: bytes) -> str:
     sent again is one event, and two states stamped in the same second (created while pending, updated once paid)
     are two.
     """
-    digest = hashlib.sha256(body).hexdigest()
     if store == Store.SHOPIFY:
         if webhook_id := headers.get("X-Shopify-Webhook-Id"):
             return f"webhook:{webhook_id}"[:200]
@@ -138,10 +138,10 @@ def delivery_id(store: str, headers, payload: dict | None, body: bytes) -> str:
     else:
         modified = payload and (payload.get("date_modified_gmt") or payload.get("date_modified"))
         if payload and payload.get("id") is not None and modified:
-            return f"order:{str(payload['id'])[:64]}:{str(modified)[:40]}:{digest[:32]}"
+            return f"order:{str(payload['id'])[:64]}:{str(modified)[:40]}:{hashlib.sha256(body).hexdigest()[:32]}"
         if wc_delivery := headers.get("X-WC-Webhook-Delivery-ID"):
             return f"delivery:{wc_delivery}"[:200]
-    return "sha256:" + digest
+    return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
 def parse(store: str, topic: str, payload: dict) -> ParsedEvent:

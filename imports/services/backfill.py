@@ -101,8 +101,7 @@ def _order_points_sql(line: RuleLine, program: ProgramSettings) -> str:
     loyalty.services.orders.amounts) less what its refunds returned of that base."""
     if not line.points_per_currency_unit:
         return str(int(line.points))
-    refunds = f"CASE WHEN o.financial_status = 'partially_refunded' THEN {refunded_earnable_sql(program)} ELSE 0 END"
-    amount = f"({earnable_amount_sql(program)} - {refunds})"
+    amount = f"({earnable_amount_sql(program)} - {refunded_earnable_sql(program)})"
     rate = line.points_per_currency_unit
     if _pg():
         return f"CAST(FLOOR(GREATEST({amount}, 0) * CAST('{rate}' AS numeric)) AS bigint)"

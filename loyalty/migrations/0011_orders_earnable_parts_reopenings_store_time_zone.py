@@ -1,13 +1,21 @@
 """Orders keep what they are made of (goods, tax, shipping), so the program's settings decide what earns; refunds keep
-what they returned (a refund recorded before this named no part: its money counts as a share of the whole order).
-Orders count their reopenings after a revert. The program gets the store's time zone (TIME_ZONE by default).
+what they returned (a refund recorded before this named no part: its money counts as a share of the whole order) and
+when the program learnt of them. Orders count their reopenings after a revert. The program gets the store's time zone
+(TIME_ZONE by default).
 
 The new columns have database defaults too, so rows inserted by SQL (imports, benchmarks) need not name them.
 """
 
+import django.db.models.functions.datetime
+import django.utils.timezone
 from django.db import migrations, models
 
 import loyalty.models
+
+
+def refunds_recorded_when_made(apps, schema_editor):
+    OrderRefund = apps.get_model("loyalty", "OrderRefund")
+    OrderRefund.objects.update(recorded_at=models.F("created_at"))
 
 
 class Migration(migrations.Migration):
@@ -64,6 +72,16 @@ class Migration(migrations.Migration):
             model_name="orderrefund",
             name="goods_amount",
             field=models.DecimalField(db_default=0, decimal_places=2, default=0, max_digits=14, verbose_name="goods"),
+        ),
+        migrations.AddField(
+            model_name="orderrefund",
+            name="recorded_at",
+            field=models.DateTimeField(
+                db_default=django.db.models.functions.datetime.Now(),
+                default=django.utils.timezone.now,
+                editable=False,
+                verbose_name="recorded at",
+            ),
         ),
         migrations.AddField(
             model_name="orderrefund",
@@ -127,4 +145,5 @@ class Migration(migrations.Migration):
                 verbose_name="goods after discounts",
             ),
         ),
+        migrations.RunPython(refunds_recorded_when_made, migrations.RunPython.noop),
     ]

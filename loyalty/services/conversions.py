@@ -28,7 +28,7 @@ from ..models import (
 )
 from ..timezones import day_start, store_today
 from .ledger import PostResult, points_earn
-from .orders import order_rule_points
+from .orders import order_refunds_settle, order_rule_points
 from .tokens import token_close, token_key
 
 NEW_CONVERSIONS_DAYS = 30
@@ -214,10 +214,20 @@ def _collect(done: RewardedConversions, post, label: str) -> None:
 def _reward_order(order: Order, rule: EarnRule | None, actor) -> PostResult:
     if rule is None:
         raise LoyaltyError("There is no active way to earn for orders.")
-    # The live earning's base and rounding (goods after discounts; tax and shipping as the program says).
+    # The live earning's base and rounding (goods after discounts; tax and shipping as the program says); the shares
+    # of its recorded refunds then go back as on the live path, each refund once.
     points = order_rule_points(rule, order)
     if points <= 0:
         raise LoyaltyError("It earns no points under the current rule.")
+    with transaction.atomic():
+        Order.objects.select_for_update().filter(pk=order.pk).first()  # the order first, as the store's events lock it
+        result = _earn_order(order, rule, points, actor)
+        if result.posted:
+            order_refunds_settle(order=order.pk, actor=actor)
+    return result
+
+
+def _earn_order(order: Order, rule: EarnRule, points: int, actor) -> PostResult:
     return points_earn(
         member=order.member_id,
         points=points,

@@ -182,15 +182,16 @@ class Model:
                 known.reverted = True
                 self.seen["full revert"] += 1
             return
-        if facts.financial not in PAID:
+        paid = facts.financial in PAID
+        if not paid and not known.credited:
             return
-        if known.reverted:
+        if known.reverted and paid:
             self.seen["reopened"] += 1
             known.reopenings += 1
             known.reverted = known.credited = False
             known.applied = set()
         earnable = self.earnable(known.parts)
-        if previous is not None and known.credited:
+        if previous is not None and known.credited and not known.reverted:
             change = math.floor(earnable) - math.floor(self.earnable(previous))
             if change > 0:
                 self.available += change
@@ -199,11 +200,11 @@ class Model:
             elif change < 0:
                 self.take(known, -change)
                 self.seen["edited down"] += 1
-        if not known.credited and math.floor(earnable) > 0:
+        if paid and not known.credited and math.floor(earnable) > 0:
             self.available += math.floor(earnable)
             known.owed += math.floor(earnable)
             known.credited = True
-        if not known.credited:
+        if not known.credited or known.reverted:
             return
         points = math.floor(earnable)
         for refund in sorted(known.refunds, key=lambda r: r.sort_key):

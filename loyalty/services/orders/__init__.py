@@ -38,7 +38,7 @@ from .ledger_state import (
     orders_not_recovered,
     shortfall_orders,
 )
-from .mirror import is_newer, member_for_order, order_apply, order_refunds_add, order_settle
+from .mirror import is_newer, member_for_order, order_apply, order_refunds_add, order_refunds_settle, order_settle
 from .settle import SettleContext, earn_refusal, full_revert_reason, order_rule_points, settle_context
 
 __all__ = [
@@ -63,6 +63,7 @@ __all__ = [
     "order_ledger",
     "order_points",
     "order_refunds_add",
+    "order_refunds_settle",
     "order_rule_points",
     "order_settle",
     "orders_not_recovered",

@@ -12,7 +12,7 @@ from django.db.models import Q
 from ...models import Member, Order, OrderRefund
 from .amounts import OrderParts
 from .facts import REFUNDED, OrderFacts, OrderNotKnown, OrderOutcome, RefundFacts
-from .settle import SettleContext, settle, settle_context
+from .settle import SettleContext, settle, settle_context, settle_refunds
 
 ZERO = Decimal(0)
 
@@ -62,6 +62,17 @@ def order_refunds_add(
         outcome = OrderOutcome(order=order)
         _add_refunds(order, refunds)
         settle(order, outcome, actor=actor, context=context)
+        return outcome
+
+
+def order_refunds_settle(*, order: Order | int, actor, context: SettleContext | None = None) -> OrderOutcome:
+    """Take back what the order's recorded refunds returned from its earnings (each refund once, as on the live
+    path): for a credit made by hand on the order's whole earnable amount (New conversions)."""
+    order_id = order if isinstance(order, int) else order.pk
+    with transaction.atomic(savepoint=False):
+        locked = Order.objects.select_for_update().get(pk=order_id)
+        outcome = OrderOutcome(order=locked)
+        settle_refunds(locked, outcome, actor=actor, context=context)
         return outcome
 
 

@@ -1,7 +1,7 @@
 """Settling an order's points: bring them to what the order's facts say, once per fact, in any order of arrival.
 
-For an order that does not meet a full revert and earns (paid, a member's, not a test, placed since the program
-started), in this order:
+For an order that does not meet a full revert, in this order (earning and reopening only for an order that earns:
+paid, a member's, not a test, placed since the program started; edits and refunds for whatever it earned):
 
 1. **Reopened**: its points were taken back in full because of its state (cancelled, refunded, tagged) and it is
    paid again: the next reopening earns again, under keys of its own.
@@ -104,19 +104,22 @@ def settle(order: Order, outcome: OrderOutcome, *, actor, context=None, new=Fals
         if _revert_all(order, ledger, outcome, program, reason=reason, actor=actor) and not order.points_reverted:
             _mark(order, points_reverted=True)
         return
-    if refusal := earn_refusal(order, program):
-        if not ledger.earnings:
-            outcome.notes.append(refusal)
+    refusal = earn_refusal(order, program)
+    if refusal and not ledger.earnings:
+        outcome.notes.append(refusal)
         return
-    if order.points_reverted:
+    if order.points_reverted and not refusal:
         _mark(order, points_reverted=False, reopenings=order.reopenings + 1)
         outcome.notes.append(f"paid again after its points went back: reopening {order.reopenings} earns again")
     amount = earnable_amount(order, program)
+    # Edits and refunds follow what an order earned, whichever path credited it (Reward past actions credits orders
+    # placed before the program started); only new earnings wait for an order that earns.
     if previous is not None and ledger.earnings:
         _follow_edit(
             order, ledger, outcome, context, before=earnable_amount(previous, program), now=amount, actor=actor
         )
-    ledger.add(_earn(order, ledger, context, outcome, amount, actor=actor, new=new))
+    if not refusal:
+        ledger.add(_earn(order, ledger, context, outcome, amount, actor=actor, new=new))
     if ledger.earnings and program.revert_enabled and program.revert_on_partially_refunded:
         _take_back_refunds(order, ledger, outcome, context, amount, actor=actor, refunds=refunds)
 
@@ -275,11 +278,12 @@ def _take_back_refunds(order, ledger, outcome, context, amount, *, actor, refund
     else:
         refunds = sorted(refunds, key=lambda refund: (refund.created_at, refund.pk))
     rules = _credited_rules(order, ledger, context.rules)
+    counted = {rule.pk: _refunds_counted_until(order, ledger, rule) for rule in rules}
     for refund in refunds:
         refunded = refund_earnable_amount(refund, order, context.program, amount)
         for rule in rules:
             share = refund_share(points_for_amount(rule, amount), refunded, amount)
-            if share <= 0:
+            if share <= 0 or (counted[rule.pk] and refund.recorded_at <= counted[rule.pk]):
                 continue
             before_edits = (
                 [] if order.reopenings else [order_refund_take_back_key_before_edits(order.pk, refund.pk, rule.pk)]
@@ -299,6 +303,30 @@ def _take_back_refunds(order, ledger, outcome, context, amount, *, actor, refund
                 label=f"refund {refund.store_refund_id}",
                 actor=actor,
             )
+
+
+def _refunds_counted_until(order, ledger, rule):
+    """When the way to earn's first earning was credited by Reward past actions: it earned on what was kept, so the
+    refunds recorded by then are in it already (None otherwise)."""
+    if order.reopenings:
+        return None
+    key = order_earning_key(order.pk, rule.pk)
+    for entry in ledger.of_rule(rule.pk):
+        if entry.idempotency_key == key and entry.source == EntrySource.BACKFILL:
+            return entry.created_at
+    return None
+
+
+def settle_refunds(order: Order, outcome: OrderOutcome, *, actor, context=None) -> None:
+    """Take back the shares of the order's recorded refunds not taken back yet (keyed as a live refund), after a path
+    that credits an order by hand (New conversions) credited it."""
+    context = context or settle_context()
+    program = context.program
+    if full_revert_reason(order, program):
+        return
+    if program.revert_enabled and program.revert_on_partially_refunded:
+        ledger = order_ledger(order, context.rules)
+        _take_back_refunds(order, ledger, outcome, context, earnable_amount(order, program), actor=actor)
 
 
 def _revert_all(order, ledger, outcome, program, *, reason, actor) -> bool:
