@@ -11,7 +11,7 @@ from loyalty.services.orders import unallocated_amount
 from tests.factories import MemberFactory
 from webhooks.models import EventStatus, WebhookEvent
 
-from .conftest import recent
+from .conftest import load, recent
 
 pytestmark = pytest.mark.django_db
 BIG_ID = "5876543210987654321"
@@ -347,3 +347,29 @@ def test_order_without_an_email_is_mirrored_without_a_member(store):
     assert Order.objects.get().member is None
     assert not Member.objects.exists()
     assert WebhookEvent.objects.get().result == "no customer email: nobody to credit"
+
+
+def test_order_edited_after_payment_earns_for_the_goods_added(store, order_rule):
+    """orders/edited lists the added line without prices; the orders/updated sent with it carries the new totals."""
+    no_hold(order_rule)
+    store.shopify("orders/paid", recent("shopify/orders_paid.json"))
+    store.shopify("orders/edited", load("shopify/orders_edited.json"))
+    edited = recent("shopify/orders_updated_edited.json")
+    store.shopify("orders/updated", edited)
+    store.shopify("orders/updated", edited)  # sent again under a new delivery id: the same version
+
+    assert figures(Member.objects.get()) == (335, 0, 335)  # 310 + the socks' 25
+    top_up = LedgerEntry.objects.get(kind=EntryKind.EARN, points=25)
+    assert top_up.idempotency_key.endswith(":top-up")
+    note = WebhookEvent.objects.get(topic="orders/edited")
+    assert (note.status, note.order_ref) == (EventStatus.IGNORED, BIG_ID)
+
+
+def test_refund_of_money_alone_takes_back_its_share_of_the_order_total(store, order_rule):
+    """A goodwill refund of 34.73 (10% of 347.30) tied to no line: 10% of the goods' points."""
+    no_hold(order_rule)
+    store.shopify("orders/paid", recent("shopify/orders_paid.json"))
+    store.shopify("refunds/create", recent("shopify/refunds_create_money_only.json"))
+    assert unallocated_amount(OrderRefund.objects.get()) == Decimal("34.73")
+    assert LedgerEntry.objects.get(kind=EntryKind.REVERSAL).points == -31
+    assert figures(Member.objects.get()) == (279, 0, 279)

@@ -92,3 +92,30 @@ def test_refunded_order_reverts_in_full(store, order_rule):
 
     assert sum(LedgerEntry.objects.filter(kind=EntryKind.REVERSAL).values_list("points", flat=True)) == -40
     assert figures(Member.objects.get()) == (0, 0, 0)
+
+
+def test_refund_with_its_lines_takes_back_the_goods_it_names(store, order_rule):
+    order_rule.hold_days = 0
+    order_rule.save()
+    store.woocommerce("order.created", recent("woocommerce/order_created.json"))
+    store.woocommerce("order.updated", recent("woocommerce/order_updated_refund_with_lines.json"))
+    refund = OrderRefund.objects.get()
+    assert (refund.goods_amount, refund.tax_amount, refund.amount) == (
+        Decimal("12.50"),
+        Decimal("2.38"),
+        Decimal("14.88"),
+    )
+    assert LedgerEntry.objects.get(kind=EntryKind.REVERSAL).points == -12  # the mug's 12.50 of the 40.00 of goods
+    assert figures(Member.objects.get()) == (28, 0, 28)
+
+
+def test_cancelled_order_completed_again_earns_again(store, order_rule):
+    order_rule.hold_days = 0
+    order_rule.save()
+    store.woocommerce("order.created", recent("woocommerce/order_created.json"))
+    store.woocommerce("order.updated", recent("woocommerce/order_updated_cancelled.json"))
+    assert figures(Member.objects.get()) == (0, 0, 0)
+    store.woocommerce("order.updated", recent("woocommerce/order_updated_completed_after_cancel.json"))
+    assert figures(Member.objects.get()) == (40, 0, 40)
+    assert Order.objects.get().reopenings == 1
+    assert "reopening 1 earns again" in WebhookEvent.objects.order_by("pk").last().result
