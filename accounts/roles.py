@@ -22,6 +22,7 @@ AGENT_PERMISSIONS = (
     ("loyalty", "view_reward"),
     ("loyalty", "view_earnrule"),
     ("loyalty", "view_order"),
+    ("loyalty", "view_shortfall"),
     ("loyalty", "view_rewardtoken"),
     ("loyalty", "view_programsettings"),
     ("loyalty", "view_customergroup"),

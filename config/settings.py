@@ -60,6 +60,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "loyalty.middleware.StoreTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it answers a locked-out login.
@@ -136,6 +137,7 @@ AUTH_PASSWORD_VALIDATORS = [
 
 # The staff's locale: every page shows dates, times and amounts in its formats (en-gb: "30 Nov 2026, 2:30 p.m.").
 LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="en-us")
+# The default of the program's store time zone (Program settings), which decides the program's day boundaries.
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True

@@ -3,10 +3,12 @@
 Balances on Member are a cache of sums over LedgerEntry, written only by loyalty.services.ledger.
 """
 
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models.functions import Lower
+from django.db.models.functions import Lower, Now
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -15,6 +17,21 @@ class NegativeBalancePolicy(models.TextChoices):
     FORBID = "forbid", _("Forbid: refuse the debit")
     CAP = "cap", _("Cap: take what is available, record the shortfall")
     ALLOW = "allow", _("Allow: the balance may go below zero")
+
+
+def environment_time_zone() -> str:
+    """The default store time zone: TIME_ZONE from the environment (read when the settings row is made)."""
+    return settings.TIME_ZONE
+
+
+def validate_time_zone(value: str) -> None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(
+            _("“%(value)s” is not a time zone name; write it like America/New_York or Europe/Paris."),
+            params={"value": value},
+        ) from None
 
 
 class ProgramSettings(models.Model):
@@ -67,6 +84,28 @@ class ProgramSettings(models.Model):
         max_length=500,
         blank=True,
         help_text=_("Comma-separated order tags, e.g. fraud, test."),
+    )
+    earn_on_tax = models.BooleanField(
+        _("tax earns points"),
+        default=False,
+        help_text=_(
+            "Off: an order earns on its goods after discounts, without tax. Refunds take back on the same base."
+        ),
+    )
+    earn_on_shipping = models.BooleanField(
+        _("shipping earns points"),
+        default=False,
+        help_text=_("Off: shipping earns nothing, and a shipping-only refund takes nothing back."),
+    )
+    store_time_zone = models.CharField(
+        _("store time zone"),
+        max_length=64,
+        default=environment_time_zone,
+        validators=[validate_time_zone],
+        help_text=_(
+            "Decides where a day starts and ends: customer groups' date ranges, “last 30 days”, CSV dates written "
+            "without an offset, and the nightly jobs. For example America/New_York."
+        ),
     )
     last_reconcile_at = models.DateTimeField(_("last ledger check"), null=True, blank=True, editable=False)
     last_reconcile_ok = models.BooleanField(_("last ledger check clean"), null=True, editable=False)
@@ -460,14 +499,22 @@ class Order(models.Model):
     email = models.EmailField(_("email"), blank=True)
     customer_id = models.CharField(_("store customer id"), max_length=64, blank=True)
     total = models.DecimalField(_("total"), max_digits=14, decimal_places=2)
+    # What the order is made of after edits and before refunds; the program settings say which parts earn
+    # (loyalty.services.orders.earnable_amount).
     earnable_amount = models.DecimalField(
-        _("amount that earns points"),
+        _("goods after discounts"),
         max_digits=14,
         decimal_places=2,
         null=True,
         blank=True,
-        help_text=_("Total less discounts, taxes and shipping, where the store gives them."),
+        help_text=_("Goods after discounts, without tax and shipping; empty: the total less tax and shipping."),
     )
+    tax_amount = models.DecimalField(_("tax on goods"), max_digits=14, decimal_places=2, default=0, db_default=0)
+    shipping_amount = models.DecimalField(_("shipping"), max_digits=14, decimal_places=2, default=0, db_default=0)
+    shipping_tax_amount = models.DecimalField(
+        _("tax on shipping"), max_digits=14, decimal_places=2, default=0, db_default=0
+    )
+    prices_include_tax = models.BooleanField(_("prices include tax"), default=False, db_default=False)
     currency = models.CharField(_("currency"), max_length=3, default="USD")
     financial_status = models.CharField(_("financial status"), max_length=40, blank=True)
     cancelled = models.BooleanField(_("cancelled"), default=False)
@@ -475,6 +522,17 @@ class Order(models.Model):
     placed_at = models.DateTimeField(_("placed at"))
     updated_at = models.DateTimeField(_("last update"), default=timezone.now)
     test = models.BooleanField(_("test order"), default=False)
+    # Where its earning stands: each reopening after a full revert earns again under keys of its own.
+    reopenings = models.PositiveIntegerField(
+        _("times reopened after a revert"), default=0, db_default=0, editable=False
+    )
+    points_reverted = models.BooleanField(
+        _("points taken back"),
+        default=False,
+        db_default=False,
+        editable=False,
+        help_text=_("Its points went back because it was cancelled, refunded or tagged; paid again, it earns again."),
+    )
 
     class Meta:
         ordering = ["-placed_at", "-id"]
@@ -496,12 +554,26 @@ class Order(models.Model):
 
 
 class OrderRefund(models.Model):
-    """A refund of an order, as the store reported it; partial reverts are keyed on it."""
+    """A refund of an order, as the store reported it; partial reverts are keyed on it.
+
+    `amount` is the money returned. The parts say what it was for (goods after discounts, their tax, shipping, its
+    tax); money beyond the parts (all of it, for a refund of an amount only) is tied to no part, and counts as the
+    same share of every part of the order (prorated over the order's total).
+    """
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="refunds")
     store_refund_id = models.CharField(_("store refund id"), max_length=64)
     amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2)
+    goods_amount = models.DecimalField(_("goods"), max_digits=14, decimal_places=2, default=0, db_default=0)
+    tax_amount = models.DecimalField(_("tax on goods"), max_digits=14, decimal_places=2, default=0, db_default=0)
+    shipping_amount = models.DecimalField(_("shipping"), max_digits=14, decimal_places=2, default=0, db_default=0)
+    shipping_tax_amount = models.DecimalField(
+        _("tax on shipping"), max_digits=14, decimal_places=2, default=0, db_default=0
+    )
     created_at = models.DateTimeField(_("refunded at"), default=timezone.now)
+    # When the program learnt of it: a credit made from the order's figures then (Reward past actions) already left
+    # it out, so it is not taken back from that credit again.
+    recorded_at = models.DateTimeField(_("recorded at"), default=timezone.now, db_default=Now(), editable=False)
 
     class Meta:
         constraints = [

@@ -171,7 +171,7 @@ REVERSAL_REFUSALS = {
     "rejected": "Entry #{id} was rejected: there is nothing to reverse.",
     "reversed": "Entry #{id} was already reversed by entry #{by}.",
     "reversed_short": "Entry #{id} was already reversed (nothing could be taken; see its shortfall).",
-    "taken_back": "Entry #{id} was already taken back in full by partial reverts.",
+    "taken_back": "Entry #{id} was already taken back in full by partial reverts (or recorded as a shortfall).",
 }
 
 
@@ -218,15 +218,28 @@ def _sql_text(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def reversal_remaining(*, points: int, taken_back: int) -> int:
-    """What a reversal of an entry takes back: an earning's points less what partial reverts took (`taken_back`,
-    a positive number); any other entry's points in full."""
-    return points - taken_back if points > 0 else points
+def earning_owed(*, earned: int, taken_back: int, not_recovered: int) -> int:
+    """What an earning still owes: the points earned, less what was taken back and what was recorded as not
+    recovered (a shortfall settles its part for good, so no later take-back asks for it again). Never below 0."""
+    return max(earned - taken_back - not_recovered, 0)
 
 
-def take_back_points(*, want: int, earned: int, taken_back: int) -> int:
-    """A partial take-back (a refund's share) never takes more than is left of the earning (0 when nothing is)."""
-    return max(0, min(want, earned - taken_back))
+def shortfall_owed(*, earned: int, taken_back: int, recorded_so_far: int, want: int) -> int:
+    """The shortfall to record for one earning when `want` points could not be taken back: never more than it still
+    owes, earned less taken back so far (this take-back included) less shortfalls already recorded against it
+    (DOMAIN: "The shortfall of one earning never exceeds what it still owes"). Never below 0."""
+    return max(min(want, earned - taken_back - recorded_so_far), 0)
+
+
+def reversal_remaining(*, points: int, taken_back: int, not_recovered: int = 0) -> int:
+    """What a reversal of an entry takes back: what an earning still owes (earning_owed; `taken_back` and
+    `not_recovered` are positive numbers); any other entry's points in full."""
+    return earning_owed(earned=points, taken_back=taken_back, not_recovered=not_recovered) if points > 0 else points
+
+
+def take_back_points(*, want: int, earned: int, taken_back: int, not_recovered: int = 0) -> int:
+    """A partial take-back (a refund's share) never takes more than the earning still owes (0 when nothing is)."""
+    return max(0, min(want, earning_owed(earned=earned, taken_back=taken_back, not_recovered=not_recovered)))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,11 +1,11 @@
 """Reads of customer groups: the members a group's saved filter (or static list) stands for, counted live."""
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 
 from django.db.models import Count, Max, Q, QuerySet, Sum
-from django.utils import timezone
 
 from .models import AccountFilter, CustomerGroup, CustomerGroupMember, Member, Order
+from .timezones import day_after, day_start
 
 # The order facts a group filters on; cancelled and test orders never count as a customer's orders.
 ORDER_FILTERS = ("last_order_from", "last_order_to", "orders_min", "orders_max", "spent_min", "spent_max")
@@ -18,12 +18,13 @@ def counted_orders() -> QuerySet:
 
 
 def _day_start(day: date) -> datetime:
-    return timezone.make_aware(datetime.combine(day, time.min))
+    """Days are the store's (loyalty.timezones): a shopper's 21:30 on 31 March in New York is 31 March."""
+    return day_start(day)
 
 
 def _day_after(day: date) -> datetime:
     """Date ranges are inclusive: "until 31 May" means before 1 June."""
-    return _day_start(day + timedelta(days=1))
+    return day_after(day)
 
 
 def _order_condition(group: CustomerGroup) -> Q | None:

@@ -36,6 +36,16 @@ def pytest_runtest_call(item):
     return result
 
 
+@pytest.fixture(autouse=True)
+def _store_time_zone_read_afresh():
+    """Each test reads the store's time zone from its own database (the process keeps it for a minute)."""
+    from loyalty.timezones import forget_store_timezone
+
+    forget_store_timezone()
+    yield
+    forget_store_timezone()
+
+
 @pytest.fixture
 def tiers(db):
     return [

@@ -155,7 +155,7 @@ def _process(event: WebhookEvent, context: SettleContext, tries: Counter) -> str
 
 def _apply(event: WebhookEvent, parsed: parsers.ParsedEvent, actor, context) -> tuple[str, str, bool]:
     if parsed.kind == parsers.IGNORE:
-        return EventStatus.IGNORED, "not needed by the program", False
+        return EventStatus.IGNORED, parsed.note or "not needed by the program", False
     if parsed.kind == parsers.REFUND:
         outcome = order_refunds_add(
             store=event.store,
@@ -228,12 +228,16 @@ def events_retry(*, event_ids) -> int:
 
 
 def events_due_for_retry(*, now=None, limit: int = 500) -> list[int]:
-    """Failed events with attempts left, and events still "received" after a while (their task was lost)."""
+    """Failed events with attempts left, and events still "received" after a while (their task was lost).
+
+    A delivery refused at the endpoint (unreadable, an amount beyond what an order holds) was never kept for
+    processing (its attempts are 0): reading it again cannot help, so only the admin's "Retry" takes it.
+    """
     now = now or timezone.now()
     stale = now - timedelta(minutes=5)
     return list(
         WebhookEvent.objects.filter(
-            Q(status=EventStatus.FAILED, attempts__lt=MAX_ATTEMPTS)
+            Q(status=EventStatus.FAILED, attempts__gte=1, attempts__lt=MAX_ATTEMPTS)
             | Q(status=EventStatus.RECEIVED, received_at__lt=stale)
         )
         .order_by("received_at", "pk")

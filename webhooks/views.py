@@ -124,22 +124,23 @@ def signature_is_valid(store: str, body: bytes, signature: str) -> bool:
 def _keep(request, store: str, body: bytes) -> JsonResponse:
     """Store the signed delivery; queue it when it can be processed, or keep it as failed with the reason."""
     topic = request.headers.get(TOPIC_HEADER[store], "").strip()
-    payload, status, reason, ref = None, EventStatus.RECEIVED, "", ""
+    payload, status, reason, ref, result = None, EventStatus.RECEIVED, "", "", ""
     kind = parsers.topic_kind(store, topic)
     try:
         payload = parsers.load_json(body)
         ref = parsers.order_ref(store, kind, payload)
         if not topic:
             raise parsers.PayloadError(f"Missing header {TOPIC_HEADER[store]}.")
-        if parsers.parse(store, topic, payload).kind == parsers.IGNORE:
-            status = EventStatus.IGNORED
+        parsed = parsers.parse(store, topic, payload)
+        if parsed.kind == parsers.IGNORE:
+            status, result = EventStatus.IGNORED, parsed.note or "not needed by the program"
     except parsers.PayloadError as exc:
         status, reason = EventStatus.FAILED, str(exc)
     except (TypeError, AttributeError, ValueError, ArithmeticError, KeyError, IndexError, RecursionError) as exc:
         # A signed body whose fields have the wrong shape (a string where an object belongs, "1e40" as a total): the
         # store would retry a 503 forever, so it is kept as failed with the reason, as any unreadable delivery is.
         status, reason = EventStatus.FAILED, f"A field has an unexpected value ({type(exc).__name__}: {exc})."[:500]
-    event_id = _store_event(request, store, topic, body, payload, status, reason, ref)
+    event_id = _store_event(request, store, topic, body, payload, status, reason, ref, result)
     if event_id is None:
         return _answer("already received")
     if status == EventStatus.FAILED:
@@ -148,7 +149,7 @@ def _keep(request, store: str, body: bytes) -> JsonResponse:
     return _answer(status, event=event_id)
 
 
-def _store_event(request, store, topic, body, payload, status, reason, ref) -> int | None:
+def _store_event(request, store, topic, body, payload, status, reason, ref, result="") -> int | None:
     """The new event's id (queued for processing after commit), or None when this delivery was kept before."""
     headers = {name: value for name in KEPT_HEADERS if (value := request.headers.get(name))}
     fields = {
@@ -160,6 +161,7 @@ def _store_event(request, store, topic, body, payload, status, reason, ref) -> i
         "headers": headers,
         "status": status,
         "error": reason,
+        "result": result[:500],
     }
     # PostgreSQL's text cannot hold NUL (a raw byte, or "\u0000" in an id): kept as U+FFFD, like a byte not UTF-8.
     fields = {
@@ -179,7 +181,7 @@ def _insert(fields: dict) -> int | None:
     re-sent delivery raises nothing (so no savepoint inside a caller's transaction), and no model instance is built.
     """
     meta, ops = WebhookEvent._meta, connection.ops
-    values = {**fields, "result": "", "attempts": 0, "received_at": timezone.now()}
+    values = {"result": "", **fields, "attempts": 0, "received_at": timezone.now()}
     params = [meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
     columns = ", ".join(ops.quote_name(meta.get_field(name).column) for name in values)
     placeholders = ", ".join(["%s"] * len(values))

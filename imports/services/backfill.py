@@ -4,10 +4,10 @@
   active sign-up way to earn; key signup_earning_key (loyalty/keys.py), shared with every other path.
 * Order points: every order placed before program_started_at by a member or a guest, once per active order way to
   earn; key order_earning_key (loyalty/keys.py), the webhook's own, so an automatic revert finds the earning.
-  Points per currency unit of the earnable amount (else the total) less refunds, rounded down, or the rule's fixed
-  points. Cancelled and test orders, orders without a customer,
-  orders not paid (pending, authorized, refunded, voided, failed, expired) and orders with one of the program's revert
-  tags earn nothing.
+  Points per currency unit of the earnable amount (the live earning's base: goods after discounts, tax and shipping
+  as the program settings say) less what refunds returned of it, rounded down, or the rule's fixed points.
+  Cancelled and test orders, orders without a customer, orders not paid (pending, authorized, refunded, voided,
+  failed, expired) and orders with one of the program's revert tags earn nothing.
 * Points stay pending for the rule's hold days counted from the sign-up or the order, like a live earning, so only
   recent actions are pending.
 * A credit already made by the live paths for the same rule (a webhook's or "New conversions" order earning, a
@@ -35,6 +35,7 @@ from loyalty.keys import credited_sql, order_earning_key_sql, signup_earning_key
 from loyalty.models import EarnRule, EarnRuleKind, EntryKind, EntrySource, LedgerEntry, ProgramSettings
 from loyalty.queueing import queue_task
 from loyalty.services import PostingsQuery, entries_post_bulk, entries_reverse_bulk
+from loyalty.services.orders import earnable_amount_sql, refunded_earnable_sql
 from loyalty.services.staff import staff_policy
 
 from ..models import BackfillRun, BackfillStatus
@@ -97,15 +98,12 @@ def _plus_days(column: str, days: int) -> str:
     return f"strftime('%Y-%m-%d %H:%M:%f', {column}, '+{int(days)} days')"
 
 
-def _order_points_sql(line: RuleLine) -> str:
-    """Points of one order under the rule, rounded down (as the live order earning computes them)."""
+def _order_points_sql(line: RuleLine, program: ProgramSettings) -> str:
+    """Points of one order under the rule, rounded down, on the live earning's base (the program's earnable amount:
+    loyalty.services.orders.amounts) less what its refunds returned of that base."""
     if not line.points_per_currency_unit:
         return str(int(line.points))
-    refunds = (
-        "CASE WHEN o.financial_status = 'partially_refunded' THEN COALESCE((SELECT SUM(f.amount) "
-        "FROM loyalty_orderrefund f WHERE f.order_id = o.id), 0) ELSE 0 END"
-    )
-    amount = f"(COALESCE(o.earnable_amount, o.total) - {refunds})"
+    amount = f"({earnable_amount_sql(program)} - {refunded_earnable_sql(program)})"
     rate = line.points_per_currency_unit
     if _pg():
         return f"CAST(FLOOR(GREATEST({amount}, 0) * CAST('{rate}' AS numeric)) AS bigint)"
@@ -158,7 +156,7 @@ def _order_select(line: RuleLine, *, cutoff, now, program, only_new=True, lo=Non
     not_paid = ", ".join(f"'{s}'" for s in NOT_PAID)
     sql = f"""
         SELECT seq, member_id, points, status, idem_key, hold_until, store_order_id FROM (
-            SELECT {int(seq_base)} + o.id AS seq, o.member_id, {_order_points_sql(line)} AS points,
+            SELECT {int(seq_base)} + o.id AS seq, o.member_id, {_order_points_sql(line, program)} AS points,
                    CASE WHEN o.placed_at > %s THEN 'pending' ELSE 'active' END AS status,
                    {key} AS idem_key,
                    CASE WHEN o.placed_at > %s THEN {hold} END AS hold_until,

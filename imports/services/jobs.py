@@ -20,6 +20,7 @@ from loyalty.models import EntryKind, EntrySource, EntryStatus, LedgerEntry
 from loyalty.queueing import queue_task
 from loyalty.services.ledger_bulk import fill_table
 from loyalty.services.staff import staff_policy
+from loyalty.timezones import store_timezone_held
 
 from ..models import ImportJob, ImportKind, ImportRowProblem, ImportStatus
 from . import sql
@@ -153,10 +154,12 @@ def _parse_into_rows_table(job: ImportJob, kind) -> None:
             kind.check_header(index, table.repeated_columns())
             columns = tuple(c for c, _t in kind.stage)
             rows = kind.normalise(table, index, ctx)
-            if kind.rows_without_empty_strings:
-                sql.load_rows(job.rows_table, columns, rows)
-            else:
-                fill_table(job.rows_table, columns, rows)
+            # Dates without an offset are the store's time; the zone is read now, not while the rows stream in.
+            with store_timezone_held():
+                if kind.rows_without_empty_strings:
+                    sql.load_rows(job.rows_table, columns, rows)
+                else:
+                    fill_table(job.rows_table, columns, rows)
 
 
 def _resolve(job: ImportJob, kind, ctx: Context, *, preview: bool = True) -> dict:

@@ -15,6 +15,8 @@ from django.utils.translation import gettext_lazy, ngettext
 from imports.resources import ExportPermission, export_actions
 
 from ..models import Coupon, EarnRule, Order, ProgramSettings, Reward
+from ..services.schedules import periodic_tasks_setup
+from ..timezones import store_timezone
 from .action_pages import CappedCountPaginator
 from .display import earning_text, store_currency
 
@@ -98,9 +100,30 @@ if importlib.util.find_spec("loyalty.admin.orders") is None:
 class ProgramSettingsAdmin(admin.ModelAdmin):
     """One row: the list goes straight to it; it cannot be added to or deleted."""
 
-    readonly_fields = ["last_reconcile_at", "last_reconcile_ok", "last_reconcile_report"]
+    readonly_fields = ["store_time_now", "last_reconcile_at", "last_reconcile_ok", "last_reconcile_report"]
     fieldsets = [
         (None, {"fields": ["program_name", "program_started_at", "hold_days_default", "support_agent_limit"]}),
+        (
+            gettext_lazy("Store time zone"),
+            {
+                "fields": ["store_time_zone", "store_time_now"],
+                "description": gettext_lazy(
+                    "Every date in the back office is shown and read in this zone; it decides where a day starts "
+                    "for customer groups, New conversions' last 30 days, CSV dates without an offset and the "
+                    "nightly jobs."
+                ),
+            },
+        ),
+        (
+            gettext_lazy("What an order earns on"),
+            {
+                "fields": ["earn_on_tax", "earn_on_shipping"],
+                "description": gettext_lazy(
+                    "By default an order earns on its goods after discounts, without tax and shipping. Refunds take "
+                    "back on the same base, so a refund of shipping alone takes nothing while shipping does not earn."
+                ),
+            },
+        ),
         (
             gettext_lazy("Negative balances"),
             {"fields": ["negative_balance_policy", "revert_negative_balance_policy"]},
@@ -122,6 +145,16 @@ class ProgramSettingsAdmin(admin.ModelAdmin):
             {"fields": ["last_reconcile_at", "last_reconcile_ok", "last_reconcile_report"]},
         ),
     ]
+
+    @admin.display(description=gettext_lazy("store time now"))
+    def store_time_now(self, obj):
+        zone = store_timezone()
+        return f"{timezone.now().astimezone(zone):%Y-%m-%d %H:%M} ({zone.key})"
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if "store_time_zone" in form.changed_data:
+            periodic_tasks_setup()  # the nightly jobs keep the store's hours
 
     def changelist_view(self, request, extra_context=None):
         if not self.has_view_or_change_permission(request):

@@ -26,6 +26,7 @@ from ..models import (
     TokenStatus,
 )
 from ..rules import hold_days, hold_until
+from ..timezones import day_start, store_today
 from .ledger import PostResult, points_earn
 from .orders import PAID_STATUSES, earn_refusal, full_revert_reason, order_rule_points, order_settle
 from .tokens import token_close, token_key
@@ -122,7 +123,8 @@ class NewConversions:
 
 
 def _since():
-    return timezone.now() - timedelta(days=NEW_CONVERSIONS_DAYS)
+    """The start of the store's day 30 days ago: "the last 30 days" are the store's days (loyalty.timezones)."""
+    return day_start(store_today() - timedelta(days=NEW_CONVERSIONS_DAYS))
 
 
 def _uncredited(objects: list, key_of) -> list:

@@ -8,6 +8,7 @@ is staff.py's, checked here whatever page, job or command calls. Facts from outs
 one twice reports "already applied".
 """
 
+import dataclasses
 import secrets
 from dataclasses import dataclass
 
@@ -504,6 +505,21 @@ def _reversal_refusal(entry: LedgerEntry, remaining: int) -> str | None:
     )
 
 
+def _bounded(decision: rules.Decision, entry: LedgerEntry, taken: int, recorded: int) -> rules.Decision:
+    """The decision with its shortfall held to what an earning still owes (rules.shortfall_owed)."""
+    if entry.points <= 0 or not decision.shortfall:
+        return decision
+    short = rules.shortfall_owed(
+        earned=entry.points, taken_back=taken - decision.posted, recorded_so_far=recorded, want=decision.shortfall
+    )
+    return dataclasses.replace(decision, shortfall=short)
+
+
+def _not_recovered(entry: LedgerEntry) -> int:
+    """The shortfalls already recorded against an earning (points not taken back because they were spent)."""
+    return sum(Shortfall.objects.filter(entry=entry).values_list("points", flat=True), start=0)
+
+
 def entry_reverse(
     *,
     entry: LedgerEntry | int,
@@ -528,9 +544,8 @@ def entry_reverse(
         key, applied = _live_and_applied(idempotency_key, member)
         if applied:
             return applied
-        remaining = rules.reversal_remaining(
-            points=entry.points, taken_back=_taken_back(entry) if entry.points > 0 else 0
-        )
+        taken, recorded = (_taken_back(entry), _not_recovered(entry)) if entry.points > 0 else (0, 0)
+        remaining = rules.reversal_remaining(points=entry.points, taken_back=taken, not_recovered=recorded)
         if refusal := _reversal_refusal(entry, remaining):
             raise LoyaltyError(refusal)
         if entry.status == EntryStatus.PENDING:  # rejected, with its pending take-backs: its points never come
@@ -544,6 +559,7 @@ def entry_reverse(
         )
         if decision.refusal:
             raise LoyaltyError(decision.refusal)
+        decision = _bounded(decision, entry, taken, recorded)
         reversal = None
         if decision.posted:
             reversal = _insert(
@@ -606,7 +622,8 @@ def entry_take_back(
             raise LoyaltyError(f"Entry #{entry.pk} is not an earning; only earnings are taken back in part.")
         if entry.status == EntryStatus.REJECTED or entry_is_reversed(entry):
             return PostResult(member=member)
-        want = rules.take_back_points(want=points, earned=entry.points, taken_back=_taken_back(entry))
+        taken, recorded = _taken_back(entry), _not_recovered(entry)
+        want = rules.take_back_points(want=points, earned=entry.points, taken_back=taken, not_recovered=recorded)
         if want <= 0:
             return PostResult(member=member)
         _check_staff(staff, want)
@@ -615,6 +632,7 @@ def entry_take_back(
         )
         if decision.refusal:
             raise LoyaltyError(decision.refusal)
+        decision = _bounded(decision, entry, taken, recorded)
         take_back = None
         if decision.posted:
             take_back = _insert(

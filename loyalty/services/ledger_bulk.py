@@ -834,8 +834,10 @@ def entries_reverse_bulk(
 
 def _stage_reversals(reason: str) -> None:
     chosen = "e.id IN (SELECT entry_id FROM ledger_stage_entries)"
-    taken_back = """COALESCE((SELECT -SUM(t.points) FROM loyalty_ledgerentry t
-                               WHERE t.takes_back_id = e.id AND t.status <> 'rejected'), 0)"""
+    # What an earning no longer owes: its take-backs and the shortfalls recorded against it (rules.earning_owed).
+    taken_back = """(COALESCE((SELECT -SUM(t.points) FROM loyalty_ledgerentry t
+                               WHERE t.takes_back_id = e.id AND t.status <> 'rejected'), 0)
+                     + COALESCE((SELECT SUM(s.points) FROM loyalty_shortfall s WHERE s.entry_id = e.id), 0))"""
     remaining = f"(e.points - CASE WHEN e.points > 0 THEN {taken_back} ELSE 0 END)"  # rules.reversal_remaining
     # Pending entries are rejected, with their pending take-backs (a pending take-back itself is a reversal: refused).
     _stage_moves(

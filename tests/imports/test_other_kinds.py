@@ -131,3 +131,25 @@ def test_orders_upsert_csv_orders_and_link_members(tiers):
     again = applied(text.replace("19,90", "29,90"), kind="orders")
     assert (again.applied, again.skipped) == (1, 1)
     assert Order.objects.get(store_order_id="1001").total == Decimal("29.90")
+
+
+def test_orders_csv_keeps_subtotal_tax_and_shipping(tiers):
+    text = (
+        "order_id,email,total,placed_at,subtotal,tax,shipping\n"
+        "P-1,ann@shop.example,130.00,2023-05-01,100.00,20.00,10.00\n"
+        "P-2,bob@shop.example,50.00,2023-05-01,,8.00,\n"
+        "P-3,cy@shop.example,50.00,2023-05-01,40.00,-1.00,\n"
+    )
+    job = applied(text, kind="orders")
+    assert (job.applied, job.failed) == (2, 1)
+    first = Order.objects.get(store_order_id="P-1")
+    assert (first.earnable_amount, first.tax_amount, first.shipping_amount) == (
+        Decimal("100.00"),
+        Decimal("20.00"),
+        Decimal("10.00"),
+    )
+    second = Order.objects.get(store_order_id="P-2")
+    assert (second.earnable_amount, second.tax_amount) == (None, Decimal("8.00"))
+    again = applied(text.replace("100.00,20.00", "90.00,20.00"), kind="orders")
+    assert (again.applied, again.skipped) == (1, 1)
+    assert Order.objects.get(store_order_id="P-1").earnable_amount == Decimal("90.00")

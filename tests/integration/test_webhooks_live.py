@@ -77,7 +77,8 @@ def test_shopify_order_earns_and_reverts_through_the_worker(live_program, celery
 
     status, _ = shopify(live_server, "refunds/create", recent("shopify/refunds_create_partial.json"))
     assert status == 200
-    wait_for(lambda: available(email) == (157, 0, 157), what="the partial refund to take back 153")
+    # The refunded shoe's subtotal (142.50 of the 310.00 of goods), not the money with its tax (153.90).
+    wait_for(lambda: available(email) == (168, 0, 168), what="the partial refund to take back 142")
 
     shopify(live_server, "orders/cancelled", recent("shopify/orders_cancelled.json"))
     wait_for(lambda: available(email) == (0, 0, 0), what="the cancellation to take back the rest")
@@ -87,7 +88,7 @@ def test_shopify_order_earns_and_reverts_through_the_worker(live_program, celery
         what="every event processed",
     )
     assert WebhookEvent.objects.count() == 3
-    assert sorted(LedgerEntry.objects.values_list("points", flat=True)) == [-157, -153, 310]
+    assert sorted(LedgerEntry.objects.values_list("points", flat=True)) == [-168, -142, 310]
 
 
 def test_woocommerce_order_held_then_cancelled_through_the_worker(live_program, celery_worker_process, live_server):

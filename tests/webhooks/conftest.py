@@ -135,3 +135,9 @@ def store(client, settings, django_capture_on_commit_callbacks, order_rule):
     settings.SHOPIFY_WEBHOOK_SECRET = SHOPIFY_SECRET
     settings.WOOCOMMERCE_WEBHOOK_SECRET = WOO_SECRET
     return Store(client, django_capture_on_commit_callbacks)
+
+
+@pytest.fixture
+def staff_client(client, manager):
+    client.force_login(manager)
+    return client

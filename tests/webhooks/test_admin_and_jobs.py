@@ -24,12 +24,6 @@ from .conftest import recent
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staff_client(client, manager):
-    client.force_login(manager)
-    return client
-
-
 def test_event_list_shows_topic_status_and_error(store, staff_client):
     store.shopify("orders/paid", recent("shopify/orders_paid.json"))
     store.shopify("refunds/create", {"id": 1, "order_id": 42, "transactions": []})
@@ -50,7 +44,7 @@ def test_event_page_shows_the_body(store, staff_client):
 
 
 def test_retry_action_processes_a_failed_event_once_its_cause_is_fixed(store, staff_client):
-    store.shopify("refunds/create", recent("shopify/refunds_create_shipping_only.json"))
+    store.shopify("refunds/create", recent("shopify/refunds_create_partial.json"))
     event = WebhookEvent.objects.get()
     assert event.status == EventStatus.FAILED
     # The order arrives by another way (a CSV import, say), so nothing queues the refund again.
@@ -67,7 +61,7 @@ def test_retry_action_processes_a_failed_event_once_its_cause_is_fixed(store, st
     assert "Queued 1 event again." in response.content.decode()
     event.refresh_from_db()
     assert (event.status, event.attempts) == (EventStatus.PROCESSED, 2)
-    assert LedgerEntry.objects.get(kind=EntryKind.REVERSAL).points == -12
+    assert LedgerEntry.objects.get(kind=EntryKind.REVERSAL).points == -142  # floor(310 x 142.50 / 310)
 
 
 def test_retry_leaves_processed_events_alone(store, staff_client):
@@ -93,13 +87,14 @@ def test_order_page_shows_what_it_earned_and_what_was_taken_back(store, order_ru
     page = staff_client.get(reverse("admin:loyalty_order_change", args=[order.pk])).content.decode()
 
     assert "Earned: <strong>310</strong> (pending: 0) · Taken back: <strong>20</strong>" in page
-    assert "Not taken (already spent, recorded as a shortfall): <strong>290</strong>" in page
+    assert 'Not recovered (already spent, recorded as a shortfall): <strong class="not-recovered">290</strong>' in page
     assert "Points go back because the order is cancelled." in page
 
     listing = staff_client.get(reverse("admin:loyalty_order_changelist")).content.decode()
     assert "#1042" in listing
     assert '<td class="field-points_earned">310</td>' in listing
     assert '<td class="field-points_taken_back">20</td>' in listing
+    assert '<td class="field-points_not_recovered">290</td>' in listing
 
 
 def test_order_page_says_why_an_order_earned_nothing(store, staff_client):
@@ -127,7 +122,7 @@ def test_clean_ledger_check_shows_no_warning(staff_client, program):
 
 
 def test_sweep_retries_failed_and_lost_events(store, order_rule):
-    store.shopify("refunds/create", recent("shopify/refunds_create_shipping_only.json"))
+    store.shopify("refunds/create", recent("shopify/refunds_create_partial.json"))
     waiting = WebhookEvent.objects.get()
     # An order whose task never ran (the broker was down when it arrived).
     lost = WebhookEvent.objects.create(
@@ -146,7 +141,7 @@ def test_sweep_retries_failed_and_lost_events(store, order_rule):
     assert lost.status == EventStatus.PROCESSED
     assert waiting.status == EventStatus.PROCESSED
     assert counts["retried"] == 2
-    assert sorted(LedgerEntry.objects.values_list("points", flat=True)) == [-12, 310]
+    assert sorted(LedgerEntry.objects.values_list("points", flat=True)) == [-142, 310]
 
 
 def test_sweep_gives_up_after_ten_attempts(store):

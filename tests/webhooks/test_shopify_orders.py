@@ -7,10 +7,11 @@ import pytest
 
 from loyalty.models import EntryKind, EntryStatus, LedgerEntry, Member, Order, OrderRefund, Shortfall
 from loyalty.services import points_adjust
+from loyalty.services.orders import unallocated_amount
 from tests.factories import MemberFactory
 from webhooks.models import EventStatus, WebhookEvent
 
-from .conftest import recent
+from .conftest import load, recent
 
 pytestmark = pytest.mark.django_db
 BIG_ID = "5876543210987654321"
@@ -156,28 +157,39 @@ def test_partial_refund_takes_back_the_refunded_share(store, order_rule):
     store.shopify("refunds/create", recent("shopify/refunds_create_partial.json"))
 
     refund = OrderRefund.objects.get()
-    # Only the successful refund transaction counts (the failed attempt of the same amount does not).
+    # Only the successful refund transaction counts as money (the failed attempt of the same amount does not).
     assert (refund.store_refund_id, refund.amount) == ("9876543210123456789", Decimal("153.90"))
+    # What it returned: one shoe's subtotal and its tax.
+    assert (refund.goods_amount, refund.tax_amount, unallocated_amount(refund)) == (
+        Decimal("142.50"),
+        Decimal("11.40"),
+        Decimal("0.00"),
+    )
     take_back = LedgerEntry.objects.get(kind=EntryKind.REVERSAL)
-    assert take_back.points == -153  # floor(310 * 153.90 / 310.00)
+    assert take_back.points == -142  # floor(310 x 142.50 / 310.00): the goods' share, not the money's (153.90)
     assert take_back.takes_back == LedgerEntry.objects.get(kind=EntryKind.EARN)
-    assert figures(Member.objects.get()) == (157, 0, 157)
+    assert figures(Member.objects.get()) == (168, 0, 168)
 
 
 def test_partial_refund_during_the_hold_is_pending_with_the_earning(store):
     store.shopify("orders/paid", recent("shopify/orders_paid.json"))
     store.shopify("refunds/create", recent("shopify/refunds_create_partial.json"))
-    assert figures(Member.objects.get()) == (0, 157, 0)
+    assert figures(Member.objects.get()) == (0, 168, 0)
 
 
-def test_shipping_only_refund_with_no_refunded_line_takes_back_its_share(store, order_rule):
+def test_shipping_only_refund_takes_nothing_while_shipping_does_not_earn(store, order_rule):
     no_hold(order_rule)
     store.shopify("orders/paid", recent("shopify/orders_paid.json"))
     store.shopify("refunds/create", recent("shopify/refunds_create_shipping_only.json"))
 
-    assert OrderRefund.objects.get().amount == Decimal("12.50")
-    assert LedgerEntry.objects.get(kind=EntryKind.REVERSAL).points == -12  # floor(310 * 12.50 / 310)
-    assert figures(Member.objects.get()) == (298, 0, 298)
+    refund = OrderRefund.objects.get()
+    assert (refund.amount, refund.shipping_amount, unallocated_amount(refund)) == (
+        Decimal("12.50"),
+        Decimal("12.50"),
+        Decimal("0.00"),
+    )
+    assert not LedgerEntry.objects.filter(kind=EntryKind.REVERSAL).exists()
+    assert figures(Member.objects.get()) == (310, 0, 310)
 
 
 def test_refunds_then_cancellation_never_take_back_more_than_was_earned(store, order_rule):
@@ -188,7 +200,7 @@ def test_refunds_then_cancellation_never_take_back_more_than_was_earned(store, o
     store.shopify("orders/cancelled", recent("shopify/orders_cancelled.json"))
 
     taken = [e.points for e in LedgerEntry.objects.filter(kind=EntryKind.REVERSAL).order_by("pk")]
-    assert taken == [-12, -153, -145]
+    assert taken == [-142, -168]
     assert sum(taken) == -310
     assert figures(Member.objects.get()) == (0, 0, 0)
 
@@ -233,13 +245,14 @@ def test_events_out_of_order_land_once(store, order_rule):
 
     order = Order.objects.get()
     assert order.financial_status == "partially_refunded"  # the older deliveries did not roll it back
-    assert [e.points for e in LedgerEntry.objects.order_by("pk")] == [310, -153]
-    assert figures(Member.objects.get()) == (157, 0, 157)
+    # The latest state's current amounts left the refunded shoe out; added back, the order earned on all of it.
+    assert [e.points for e in LedgerEntry.objects.order_by("pk")] == [310, -142]
+    assert figures(Member.objects.get()) == (168, 0, 168)
 
 
 def test_refund_arriving_before_its_order_is_applied_when_the_order_arrives(store, order_rule):
     no_hold(order_rule)
-    store.shopify("refunds/create", recent("shopify/refunds_create_shipping_only.json"))
+    store.shopify("refunds/create", recent("shopify/refunds_create_partial.json"))
     waiting = WebhookEvent.objects.get()
     assert waiting.status == EventStatus.FAILED
     assert "has not arrived yet" in waiting.error
@@ -248,7 +261,7 @@ def test_refund_arriving_before_its_order_is_applied_when_the_order_arrives(stor
 
     waiting.refresh_from_db()
     assert (waiting.status, waiting.attempts) == (EventStatus.PROCESSED, 2)
-    assert [e.points for e in LedgerEntry.objects.order_by("pk")] == [310, -12]
+    assert [e.points for e in LedgerEntry.objects.order_by("pk")] == [310, -142]
 
 
 def test_revert_tag_takes_the_points_back(store, order_rule, program):
@@ -334,3 +347,29 @@ def test_order_without_an_email_is_mirrored_without_a_member(store):
     assert Order.objects.get().member is None
     assert not Member.objects.exists()
     assert WebhookEvent.objects.get().result == "no customer email: nobody to credit"
+
+
+def test_order_edited_after_payment_earns_for_the_goods_added(store, order_rule):
+    """orders/edited lists the added line without prices; the orders/updated sent with it carries the new totals."""
+    no_hold(order_rule)
+    store.shopify("orders/paid", recent("shopify/orders_paid.json"))
+    store.shopify("orders/edited", load("shopify/orders_edited.json"))
+    edited = recent("shopify/orders_updated_edited.json")
+    store.shopify("orders/updated", edited)
+    store.shopify("orders/updated", edited)  # sent again under a new delivery id: the same version
+
+    assert figures(Member.objects.get()) == (335, 0, 335)  # 310 + the socks' 25
+    top_up = LedgerEntry.objects.get(kind=EntryKind.EARN, points=25)
+    assert top_up.idempotency_key.endswith(":top-up")
+    note = WebhookEvent.objects.get(topic="orders/edited")
+    assert (note.status, note.order_ref) == (EventStatus.IGNORED, BIG_ID)
+
+
+def test_refund_of_money_alone_takes_back_its_share_of_the_order_total(store, order_rule):
+    """A goodwill refund of 34.73 (10% of 347.30) tied to no line: 10% of the goods' points."""
+    no_hold(order_rule)
+    store.shopify("orders/paid", recent("shopify/orders_paid.json"))
+    store.shopify("refunds/create", recent("shopify/refunds_create_money_only.json"))
+    assert unallocated_amount(OrderRefund.objects.get()) == Decimal("34.73")
+    assert LedgerEntry.objects.get(kind=EntryKind.REVERSAL).points == -31
+    assert figures(Member.objects.get()) == (279, 0, 279)

@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 
 from loyalty.models import EntryKind, EntryStatus, LedgerEntry, Member, Order, OrderRefund
+from loyalty.services.orders import unallocated_amount
 from webhooks.models import WebhookEvent
 
 from .conftest import recent
@@ -39,17 +40,22 @@ def test_guest_checkout_on_hold_is_a_guest_with_no_points_yet(store):
     assert not LedgerEntry.objects.exists()
 
 
-def test_refund_in_the_refunds_list_takes_back_its_share(store, order_rule):
+def test_refund_of_money_only_takes_back_its_share_of_the_order_total(store, order_rule):
     order_rule.hold_days = 0
     order_rule.save()
     store.woocommerce("order.created", recent("woocommerce/order_created.json"))
     store.woocommerce("order.updated", recent("woocommerce/order_updated_partial_refund.json"))
 
     refund = OrderRefund.objects.get()
-    assert (refund.store_refund_id, refund.amount) == ("731", Decimal("14.88"))
+    assert (refund.store_refund_id, refund.amount, unallocated_amount(refund)) == (
+        "731",
+        Decimal("14.88"),
+        Decimal("14.88"),
+    )
     assert Order.objects.get().financial_status == "partially_refunded"
-    assert LedgerEntry.objects.get(kind=EntryKind.REVERSAL).points == -14  # floor(40 * 14.88 / 40)
-    assert figures(Member.objects.get()) == (26, 0, 26)
+    # The refund's 14.88 (tax and all) is 27.8% of the order's 53.43: floor(40 x 14.88 / 53.43) = 11 points.
+    assert LedgerEntry.objects.get(kind=EntryKind.REVERSAL).points == -11
+    assert figures(Member.objects.get()) == (29, 0, 29)
 
 
 def test_cancelled_during_the_hold_rejects_the_pending_points(store):
@@ -86,3 +92,30 @@ def test_refunded_order_reverts_in_full(store, order_rule):
 
     assert sum(LedgerEntry.objects.filter(kind=EntryKind.REVERSAL).values_list("points", flat=True)) == -40
     assert figures(Member.objects.get()) == (0, 0, 0)
+
+
+def test_refund_with_its_lines_takes_back_the_goods_it_names(store, order_rule):
+    order_rule.hold_days = 0
+    order_rule.save()
+    store.woocommerce("order.created", recent("woocommerce/order_created.json"))
+    store.woocommerce("order.updated", recent("woocommerce/order_updated_refund_with_lines.json"))
+    refund = OrderRefund.objects.get()
+    assert (refund.goods_amount, refund.tax_amount, refund.amount) == (
+        Decimal("12.50"),
+        Decimal("2.38"),
+        Decimal("14.88"),
+    )
+    assert LedgerEntry.objects.get(kind=EntryKind.REVERSAL).points == -12  # the mug's 12.50 of the 40.00 of goods
+    assert figures(Member.objects.get()) == (28, 0, 28)
+
+
+def test_cancelled_order_completed_again_earns_again(store, order_rule):
+    order_rule.hold_days = 0
+    order_rule.save()
+    store.woocommerce("order.created", recent("woocommerce/order_created.json"))
+    store.woocommerce("order.updated", recent("woocommerce/order_updated_cancelled.json"))
+    assert figures(Member.objects.get()) == (0, 0, 0)
+    store.woocommerce("order.updated", recent("woocommerce/order_updated_completed_after_cancel.json"))
+    assert figures(Member.objects.get()) == (40, 0, 40)
+    assert Order.objects.get().reopenings == 1
+    assert "reopening 1 earns again" in WebhookEvent.objects.order_by("pk").last().result

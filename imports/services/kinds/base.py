@@ -9,6 +9,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from loyalty.timezones import in_store_time
+
 from ..parsing import ImportFileError, RefusedRow
 
 READY = "import_ready"
@@ -211,7 +213,8 @@ def id_problem(text: str, column: str):
 
 
 def moment(text: str):
-    """(aware datetime or None, problem): ISO 8601 dates ("2024-03-01" or "2024-03-01 14:30"); no zone = local.
+    """(aware datetime or None, problem): ISO 8601 dates ("2024-03-01" or "2024-03-01 14:30"); no offset: the
+    store's time zone.
 
     Years outside FIRST_YEAR..LAST_YEAR are refused: with an offset, an edge year becomes one the database stores
     and Python cannot read back (every page showing it would fail).
@@ -229,7 +232,7 @@ def moment(text: str):
             "last": LAST_YEAR,
         }
     if timezone.is_naive(value):
-        value = timezone.make_aware(value)
+        value = in_store_time(value)  # no offset written: the store's local time (loyalty.timezones)
     return value, None
 
 

@@ -1,8 +1,10 @@
-"""Orders: `order_id`, `email`, `customer_id`, `total`, `currency`, `status`, `tags`, `placed_at`.
+"""Orders: `order_id`, `email`, `customer_id`, `total`, `currency`, `status`, `tags`, `placed_at`, and optionally what
+the order was made of: `subtotal` (goods after discounts, without tax and shipping), `tax`, `shipping`.
 
 Rows upsert loyalty.Order rows of the store "csv" by order id; a row that changes nothing counts as already applied.
-Importing orders records them only: points for past orders come from "Reward past actions", so an upload never
-credits or reverts points by itself.
+Importing orders records them only: points for past orders come from "Reward past actions", which earns on the same
+base as a live order (the program's earnable amount: the subtotal, else the total less tax and shipping; tax and
+shipping only where the program says they earn), so an upload never credits or reverts points by itself.
 """
 
 from django.utils import timezone
@@ -17,8 +19,21 @@ CANCELLED = {"cancelled", "canceled", "voided"}
 
 class OrdersKind(Kind):
     name = "orders"
-    columns = ("order_id", "email", "customer_id", "total", "currency", "status", "tags", "placed_at")
+    columns = (
+        "order_id",
+        "email",
+        "customer_id",
+        "total",
+        "currency",
+        "status",
+        "tags",
+        "placed_at",
+        "subtotal",
+        "tax",
+        "shipping",
+    )
     required = ("order_id", "total", "placed_at")
+    parts = ("subtotal", "tax", "shipping")
     stage = (
         ("row_no", "int"),
         ("order_id", "text"),
@@ -30,6 +45,9 @@ class OrdersKind(Kind):
         ("cancelled", "bool"),
         ("tags", "text"),
         ("placed_at", "ts"),
+        ("subtotal", "text"),
+        ("tax", "text"),
+        ("shipping", "text"),
         ("problem", "text"),
         ("problem_column", "text"),
     )
@@ -39,10 +57,18 @@ class OrdersKind(Kind):
             if type(cells) is RefusedRow:
                 yield self.refused_row(row, cells)
                 continue
-            order_id, email, customer_id, total, currency, status, tags, placed = cells
+            order_id, email, customer_id, total, currency, status, tags, placed, *part_cells = cells
             email, status, currency = email.lower(), status.lower(), (currency or "USD").upper()
             value, problem = amount(total)
             column = "total" if problem else None
+            parts = []
+            for name, text in zip(self.parts, part_cells, strict=True):
+                part, bad = amount(text)
+                if bad and not problem:
+                    problem, column = bad, name
+                elif part is not None and part < 0 and not problem:
+                    problem, column = _("%(column)s must not be below 0") % {"column": name}, name
+                parts.append(None if part is None else str(part))
             placed_at, bad_date = moment(placed)
             if not order_id or len(order_id) > 64:
                 problem, column = _("order_id is empty or longer than 64 characters"), "order_id"
@@ -73,6 +99,7 @@ class OrdersKind(Kind):
                 cancelled,
                 tags,
                 sql.adapt_datetime(placed_at),
+                *parts,
                 problem,
                 column,
             )
@@ -84,13 +111,17 @@ class OrdersKind(Kind):
         )
         sql.execute(
             f"""INSERT INTO {READY} (row_no, order_id, email, customer_id, total, currency, financial_status,
-                    cancelled, tags, placed_at, member_id, unchanged, problem, problem_column)
+                    cancelled, tags, placed_at, subtotal, tax, shipping, member_id, unchanged, problem, problem_column)
             SELECT r.row_no, r.order_id, r.email, r.customer_id, r.total, r.currency, r.financial_status, r.cancelled,
-                   r.tags, r.placed_at, COALESCE(me.id, mc.id),
+                   r.tags, r.placed_at, r.subtotal, r.tax, r.shipping, COALESCE(me.id, mc.id),
                    CASE WHEN o.id IS NOT NULL AND o.email = r.email AND o.customer_id = r.customer_id
                          AND CAST(o.total AS NUMERIC) = CAST(r.total AS NUMERIC) AND o.currency = r.currency
                          AND o.financial_status = r.financial_status AND o.cancelled = r.cancelled
                          AND o.tags = r.tags AND o.placed_at = r.placed_at
+                         AND COALESCE(CAST(o.earnable_amount AS NUMERIC), -1)
+                             = COALESCE(CAST(r.subtotal AS NUMERIC), -1)
+                         AND CAST(o.tax_amount AS NUMERIC) = CAST(COALESCE(r.tax, '0') AS NUMERIC)
+                         AND CAST(o.shipping_amount AS NUMERIC) = CAST(COALESCE(r.shipping, '0') AS NUMERIC)
                          AND COALESCE(o.member_id, -1) = COALESCE(me.id, mc.id, -1) THEN 1 ELSE 0 END,
                    CASE WHEN r.problem IS NOT NULL THEN r.problem
                         WHEN d.first_row IS NOT NULL
@@ -112,12 +143,17 @@ class OrdersKind(Kind):
         skipped = sql.one(f"SELECT COUNT(*) FROM {READY} WHERE {rows} AND unchanged = 1")
         applied = sql.execute(
             f"""INSERT INTO loyalty_order (store, store_order_id, order_number, member_id, email, customer_id, total,
-                    currency, financial_status, cancelled, tags, placed_at, updated_at, test)
-                SELECT 'csv', order_id, '', member_id, email, customer_id, CAST(total AS NUMERIC), currency,
-                       financial_status, cancelled, tags, placed_at, %s, %s
+                    earnable_amount, tax_amount, shipping_amount, currency, financial_status, cancelled, tags,
+                    placed_at, updated_at, test)
+                SELECT 'csv', order_id, '', member_id, email, customer_id, CAST(total AS NUMERIC),
+                       CAST(subtotal AS NUMERIC), CAST(COALESCE(tax, '0') AS NUMERIC),
+                       CAST(COALESCE(shipping, '0') AS NUMERIC), currency, financial_status, cancelled, tags,
+                       placed_at, %s, %s
                 FROM {READY} WHERE {rows} AND unchanged = 0 ORDER BY row_no
                 ON CONFLICT (store, store_order_id) DO UPDATE SET member_id = excluded.member_id,
                     email = excluded.email, customer_id = excluded.customer_id, total = excluded.total,
+                    earnable_amount = excluded.earnable_amount, tax_amount = excluded.tax_amount,
+                    shipping_amount = excluded.shipping_amount,
                     currency = excluded.currency, financial_status = excluded.financial_status,
                     cancelled = excluded.cancelled, tags = excluded.tags, placed_at = excluded.placed_at,
                     updated_at = excluded.updated_at""",
