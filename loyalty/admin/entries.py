@@ -5,6 +5,7 @@ Entries are read-only here: the ledger is append-only, and every change goes thr
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
 from django.urls import path
 from django.utils.html import format_html
@@ -136,6 +137,8 @@ class LedgerEntryAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
         GET ?entry=<id>&next=<the member's page> shows the action's intermediate page for that entry; its form posts
         back here, the action runs as from the list, and the staff member returns to `next`.
         """
+        if not self.has_view_permission(request):
+            raise PermissionDenied  # who may not see the ledger learns nothing of it, not even which actions exist
         if action not in ENTRY_ACTIONS:
             raise Http404(_("No such action."))
         if not request.user.has_perm(ENTRY_ACTIONS[action]):

@@ -191,6 +191,8 @@ class CustomerGroupAdmin(admin.ModelAdmin):
         return JsonResponse({"group": group.pk, "members": count, "label": f"{count:,}"})
 
     def refresh_rfm_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         if request.method != "POST":
             return HttpResponseRedirect(reverse("admin:loyalty_customergroup_changelist"))
         require_permission(request, "loyalty.change_customergroup")

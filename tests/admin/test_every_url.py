@@ -134,6 +134,10 @@ def _addresses():
             if not params:
                 yield model_admin, pattern.name, {}
                 continue
+            if pattern.pattern.converters[params[0]].regex == "[^/]+" and params[0] == "action":
+                for action in ("reverse_conversion", "approve_pending", "reject_pending", "no_such_action"):
+                    yield model_admin, pattern.name, {params[0]: action}
+                continue
             for pk in rows:
                 yield model_admin, pattern.name, {params[0]: pk}
 

@@ -18,7 +18,7 @@ from loyalty.selectors_groups import group_members
 from loyalty.services.conversions import new_conversions
 from loyalty.services.ledger import points_adjust
 from loyalty.timezones import day_start, store_timezone, store_today
-from tests.factories import MemberFactory, OrderFactory
+from tests.factories import EarnRuleFactory, MemberFactory, OrderFactory
 from tests.imports.helpers import applied
 
 pytestmark = pytest.mark.django_db
@@ -72,6 +72,9 @@ def test_an_orders_csv_records_its_evening_order_in_the_store_day(new_york, tier
 
 
 def test_new_conversions_counts_the_last_30_store_days(new_york):
+    # A program that started before the window, with a way to earn for orders (New conversions lists what earns).
+    ProgramSettings.objects.filter(pk=1).update(program_started_at=timezone.now() - timedelta(days=90))
+    EarnRuleFactory(name="Place an order", kind="order", points_per_currency_unit=1, hold_days=0)
     member = MemberFactory()
     zone = store_timezone()
     first_day = store_today() - timedelta(days=30)
