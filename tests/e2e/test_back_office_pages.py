@@ -11,6 +11,7 @@ import pytest
 from django.utils import timezone
 
 from imports.models import ImportJob, ImportStatus
+from imports.services import jobs as job_services
 from imports.services.backfill import backfill_run_apply, backfill_run_create
 from imports.services.jobs import import_job_apply
 from loyalty.actors import SystemActor
@@ -127,7 +128,15 @@ def test_entry_list_preview_walks_one_members_rows_in_order_and_marks_the_refusa
 def test_import_job_page_follows_the_check_and_the_apply_without_a_reload(page, live_server, store, shot, monkeypatch):
     """The page script used to find <body class="... import-job"> first and never poll."""
     queued = []
-    monkeypatch.setattr("imports.admin.import_job.apply_import_job.delay", queued.append)  # the worker is the test
+    queue = job_services._queue
+
+    def hold_the_apply(task_name, job_id):  # the check runs as usual; the worker that applies is the test
+        if task_name == "apply_import_job":
+            queued.append(job_id)
+        else:
+            queue(task_name, job_id)
+
+    monkeypatch.setattr(job_services, "_queue", hold_the_apply)
     sign_in(page, live_server, "manager-max")
     page.goto(f"{live_server.url}/admin/imports/importjob/add/")
     page.select_option("#id_kind", "points")
