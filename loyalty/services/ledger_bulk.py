@@ -674,6 +674,10 @@ def _insert_entries(*, actor, source: str, source_ref: int | None, now) -> None:
 
 def _move_statuses(*, actor, now) -> None:
     """The one permitted change of entries: pending -> active (activate) or rejected (reject)."""
+    # Most batches move nothing; skipping then matters: with a ledger's pending entries on one side and a large
+    # staging table on the other, PostgreSQL chose to scan the staging table once per pending entry (minutes).
+    if not _rows(f"SELECT 1 FROM {_STAGE} WHERE state = {_NEW} AND op <> '{_POST}' LIMIT 1"):
+        return
     by = None if isinstance(actor, SystemActor) else actor.pk
     _exec(
         f"""UPDATE loyalty_ledgerentry SET status = x.new_status, status_changed_at = %s, status_changed_by_id = %s
