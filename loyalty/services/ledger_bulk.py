@@ -29,6 +29,7 @@ from .. import rules
 from ..actors import SystemActor, actor_fields
 from ..models import EntryKind, EntryStatus, NegativeBalancePolicy
 from ..rules import RELATIVE, SET_TO
+from .batches import stage_batches
 from .ledger import policy_or_default
 from .staff import StaffPolicy, staff_policy
 
@@ -358,6 +359,12 @@ def _apply(*, actor, source, source_ref, policy, action, keys_new_unless_prefix=
     tier_changes = _write_tier_changes(now, table)
     _insert_entries(actor=actor, source=source, source_ref=source_ref, now=now)
     _move_statuses(actor=actor, now=now)
+    stage_batches(
+        stage=_STAGE,
+        new_state=_NEW,
+        now=now,
+        active_rows=f"((op = '{_POST}' AND status = 'active') OR op = '{ACTIVATE}')",
+    )
     _insert_shortfalls(now)
     _disable_reversed_coupons(now)
     _update_balances_and_tiers(table)
@@ -835,9 +842,11 @@ def entries_reverse_bulk(
 def _stage_reversals(reason: str) -> None:
     chosen = "e.id IN (SELECT entry_id FROM ledger_stage_entries)"
     # What an earning no longer owes: its take-backs and the shortfalls recorded against it (rules.earning_owed).
+    # Points of it that expired are gone already (ledger._not_recovered).
     taken_back = """(COALESCE((SELECT -SUM(t.points) FROM loyalty_ledgerentry t
                                WHERE t.takes_back_id = e.id AND t.status <> 'rejected'), 0)
-                     + COALESCE((SELECT SUM(s.points) FROM loyalty_shortfall s WHERE s.entry_id = e.id), 0))"""
+                     + COALESCE((SELECT SUM(s.points) FROM loyalty_shortfall s WHERE s.entry_id = e.id), 0)
+                     + COALESCE((SELECT b.expired_points FROM loyalty_pointsbatch b WHERE b.entry_id = e.id), 0))"""
     remaining = f"(e.points - CASE WHEN e.points > 0 THEN {taken_back} ELSE 0 END)"  # rules.reversal_remaining
     # Pending entries are rejected, with their pending take-backs (a pending take-back itself is a reversal: refused).
     _stage_moves(
