@@ -196,7 +196,7 @@ def test_an_expiry_during_a_hold_leaves_the_pending_points_alone(tiers):
     _policy("after_earning", 30, "days")
     ann = member_create(email="waiting@example.com")
     _age(_earn(ann, 100), 40)
-    pending = _earn(ann, 60, hold_until=timezone.now() + timedelta(days=1))
+    _earn(ann, 60, hold_until=timezone.now() + timedelta(days=1))
     run = points_expire()
     assert run.points == 100
     ann.refresh_from_db()
