@@ -146,9 +146,10 @@ class ProgramSettings(models.Model):
         decimal_places=4,
         default=Decimal("0.0100"),
         validators=[MinValueValidator(0)],
-        help_text=_("What one point is worth to the store, in its currency: the liability report's value."),
+        help_text=_(
+            "What one point is worth to the store, in its currency (that of its orders): the liability report's value."
+        ),
     )
-    currency = models.CharField(_("store currency"), max_length=3, default="USD")
     last_reconcile_at = models.DateTimeField(_("last ledger check"), null=True, blank=True, editable=False)
     last_reconcile_ok = models.BooleanField(_("last ledger check clean"), null=True, editable=False)
     last_reconcile_report = models.TextField(_("last ledger check report"), blank=True, editable=False)

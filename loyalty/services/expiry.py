@@ -78,6 +78,21 @@ def due_sql(policy: Policy, as_of: date) -> tuple[str, list] | None:
     )
 
 
+RUN_AT = (1, 15)  # the daily run's hour and minute in the store's time zone (services/schedules.py)
+
+
+def next_run_day() -> date:
+    """The day of the next daily run: today until the run's hour has passed, else tomorrow."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ..timezones import store_timezone
+
+    now = timezone.now().astimezone(store_timezone())
+    return now.date() if (now.hour, now.minute) < RUN_AT else now.date() + timedelta(days=1)
+
+
 @dataclass
 class ExpiryRun:
     as_of: date
