@@ -456,6 +456,16 @@ class LedgerDay(models.Model):
         return f"{self.day} {self.kind}"
 
 
+class LiabilityReport(LedgerDay):
+    """The liability report and the dashboard, read from the daily totals (a page, not rows to edit): its view
+    permission is what lets a program manager read them (support agents keep the plain home page)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("liability report")
+        verbose_name_plural = _("liability report")
+
+
 class Shortfall(models.Model):
     """Points a debit or reversal could not take because the member had already spent them (policy "cap")."""
 
