@@ -341,3 +341,73 @@ def _health(today: date) -> tuple[dict[str, int], dict[str, int]]:
         WebhookEvent.objects.filter(received_at__gte=since).values_list("status").annotate(n=Count("id")).order_by()
     )
     return imports, webhooks
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What members will see expire
+
+
+EXPIRING_WINDOWS = (7, 30, 90)
+
+
+def expiring_members_sql(days: int) -> tuple[str, list] | None:
+    """A SELECT of (member_id, points, batches): the points that will have expired by the run `days` days from today
+    (what is due already included), under the policy in force. None when points never expire."""
+    from .services.expiry import due_sql
+
+    return due_sql(Policy.of(), store_today() + timedelta(days=days))
+
+
+@dataclass
+class BatchRow:
+    batch: PointsBatch
+    expires_on: date | None
+
+
+@dataclass
+class MemberExpiry:
+    policy: str
+    batches: list[BatchRow]
+    expiring_30_days: int
+
+
+def member_expiry(member) -> MemberExpiry:
+    """A member's open batches, earliest first, with the day each expires, and what expires in the next 30 days."""
+    policy = Policy.of()
+    zone = store_timezone()
+    batches = list(PointsBatch.objects.filter(member=member, remaining__gt=0).order_by(*rules.BATCH_ORDER)[:200])
+    if policy.policy == rules.EXPIRY_INACTIVITY:
+        last = PointsBatch.objects.filter(member=member).order_by("-earned_at").values_list("earned_at", flat=True)
+        redeemed = (
+            member.entries.filter(kind=EntryKind.REDEMPTION, status="active")
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)
+        )
+        moments = [t for t in (last.first(), redeemed.first()) if t is not None]
+        clock = max(moments).astimezone(zone).date() if moments else None
+        rows = [BatchRow(b, policy.expires_on(clock)) for b in batches]
+    else:
+        rows = [BatchRow(b, policy.expires_on(b.earned_at.astimezone(zone).date())) for b in batches]
+    horizon = store_today() + timedelta(days=30)
+    soon = sum(r.batch.remaining for r in rows if r.expires_on is not None and r.expires_on <= horizon)
+    return MemberExpiry(policy=policy.describe(), batches=rows, expiring_30_days=soon)
+
+
+def expiring_export_rows(days: int):
+    """The members whose points expire within `days` days, for reminder emails: one CSV row each."""
+    yield ["email", "first_name", "last_name", "points_expiring", "expiring_by", "available_points", "tier"]
+    query = expiring_members_sql(days)
+    if query is None:
+        return
+    sql, params = query
+    by = (store_today() + timedelta(days=days)).isoformat()
+    with connection.cursor() as cur:
+        cur.execute(
+            f"""SELECT m.email, m.first_name, m.last_name, d.points, m.available_points, t.name
+                FROM ({sql}) d JOIN loyalty_member m ON m.id = d.member_id
+                LEFT JOIN tiers_tier t ON t.id = m.tier_id ORDER BY m.id""",
+            params,
+        )
+        while chunk := cur.fetchmany(2000):
+            for email, first, last, points, available, tier in chunk:
+                yield [email, first, last, int(points), by, int(available), tier or ""]
