@@ -145,7 +145,7 @@ def stage_batches(*, stage: str, new_state: int, now, active_rows: str) -> None:
     _exec(f"DROP TABLE IF EXISTS {EVENTS}")
     _exec(
         f"""CREATE TEMP TABLE {EVENTS} AS
-            SELECT seq, member_id, entry_id, points, kind FROM {stage}
+            SELECT seq, member_id, entry_id, points, kind, CASE WHEN op = 'post' THEN at END AS at FROM {stage}
             WHERE state = {new_state} AND {active_rows}"""
     )
     _exec(f"CREATE INDEX {EVENTS}_member ON {EVENTS} (member_id, seq)")
@@ -165,7 +165,7 @@ def stage_batches(*, stage: str, new_state: int, now, active_rows: str) -> None:
     _exec("CREATE INDEX ledger_stage_batch_members_road ON ledger_stage_batch_members (member_id, road)")
     _exec(
         f"""INSERT INTO loyalty_pointsbatch (member_id, entry_id, earned_at, points, remaining, expired_points)
-            SELECT e.member_id, e.entry_id, %s, e.points, e.points, 0 FROM {EVENTS} e
+            SELECT e.member_id, e.entry_id, COALESCE(e.at, %s), e.points, e.points, 0 FROM {EVENTS} e
             WHERE e.member_id IN (SELECT member_id FROM ledger_stage_batch_members WHERE road = 1)
             ORDER BY e.seq""",
         [now],
@@ -224,34 +224,36 @@ def _replay(member_ids: list[int], now) -> None:
         chunk = member_ids[start : start + 5000]
         for member_id, batches in _open_batches(chunk).items():
             books[member_id] = BatchBook(available[member_id], batches)
-    for member_id, entry_id, points, kind in _rows(
-        f"""SELECT member_id, entry_id, points, kind FROM {EVENTS}
+    at_of = {}
+    for member_id, entry_id, points, kind, at in _rows(
+        f"""SELECT member_id, entry_id, points, kind, at FROM {EVENTS}
             WHERE member_id IN (SELECT member_id FROM ledger_stage_batch_replay) ORDER BY seq"""
     ):
         books[member_id].apply(entry_id=entry_id, points=points, kind=kind)
+        at_of[entry_id] = at or now
     # New batches go in, member by member, in the order they were opened (posting order, as on the single path).
     opened = [(member_id, entry_id, points, b) for member_id, book in books.items() for entry_id, points, b in book.new]
     new_rows = [
-        (i, member_id, entry_id, points, b.remaining, b.expired, b.expiration_entry_id)
+        (i, member_id, entry_id, at_of[entry_id], points, b.remaining, b.expired, b.expiration_entry_id)
         for i, (member_id, entry_id, points, b) in enumerate(opened)
     ]
     if new_rows:
+        ts = "timestamptz" if connection.vendor == "postgresql" else "datetime"
         _exec("DROP TABLE IF EXISTS ledger_stage_batch_new")
         _exec(
-            "CREATE TEMP TABLE ledger_stage_batch_new (ord bigint, member_id bigint, entry_id bigint, points bigint, "
-            "remaining bigint, expired bigint, expiration_entry_id bigint)"
+            f"CREATE TEMP TABLE ledger_stage_batch_new (ord bigint, member_id bigint, entry_id bigint, at {ts}, "
+            "points bigint, remaining bigint, expired bigint, expiration_entry_id bigint)"
         )
         fill_table(
             "ledger_stage_batch_new",
-            ("ord", "member_id", "entry_id", "points", "remaining", "expired", "expiration_entry_id"),
+            ("ord", "member_id", "entry_id", "at", "points", "remaining", "expired", "expiration_entry_id"),
             new_rows,
         )
         _exec(
             """INSERT INTO loyalty_pointsbatch (member_id, entry_id, earned_at, points, remaining, expired_points,
                    expiration_entry_id)
-               SELECT member_id, entry_id, %s, points, remaining, expired, expiration_entry_id
-               FROM ledger_stage_batch_new ORDER BY ord""",
-            [now],
+               SELECT member_id, entry_id, at, points, remaining, expired, expiration_entry_id
+               FROM ledger_stage_batch_new ORDER BY ord"""
         )
         _exec("DROP TABLE ledger_stage_batch_new")
     _write_changes([book.batches for book in books.values()])

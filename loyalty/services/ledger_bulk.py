@@ -56,6 +56,7 @@ _COLUMNS = (
     "earn_rule_id",
     "source",
     "source_ref",
+    "at",
     "entry_id",
 )
 # New postings leave entry_id to the stage's default (see _entry_id_default).
@@ -81,6 +82,9 @@ class Posting:
     counts_toward_lifetime: bool | None = None
     source: str | None = None
     source_ref: int | None = None
+    # When the fact happened, for loads of history only (the demo, the benchmarks): the entry's time and, for an
+    # active credit, when its batch became available. A member's postings carry it in order, after their batches.
+    at: datetime | None = None
 
     def _row(self, seq: int) -> tuple:
         counts = rules.counts_toward_lifetime(self.kind, choice=self.counts_toward_lifetime)
@@ -99,6 +103,7 @@ class Posting:
             self.earn_rule_id,
             self.source,
             self.source_ref,
+            self.at,
         )
 
 
@@ -219,7 +224,7 @@ def _staging():
                 seq bigint PRIMARY KEY, op varchar(10) NOT NULL, member_id bigint NOT NULL, points bigint NOT NULL,
                 apply_type varchar(10) NOT NULL, kind varchar(12) NOT NULL, status varchar(10) NOT NULL,
                 counts boolean NOT NULL, reason text NOT NULL, idem_key text, hold_until {ts},
-                earn_rule_id bigint, source varchar(10), source_ref bigint, reverses_id bigint,
+                earn_rule_id bigint, source varchar(10), source_ref bigint, reverses_id bigint, at {ts},
                 entry_id bigint {_entry_id_default()},
                 state smallint NOT NULL DEFAULT 0, shortfall bigint NOT NULL DEFAULT 0, refusal text)"""
         )
@@ -673,7 +678,7 @@ def _insert_entries(*, actor, source: str, source_ref: int | None, now) -> None:
                 hold_until, created_at)
             SELECT entry_id, member_id, points, kind, status, counts, reason, %s, %s, COALESCE(source, %s),
                    COALESCE(source_ref, %s), earn_rule_id, reverses_id, idem_key,
-                   CASE WHEN status = 'pending' THEN hold_until END, %s
+                   CASE WHEN status = 'pending' THEN hold_until END, COALESCE(at, %s)
             FROM {_STAGE} WHERE state = {_NEW} AND op = '{_POST}' ORDER BY seq""",
         [who["actor_user_id"], who["actor_system"], source, source_ref, now],
     )
