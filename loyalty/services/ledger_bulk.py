@@ -126,6 +126,7 @@ class PostingsQuery:
     params: list
     kind: str
     counts_toward_lifetime: bool | None = None
+    with_at: bool = False  # the SELECT also names `at` (Posting.at: history loads only)
 
 
 @dataclass
@@ -262,11 +263,13 @@ def _stage_query(query: PostingsQuery) -> None:
     )
     # A NULL of the caller's SELECT has no type on PostgreSQL: say which.
     hold_until = "CAST(p.hold_until AS timestamptz)" if _is_postgres() else "p.hold_until"
+    at = ("CAST(p.at AS timestamptz)" if _is_postgres() else "p.at") if query.with_at else "NULL"
     _exec(
         f"""INSERT INTO {_STAGE} (seq, op, member_id, points, apply_type, kind, status, counts, reason, idem_key,
-                hold_until, earn_rule_id)
+                hold_until, earn_rule_id, at)
             SELECT p.seq, '{_POST}', p.member_id, p.points, '{RELATIVE}', '{query.kind}', p.status, {counts},
-                   SUBSTR(p.reason, 1, {MAX_REASON}), p.idempotency_key, {hold_until}, CAST(p.earn_rule_id AS bigint)
+                   SUBSTR(p.reason, 1, {MAX_REASON}), p.idempotency_key, {hold_until}, CAST(p.earn_rule_id AS bigint),
+                   {at}
             FROM ({query.sql}) p""",
         query.params,
     )
