@@ -179,26 +179,38 @@ def stage_batches(*, stage: str, new_state: int, now, active_rows: str) -> None:
 
 
 def _spend_single_debits() -> None:
-    """Members whose only row is a debit: rules.allocate_debit_sql over a window of their open batches."""
+    """Members whose only row is a debit: rules.allocate_debit_sql over a window of their open batches. Driven from
+    the debits, so each member's open batches are read from the (member, earned_at, id) index in spending order, not
+    by scanning every batch of the program."""
+    if connection.vendor == "postgresql":
+        _exec("ANALYZE ledger_stage_batch_members")
     window = f"PARTITION BY b.member_id ORDER BY {_order('b')} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING"
-    before = f"COALESCE(SUM(b.remaining) OVER ({window}), 0)"
-    take = rules.allocate_debit_sql(remaining="b.remaining", before="b.before", amount="-d.points")
+    before = f"CAST(COALESCE(SUM(b.remaining) OVER ({window}), 0) AS bigint)"
+    take = rules.allocate_debit_sql(remaining="b.remaining", before="b.before", amount="b.amount")
     expiration = f"'{EntryKind.EXPIRATION}'"
+    # What each batch gives first (a small table), then one update by primary key.
+    _exec("DROP TABLE IF EXISTS ledger_stage_batch_takes")
+    _exec(
+        f"""CREATE TEMP TABLE ledger_stage_batch_takes AS
+            SELECT b.id, b.kind, b.entry_id, {take} AS take
+            FROM (SELECT b.id, b.remaining, d.kind, d.entry_id, -d.points AS amount, {before} AS before
+                  FROM {EVENTS} d
+                  JOIN ledger_stage_batch_members r ON r.member_id = d.member_id AND r.road = 2
+                  JOIN loyalty_pointsbatch b ON b.member_id = d.member_id AND b.remaining > 0) b
+            WHERE b.before < b.amount"""
+    )
+    if connection.vendor == "postgresql":
+        _exec("ANALYZE ledger_stage_batch_takes")
     _exec(
         f"""UPDATE loyalty_pointsbatch SET remaining = loyalty_pointsbatch.remaining - x.take,
                 expired_points = loyalty_pointsbatch.expired_points
                     + CASE WHEN x.kind = {expiration} THEN x.take ELSE 0 END,
                 expiration_entry_id = CASE WHEN x.kind = {expiration} THEN x.entry_id
                                            ELSE loyalty_pointsbatch.expiration_entry_id END
-            FROM (SELECT b.id, d.kind, d.entry_id, {take} AS take
-                  FROM (SELECT b.id, b.member_id, b.remaining, {before} AS before
-                        FROM loyalty_pointsbatch b
-                        WHERE b.remaining > 0 AND b.member_id IN (
-                            SELECT member_id FROM ledger_stage_batch_members WHERE road = 2)) b
-                  JOIN {EVENTS} d ON d.member_id = b.member_id
-                  WHERE b.before < -d.points) x
+            FROM ledger_stage_batch_takes x
             WHERE loyalty_pointsbatch.id = x.id AND x.take > 0"""
     )
+    _exec("DROP TABLE ledger_stage_batch_takes")
 
 
 def _order(alias: str) -> str:

@@ -94,7 +94,7 @@ class Command(BaseCommand):
         """K-1 earnings per member spread over 630 days (about a third older than a year), then one debit."""
         now = timezone.now()
         at = connection.ops.adapt_datetimefield_value(now)
-        earned_days = "(30 + ((m.id * 31 + g.n * 97) %% 600))"
+        earned_days = "CAST(30 + ((m.id * 31 + g.n * 97) %% 600) AS integer)"
         for start in range(lo, hi + 1, CHUNK):
             stop = min(start + CHUNK - 1, hi)
             earnings = PostingsQuery(
@@ -112,7 +112,7 @@ class Command(BaseCommand):
                 sql=f"""SELECT m.id * {per_member} + {per_member} AS seq, m.id AS member_id,
                                -(5 + m.id %% 30) AS points, 'bench debit' AS reason, NULL AS idempotency_key,
                                'active' AS status, NULL AS hold_until, NULL AS earn_rule_id,
-                               {minus_days("10", "%s")} AS at
+                               {minus_days("CAST(10 AS integer)", "%s")} AS at
                         FROM loyalty_member m WHERE m.id BETWEEN %s AND %s""",
                 params=[at, start, stop],
                 kind=EntryKind.ADJUSTMENT,
