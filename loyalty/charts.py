@@ -19,7 +19,14 @@ STYLE = Style(
     major_label_font_size=11,
     legend_font_size=12,
 )
-COMMON = {"style": STYLE, "js": [], "disable_xml_declaration": True, "height": 300, "width": 720}
+COMMON = {
+    "style": STYLE,
+    "js": [],
+    "disable_xml_declaration": True,
+    "explicit_size": True,
+    "height": 280,
+    "width": 460,
+}
 
 
 def _svg(chart) -> str:
@@ -52,21 +59,21 @@ def outstanding(board) -> str:
 
 
 def members_by_tier(board) -> str:
-    chart = pygal.Pie(title="Members by tier", inner_radius=0.45, **{**COMMON, "width": 420})
+    chart = pygal.Pie(title="Members by tier", inner_radius=0.45, **COMMON)
     for name, count in board.tiers:
         chart.add(name, count)
     return _svg(chart)
 
 
 def top_sources(board) -> str:
-    chart = pygal.HorizontalBar(title="Top sources of points (period)", **{**COMMON, "width": 420})
+    chart = pygal.HorizontalBar(title="Top sources of points (period)", **COMMON)
     for name, points in board.sources:
         chart.add(name, points)
     return _svg(chart)
 
 
 def health(board) -> str:
-    chart = pygal.Bar(title="Imports and webhooks, last 30 days", **{**COMMON, "width": 420})
+    chart = pygal.Bar(title="Imports and webhooks, last 30 days", **COMMON)
     statuses = sorted(set(board.imports) | set(board.webhooks))
     chart.x_labels = ["Imports", "Webhooks"]
     for status in statuses:
