@@ -159,7 +159,7 @@ def stage_batches(*, stage: str, new_state: int, now, active_rows: str) -> None:
             SELECT e.member_id,
                    CASE WHEN SUM(CASE WHEN e.points < 0 THEN 1 ELSE 0 END) = 0 AND MIN(m.available_points) >= 0
                         THEN 1
-                        WHEN COUNT(*) = 1 THEN 2 ELSE 3 END AS road
+                        WHEN COUNT(*) = 1 AND MIN(e.points) < 0 THEN 2 ELSE 3 END AS road
             FROM {EVENTS} e JOIN loyalty_member m ON m.id = e.member_id GROUP BY e.member_id"""
     )
     _exec("CREATE INDEX ledger_stage_batch_members_road ON ledger_stage_batch_members (member_id, road)")

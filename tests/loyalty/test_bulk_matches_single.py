@@ -336,6 +336,14 @@ def _one_side(batches, policy, agent, single):
     policy="forbid",
     as_agent=False,
 )
+@example(  # found on PostgreSQL: a lone credit on a balance below zero opens a batch holding what the debt leaves
+    batches=[
+        ("post", [("adjust", 1, -500, None, None)]),
+        ("post", [("adjust", 1, 428, "k1", None)]),
+    ],
+    policy="allow",
+    as_agent=False,
+)
 def test_bulk_and_single_give_identical_ledgers(batches, policy, as_agent):
     TierFactory(name="Bronze", threshold=0)
     TierFactory(name="Silver", threshold=500)

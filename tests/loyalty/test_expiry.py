@@ -275,3 +275,12 @@ def test_expire_points_refuses_a_bad_date():
 
     with pytest.raises(CommandError, match="YYYY-MM-DD"):
         call_command("expire_points", "--as-of", "31/12/2026")
+
+
+@pytest.mark.django_db
+def test_a_bulk_credit_on_a_balance_below_zero_repays_it_first(tiers):
+    ann = member_create(email="bulkdebt@example.com")
+    points_adjust(member=ann, points=-100, reason="allowed", actor=SYSTEM, policy="allow")
+    entries_post_bulk(postings=[Posting(ann.pk, 250, "credit")], actor=SYSTEM, source="import")
+    assert _remaining(ann) == [150]
+    assert ledger_differences() == []
