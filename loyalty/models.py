@@ -456,6 +456,23 @@ class LedgerDay(models.Model):
         return f"{self.day} {self.kind}"
 
 
+class ExpiryClockDay(models.Model):
+    """The open points by the day their expiry clock started, under one policy (`policy`: "after_earning:12:months"),
+    summed by beat with the daily totals: the liability report's expiry schedule reads these few rows instead of
+    every open batch. The report computes them live when none match the policy in force."""
+
+    policy = models.CharField(max_length=40)
+    clock_day = models.DateField()
+    points = models.BigIntegerField()
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["policy", "clock_day"], name="expiry_clock_day_policy")]
+
+    def __str__(self):
+        return f"{self.clock_day}: {self.points}"
+
+
 class LiabilityReport(LedgerDay):
     """The liability report and the dashboard, read from the daily totals (a page, not rows to edit): its view
     permission is what lets a program manager read them (support agents keep the plain home page)."""

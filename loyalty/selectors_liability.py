@@ -5,7 +5,8 @@ the daily totals beat keeps (LedgerDay) for the days stored, and the ledger itse
 stored day may be partial, so it is summed again from the ledger). A past date is therefore exact. By tier: today,
 the members' cached figures (always equal to the ledger's sums: reconcile_ledger proves it) in their current tier;
 a past date, each member's ledger sums at the end of that day in the tier their tier history gives for it. The expiry
-schedule is that of the batches open now, under the policy in force (what will expire, month by month, from the date).
+schedule is that of the open batches (as beat last summed them, hourly), under the policy in force (what will
+expire, month by month, from the date).
 """
 
 from collections import defaultdict
@@ -20,8 +21,8 @@ from django.db.models.functions import TruncDate
 from tiers.models import Tier
 
 from . import rules
-from .models import EarnRule, EntryKind, LedgerDay, Member, Order, PointsBatch, ProgramSettings
-from .services.expiry import Policy
+from .models import EarnRule, EntryKind, ExpiryClockDay, LedgerDay, Member, Order, PointsBatch, ProgramSettings
+from .services.expiry import Policy, expiry_impact
 from .services.totals import ledger_day_rows, stored_through
 from .timezones import day_after, day_start, store_timezone, store_today
 
@@ -181,18 +182,32 @@ def _expiry_schedule(report: Liability, policy: Policy) -> None:
     for _ in range(11):
         months.append(_month(months[-1] + timedelta(days=32)))
     buckets = dict.fromkeys(months, 0)
-    for clock_day, points in _open_points_by_clock_day(policy):
+    due = 0
+    for clock_day, points in open_points_by_clock_day(policy):
         expires = policy.expires_on(clock_day)
         if expires is None:
             continue
         if expires <= report.on:
-            report.due += points
+            due += points
         elif _month(expires) in buckets:
             buckets[_month(expires)] += points
     report.expiring = list(buckets.items())
+    # What the next run takes, read live from today (the runs' own query over the open batches that are due).
+    report.due = expiry_impact(policy, report.on)[1] if report.on >= store_today() else due
 
 
-def _open_points_by_clock_day(policy: Policy) -> list[tuple[date, int]]:
+def open_points_by_clock_day(policy: Policy) -> list[tuple[date, int]]:
+    """Open points by the day their expiry clock started, as beat last summed them (ExpiryClockDay) for this policy,
+    else summed now."""
+    if not policy.expires:
+        return []
+    stored = list(ExpiryClockDay.objects.filter(policy=policy.signature).values_list("clock_day", "points"))
+    if stored:
+        return [(day, points) for day, points in stored if points]
+    return open_points_by_clock_day_now(policy)
+
+
+def open_points_by_clock_day_now(policy: Policy) -> list[tuple[date, int]]:
     """Open points by the day their expiry clock started: the batch's day (after earning), or the member's last
     activity (inactivity: the latest batch opened or the latest redemption)."""
     if not policy.expires:

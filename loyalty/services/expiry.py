@@ -33,6 +33,10 @@ class Policy:
         return cls(program.expiry_policy, program.expiry_period, program.expiry_unit)
 
     @property
+    def signature(self) -> str:
+        return f"{self.policy}:{self.period}:{self.unit}"
+
+    @property
     def expires(self) -> bool:
         return self.policy != rules.EXPIRY_NONE
 

@@ -14,6 +14,7 @@ from datetime import date, datetime
 from django.db import transaction
 from django.db.models import Case, F, IntegerField, Q, Sum, Value, When
 from django.db.models.functions import TruncDate
+from django.utils import timezone
 
 from ..models import EntryStatus, LedgerDay, LedgerEntry
 from ..timezones import day_start, store_timezone
@@ -88,7 +89,31 @@ def ledger_days_refresh(*, since: date | None = None) -> int:
             [LedgerDay(day=day, kind=kind, earn_rule_id=rule, **totals) for (day, kind, rule), totals in rows.items()],
             batch_size=2000,
         )
+    expiry_clock_days_refresh()
     return len({key[0] for key in rows})
+
+
+def expiry_clock_days_refresh() -> int:
+    """Sum the open points by the day their expiry clock started, under the policy in force (the liability report's
+    expiry schedule reads these rows); returns the days written."""
+    from ..models import ExpiryClockDay
+    from ..selectors_liability import open_points_by_clock_day_now
+    from .expiry import Policy
+
+    policy = Policy.of()
+    rows = open_points_by_clock_day_now(policy)
+    now = timezone.now()
+    with transaction.atomic():
+        ExpiryClockDay.objects.all().delete()
+        ExpiryClockDay.objects.bulk_create(
+            [
+                ExpiryClockDay(policy=policy.signature, clock_day=day, points=points, computed_at=now)
+                for day, points in rows
+            ]
+            or [ExpiryClockDay(policy=policy.signature, clock_day=now.date(), points=0, computed_at=now)],
+            batch_size=2000,
+        )
+    return len(rows)
 
 
 def stored_through() -> date | None:

@@ -97,3 +97,17 @@ def test_dashboard_figures_count_the_weeks(ledger):
     assert board.issued[-1] == 1000 and board.redeemed[-1] == 200  # the pending 50 is not issued yet
     assert board.outstanding[-1] == 750
     assert dict(board.tiers) == {"Bronze": 1, "Silver": 1}
+
+
+def test_the_stored_expiry_schedule_equals_the_live_one(ledger):
+    from loyalty.models import ExpiryClockDay
+
+    ProgramSettings.objects.filter(pk=1).update(expiry_policy="after_earning", expiry_period=30, expiry_unit="days")
+    ann, _bob = ledger
+    PointsBatch.objects.filter(member=ann).update(earned_at=timezone.now() - timedelta(days=20))
+    live = liability_on()
+    ledger_days_refresh()
+    assert ExpiryClockDay.objects.exists()
+    stored = liability_on()
+    assert stored.expiring == live.expiring and stored.due == live.due
+    assert sum(points for _month, points in stored.expiring) == 700
