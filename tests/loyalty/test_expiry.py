@@ -284,3 +284,21 @@ def test_a_bulk_credit_on_a_balance_below_zero_repays_it_first(tiers):
     entries_post_bulk(postings=[Posting(ann.pk, 250, "credit")], actor=SYSTEM, source="import")
     assert _remaining(ann) == [150]
     assert ledger_differences() == []
+
+
+@pytest.mark.django_db
+def test_the_bulk_reversal_of_a_partly_expired_earning_matches_the_single_one(tiers):
+    from loyalty.services import entries_reverse_bulk
+
+    _policy("after_earning", 30, "days")
+    ann = member_create(email="bulkpartly@example.com")
+    order = _earn(ann, 100)
+    points_adjust(member=ann, points=-40, reason="spent", actor=SYSTEM)
+    _age(order, 31)
+    _earn(ann, 50)
+    points_expire()
+    result = entries_reverse_bulk(entry_ids=[order.pk], reason="refunded", actor=SYSTEM, source="admin", policy="cap")
+    assert result.posted == 1 and result.points_debited == 40
+    ann.refresh_from_db()
+    assert ann.available_points == 10 and _remaining(ann) == [0, 10]
+    assert ledger_differences() == []
