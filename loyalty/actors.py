@@ -23,3 +23,6 @@ def actor_fields(actor) -> dict:
     if actor is None or not getattr(actor, "pk", None):
         raise ValueError("actor must be a saved staff user or a SystemActor")
     return {"actor_user_id": actor.pk, "actor_system": ""}
+
+
+EXPIRY_JOB = SystemActor("schedule: expire points")

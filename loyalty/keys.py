@@ -128,3 +128,17 @@ def credited_sql(key: str) -> str:
                           WHERE f.key = {key})
                OR EXISTS (SELECT 1 FROM loyalty_freedkey f JOIN loyalty_shortfall s ON s.idempotency_key = f.live
                           WHERE f.key = {key}))"""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Expiry runs
+
+
+def expiration_key(member_id: int, day) -> str:
+    """A member's expiration of one run day: a second run of that day posts nothing for the member."""
+    return f"expire:{int(member_id)}:{day.isoformat()}"
+
+
+def expiration_key_sql(member_column: str, day) -> str:
+    """expiration_key as an SQL expression over a member id column (the day is a date, written in)."""
+    return f"'expire:' || CAST({member_column} AS text) || ':{day.isoformat()}'"

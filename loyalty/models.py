@@ -3,10 +3,12 @@
 Balances on Member are a cache of sums over LedgerEntry, written only by loyalty.services.ledger.
 """
 
+from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower, Now
 from django.utils import timezone
@@ -32,6 +34,17 @@ def validate_time_zone(value: str) -> None:
             _("“%(value)s” is not a time zone name; write it like America/New_York or Europe/Paris."),
             params={"value": value},
         ) from None
+
+
+class ExpiryPolicy(models.TextChoices):
+    NONE = "none", _("Never: points do not expire")
+    AFTER_EARNING = "after_earning", _("A period after they are earned (each earned batch on its own)")
+    INACTIVITY = "inactivity", _("After months without activity (all available points at once)")
+
+
+class ExpiryUnit(models.TextChoices):
+    DAYS = "days", _("days")
+    MONTHS = "months", _("months")
 
 
 class ProgramSettings(models.Model):
@@ -105,6 +118,36 @@ class ProgramSettings(models.Model):
         help_text=_(
             "Decides where a day starts and ends: customer groups' date ranges, “last 30 days”, CSV dates written "
             "without an offset, and the nightly jobs. For example America/New_York."
+        ),
+    )
+    expiry_policy = models.CharField(
+        _("points expire"),
+        max_length=16,
+        choices=ExpiryPolicy.choices,
+        default=ExpiryPolicy.NONE,
+        help_text=_(
+            "After earning: each earned batch expires the period after it became available. Inactivity: all "
+            "available points expire the period (in months) after the member's last earning or redemption."
+        ),
+    )
+    expiry_period = models.PositiveIntegerField(
+        _("expiry period"), default=12, validators=[MinValueValidator(1), MaxValueValidator(3650)]
+    )
+    expiry_unit = models.CharField(
+        _("expiry period unit"),
+        max_length=6,
+        choices=ExpiryUnit.choices,
+        default=ExpiryUnit.MONTHS,
+        help_text=_("Inactivity always counts in months."),
+    )
+    point_value = models.DecimalField(
+        _("value of one point"),
+        max_digits=12,
+        decimal_places=4,
+        default=Decimal("0.0100"),
+        validators=[MinValueValidator(0)],
+        help_text=_(
+            "What one point is worth to the store, in its currency (that of its orders): the liability report's value."
         ),
     )
     last_reconcile_at = models.DateTimeField(_("last ledger check"), null=True, blank=True, editable=False)
@@ -342,6 +385,11 @@ class LedgerEntry(models.Model):
                 name="entry_pending_hold",
             ),
             models.Index(fields=["takes_back"], condition=models.Q(takes_back__isnull=False), name="entry_takes_back"),
+            models.Index(
+                fields=["status_changed_at"],
+                condition=models.Q(status_changed_at__isnull=False),
+                name="entry_status_moved",
+            ),
         ]
 
     def __str__(self):
@@ -352,6 +400,87 @@ class LedgerEntry(models.Model):
         if self.actor_user_id:
             return self.actor_user.get_username()
         return self.actor_system or "system"
+
+
+class PointsBatch(models.Model):
+    """Points that became available together (an active earning, a credit adjustment, a credit reversal), with what is
+    left of them. Every debit spends the earliest batches first (loyalty.rules.allocate_debit); the open remainders
+    of a member add up to the available balance (0 when it is below zero). Written only by the ledger service, in
+    the transaction of the entry that made or spent them. A batch expires once: its remainder at the expiry run."""
+
+    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="batches", db_index=False)
+    entry = models.OneToOneField(LedgerEntry, on_delete=models.PROTECT, related_name="batch")
+    earned_at = models.DateTimeField(_("available since"), help_text=_("The expiry clock starts here."))
+    points = models.BigIntegerField(_("points"))
+    remaining = models.BigIntegerField(_("left"))
+    expired_points = models.BigIntegerField(_("expired"), default=0)
+    expiration_entry = models.ForeignKey(
+        LedgerEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
+
+    class Meta:
+        verbose_name = _("points batch")
+        verbose_name_plural = _("points batches")
+        constraints = [
+            models.CheckConstraint(condition=models.Q(points__gt=0), name="batch_points_positive"),
+            models.CheckConstraint(condition=models.Q(remaining__gte=0), name="batch_remaining_not_negative"),
+            models.CheckConstraint(condition=models.Q(remaining__lte=models.F("points")), name="batch_remaining_le"),
+        ]
+        indexes = [
+            models.Index(fields=["member", "earned_at", "id"], name="batch_member_order"),
+            models.Index(fields=["earned_at", "member"], condition=models.Q(remaining__gt=0), name="batch_open_earned"),
+        ]
+
+    def __str__(self):
+        return f"{self.remaining} of {self.points} (entry #{self.entry_id})"
+
+
+class LedgerDay(models.Model):
+    """Daily totals of the ledger (by kind and way to earn), kept by beat: the dashboard and the liability report
+    read these instead of millions of entries. A day's row sums the effects that happened that day in the store's
+    time zone: entries created (active or pending) and pending entries moved (to active or rejected)."""
+
+    day = models.DateField()
+    kind = models.CharField(max_length=12, choices=EntryKind.choices)
+    earn_rule_id = models.BigIntegerField(null=True, blank=True)
+    available = models.BigIntegerField(default=0)
+    pending = models.BigIntegerField(default=0)
+    credited = models.BigIntegerField(default=0)
+    debited = models.BigIntegerField(default=0)
+    entries = models.IntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["day"], name="ledger_day_day")]
+
+    def __str__(self):
+        return f"{self.day} {self.kind}"
+
+
+class ExpiryClockDay(models.Model):
+    """The open points by the day their expiry clock started, under one policy (`policy`: "after_earning:12:months"),
+    summed by beat with the daily totals: the liability report's expiry schedule reads these few rows instead of
+    every open batch. The report computes them live when none match the policy in force."""
+
+    policy = models.CharField(max_length=40)
+    clock_day = models.DateField()
+    points = models.BigIntegerField()
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["policy", "clock_day"], name="expiry_clock_day_policy")]
+
+    def __str__(self):
+        return f"{self.clock_day}: {self.points}"
+
+
+class LiabilityReport(LedgerDay):
+    """The liability report and the dashboard, read from the daily totals (a page, not rows to edit): its view
+    permission is what lets a program manager read them (support agents keep the plain home page)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("liability report")
+        verbose_name_plural = _("liability report")
 
 
 class Shortfall(models.Model):

@@ -262,3 +262,95 @@ def daily_refusal(*, moved: int, moved_today: int, daily_limit: int | None) -> s
             f"this would make {moved_today + abs(moved):,}."
         )
     return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Expiry and earned batches (DOMAIN "Expiry"; issue 15)
+#
+# Every active credit (an earning, a credit adjustment, a reversal that gives points back) is a batch; every active
+# debit spends the earliest batches first. One policy holds for the whole program, so a batch's expiry date follows
+# the day it became available, and "earliest-expiring first" is "earliest available first": batches are spent in
+# (earned_at, batch id) order whatever the policy, and a change of policy never reorders them.
+
+EXPIRY_NONE, EXPIRY_AFTER_EARNING, EXPIRY_INACTIVITY = "none", "after_earning", "inactivity"
+BATCH_ORDER = ("earned_at", "id")  # the spending order on every path: available since, then made first
+
+
+def add_period(day, *, period: int, unit: str):
+    """`day` plus a period of days or months (a month-end clamps: 31 January + 1 month is 28 or 29 February)."""
+    if unit == "days":
+        return day + timedelta(days=period)
+    months = day.month - 1 + period
+    year, month = day.year + months // 12, months % 12 + 1
+    return day.replace(year=year, month=month, day=min(day.day, _days_in_month(year, month)))
+
+
+def _days_in_month(year: int, month: int) -> int:
+    import calendar
+
+    return calendar.monthrange(year, month)[1]
+
+
+def expiry_unit(policy: str, unit: str) -> str:
+    """Inactivity counts in months; a period after earning in the unit the program chose."""
+    return "months" if policy == EXPIRY_INACTIVITY else unit
+
+
+def expires_on(*, clock_day, policy: str, period: int, unit: str):
+    """The day points expire: the period after `clock_day` (the day a batch became available, or, for inactivity, the
+    member's last earning or redemption). None when points never expire. The run of that day takes them."""
+    if policy == EXPIRY_NONE or clock_day is None:
+        return None
+    return add_period(clock_day, period=period, unit=expiry_unit(policy, unit))
+
+
+def expired_by(*, clock_day, as_of, policy: str, period: int, unit: str) -> bool:
+    """Whether points whose clock started on `clock_day` have expired by the run of day `as_of`."""
+    day = expires_on(clock_day=clock_day, policy=policy, period=period, unit=unit)
+    return day is not None and day <= as_of
+
+
+def last_clock_day(*, as_of, policy: str, period: int, unit: str):
+    """The latest clock day that has expired by `as_of`'s run (None when nothing expires): the SQL of the run and of
+    the previews compares the clock day with it. Days are walked back from the period's naive inverse, so a
+    month-end clamp gives the same answer as expired_by."""
+    if policy == EXPIRY_NONE:
+        return None
+    unit = expiry_unit(policy, unit)
+    day = as_of - timedelta(days=period) if unit == "days" else _minus_months(as_of, period)
+    while not expired_by(clock_day=day, as_of=as_of, policy=policy, period=period, unit=unit):
+        day -= timedelta(days=1)
+    while expired_by(clock_day=day + timedelta(days=1), as_of=as_of, policy=policy, period=period, unit=unit):
+        day += timedelta(days=1)
+    return day
+
+
+def _minus_months(day, months: int):
+    total = day.year * 12 + day.month - 1 - months
+    year, month = total // 12, total % 12 + 1
+    return day.replace(year=year, month=month, day=min(day.day, _days_in_month(year, month)))
+
+
+def credit_remainder(*, points: int, available_after: int) -> int:
+    """What a new batch holds: its points, less what repays a balance below zero ("allow": later credits pay the debt
+    back first). Never below 0."""
+    return max(0, min(points, available_after))
+
+
+def allocate_debit(remainders: list[int], amount: int) -> list[int]:
+    """What a debit of `amount` points (a positive number) takes from each open batch, given their remainders in
+    spending order (BATCH_ORDER): the earliest first, each down to 0 at most. What no batch holds is a balance below
+    zero (policy "allow") and takes nothing. The SQL form is allocate_debit_sql."""
+    takes = []
+    for remaining in remainders:
+        take = max(0, min(remaining, amount))
+        takes.append(take)
+        amount -= take
+    return takes
+
+
+def allocate_debit_sql(*, remaining: str, before: str, amount: str) -> str:
+    """allocate_debit for one batch as SQL: `before` is the sum of the remainders of the member's batches ahead of it
+    in spending order (a window sum, 0 for the first), `amount` the debit (positive)."""
+    left = f"({amount} - {before})"
+    return f"(CASE WHEN {left} <= 0 THEN 0 WHEN {remaining} < {left} THEN {remaining} ELSE {left} END)"

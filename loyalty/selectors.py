@@ -53,4 +53,24 @@ def ledger_differences(limit: int = 1000) -> list[Difference]:
         ):
             if cached != ledger:
                 found.append(Difference(mid, email, figure, cached, ledger))
+    if len(found) < limit:
+        found += batch_differences(limit=limit - len(found))
     return found
+
+
+def batch_differences(limit: int = 1000) -> list[Difference]:
+    """Members whose open batches do not add up to what they can spend: the ledger's available balance, or 0 when it
+    is below zero (a debt is repaid by the next credits, which then open smaller batches)."""
+    sql = """
+        SELECT m.id, m.email, COALESCE(b.open, 0),
+               CASE WHEN COALESCE(s.available, 0) > 0 THEN COALESCE(s.available, 0) ELSE 0 END
+        FROM loyalty_member m
+        LEFT JOIN (SELECT member_id, SUM(points) AS available FROM loyalty_ledgerentry
+                   WHERE status = 'active' GROUP BY member_id) s ON s.member_id = m.id
+        LEFT JOIN (SELECT member_id, SUM(remaining) AS open FROM loyalty_pointsbatch GROUP BY member_id) b
+               ON b.member_id = m.id
+        WHERE COALESCE(b.open, 0) <> CASE WHEN COALESCE(s.available, 0) > 0 THEN COALESCE(s.available, 0) ELSE 0 END
+        ORDER BY m.id LIMIT %s"""
+    with connection.cursor() as cur:
+        cur.execute(sql, [limit])
+        return [Difference(mid, email, "open batches", open_, spendable) for mid, email, open_, spendable in cur]

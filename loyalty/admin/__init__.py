@@ -1,3 +1,3 @@
 """The loyalty admin, one module per area."""
 
-from . import catalog, entries, groups, members, orders, tokens  # noqa: F401
+from . import catalog, entries, groups, members, orders, reports, tokens  # noqa: F401

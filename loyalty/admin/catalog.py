@@ -5,6 +5,7 @@ Order stays registered here, minimal, until the orders area moves it to loyalty/
 
 import importlib.util
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
@@ -15,6 +16,7 @@ from django.utils.translation import gettext_lazy, ngettext
 from imports.resources import ExportPermission, export_actions
 
 from ..models import Coupon, EarnRule, Order, ProgramSettings, Reward
+from ..services.expiry import Policy, expiry_impact, next_run_day
 from ..services.schedules import periodic_tasks_setup
 from ..timezones import store_timezone
 from .action_pages import CappedCountPaginator
@@ -96,13 +98,65 @@ if importlib.util.find_spec("loyalty.admin.orders") is None:
     admin.site.register(Order, MinimalOrderAdmin)
 
 
+EXPIRY_FIELDS = ("expiry_policy", "expiry_period", "expiry_unit")
+
+
+class ProgramSettingsForm(forms.ModelForm):
+    """The settings; a change of the expiry policy shows first what it would expire at the next run, and applies
+    when saved again with the box ticked."""
+
+    expiry_confirmed = forms.BooleanField(
+        label=gettext_lazy("Apply the new expiry policy"),
+        required=False,
+        help_text=gettext_lazy("Shown with what the new policy would expire at the next run; tick it and save again."),
+    )
+
+    class Meta:
+        model = ProgramSettings
+        fields = [*EXPIRY_FIELDS, "point_value"]  # the admin adds the fieldsets' others
+
+    def clean(self):
+        data = super().clean()
+        if self.errors or not any(name in self.changed_data for name in EXPIRY_FIELDS):
+            return data
+        policy = Policy(data["expiry_policy"], data["expiry_period"], data["expiry_unit"])
+        day = next_run_day()
+        members, points = expiry_impact(policy, day)
+        self.impact = (
+            f"Under the new policy ({policy.describe()}), the run of {day:%Y-%m-%d} would expire "
+            f"{points:,} points of {members:,} members."
+        )
+        if not data.get("expiry_confirmed"):
+            raise forms.ValidationError(f"{self.impact} Tick “Apply the new expiry policy” and save again to apply it.")
+        return data
+
+
 @admin.register(ProgramSettings)
 class ProgramSettingsAdmin(admin.ModelAdmin):
     """One row: the list goes straight to it; it cannot be added to or deleted."""
 
-    readonly_fields = ["store_time_now", "last_reconcile_at", "last_reconcile_ok", "last_reconcile_report"]
+    form = ProgramSettingsForm
+    readonly_fields = [
+        "store_time_now",
+        "expiring_at_next_run",
+        "last_reconcile_at",
+        "last_reconcile_ok",
+        "last_reconcile_report",
+    ]
     fieldsets = [
         (None, {"fields": ["program_name", "program_started_at", "hold_days_default", "support_agent_limit"]}),
+        (
+            gettext_lazy("Points expiry"),
+            {
+                "fields": [*EXPIRY_FIELDS, "expiry_confirmed", "expiring_at_next_run"],
+                "description": gettext_lazy(
+                    "Off by default. Every debit spends the earliest points first; pending points start their clock "
+                    "when they become available. The daily run posts one expiration entry per member and never "
+                    "lowers lifetime points or the tier."
+                ),
+            },
+        ),
+        (gettext_lazy("Liability"), {"fields": ["point_value"]}),
         (
             gettext_lazy("Store time zone"),
             {
@@ -145,6 +199,15 @@ class ProgramSettingsAdmin(admin.ModelAdmin):
             {"fields": ["last_reconcile_at", "last_reconcile_ok", "last_reconcile_report"]},
         ),
     ]
+
+    @admin.display(description=gettext_lazy("expiring at the next run"))
+    def expiring_at_next_run(self, obj):
+        policy = Policy.of(obj)
+        if not policy.expires:
+            return gettext_lazy("Nothing: points never expire.")
+        day = next_run_day()
+        members, points = expiry_impact(policy, day)
+        return f"{points:,} points of {members:,} members on {day:%Y-%m-%d}"
 
     @admin.display(description=gettext_lazy("store time now"))
     def store_time_now(self, obj):

@@ -1,11 +1,14 @@
 """Members: the list support agents search all day; a member's page with Program activity; the two actions."""
 
+import csv
+import io
 from functools import lru_cache
 
 from django.contrib import admin, messages
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.paginator import Paginator
-from django.http import HttpResponseRedirect
+from django.db.models.expressions import RawSQL
+from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import NoReverseMatch, get_script_prefix, get_urlconf, path, reverse
 from django.utils.http import urlencode
@@ -13,6 +16,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from imports.resources import ExportPermission, export_actions
+from imports.services.errors_file import escape_cell
 from tiers.models import TierChange
 
 from ..errors import LoyaltyError
@@ -20,6 +24,7 @@ from ..forms import NO, YES, AdjustPointsForm, GiveRewardForm
 from ..ids import record_id
 from ..models import Coupon, EntrySource, EntryStatus, LedgerEntry, Member, Order
 from ..rules import reversal_refusal
+from ..selectors_liability import EXPIRING_WINDOWS, expiring_export_rows, expiring_members_sql, member_expiry
 from ..services import RELATIVE, SET_TO, points_adjust, reward_give
 from ..services.staff import staff_refusal
 from . import jobs
@@ -41,6 +46,15 @@ from .refusals import require_permission
 from .tokens import issue_reward_tokens
 
 ACTIVITY_PER_PAGE = 25
+
+
+def _csv_line(row) -> str:
+    """One CSV line, formula cells escaped as the other exports escape them."""
+    out = io.StringIO()
+    csv.writer(out).writerow([escape_cell(v) if isinstance(v, str) else v for v in row])
+    return out.getvalue()
+
+
 RELATED_ROWS = 10
 
 
@@ -97,11 +111,36 @@ class CustomerGroupFilter(admin.SimpleListFilter):
         return queryset.filter(pk__in=group_members(group).values("pk"))
 
 
+class ExpiringFilter(admin.SimpleListFilter):
+    """Members whose points expire within 7, 30 or 90 days (the runs' own rule), for reminders."""
+
+    title = gettext_lazy("points expiring")
+    parameter_name = "expiring"
+
+    def lookups(self, request, model_admin):
+        return [(str(days), _("Within %(days)s days") % {"days": days}) for days in EXPIRING_WINDOWS]
+
+    def queryset(self, request, queryset):
+        if self.value() not in {str(days) for days in EXPIRING_WINDOWS}:
+            return queryset
+        query = expiring_members_sql(int(self.value()))
+        if query is None:
+            return queryset.none()
+        sql, params = query
+        return queryset.filter(pk__in=RawSQL(f"SELECT member_id FROM ({sql}) d", params))
+
+
 @admin.register(Member)
 class MemberAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
     list_display = ["email", "name", "available_points", "pending_points", "lifetime_points", "tier", "signed_up_at"]
     list_select_related = ["tier"]
-    list_filter = [("tier", admin.RelatedFieldListFilter), AccountFilter, PendingFilter, CustomerGroupFilter]
+    list_filter = [
+        ("tier", admin.RelatedFieldListFilter),
+        AccountFilter,
+        PendingFilter,
+        ExpiringFilter,
+        CustomerGroupFilter,
+    ]
     search_fields = ["email", "first_name", "last_name", "customer_id"]
     search_help_text = gettext_lazy("Email, name or store customer id.")
     list_per_page = 50
@@ -154,6 +193,7 @@ class MemberAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
         return [
             path("<int:member_id>/adjust-points/", view(self.adjust_points_view), name="loyalty_member_adjust_points"),
             path("<int:member_id>/give-reward/", view(self.give_reward_view), name="loyalty_member_give_reward"),
+            path("expiring.csv", view(self.expiring_export_view), name="loyalty_member_expiring_export"),
             *conversion_urls(self),
             *super().get_urls(),
         ]
@@ -168,6 +208,24 @@ class MemberAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
             except (Member.DoesNotExist, ValueError):
                 loaded[object_id] = None
         return loaded[object_id]
+
+    def expiring_export_view(self, request):
+        """The members whose points expire within 7, 30 or 90 days (`?expiring=`), as CSV for reminder emails."""
+        require_permission(request, "loyalty.export_member")
+        days = request.GET.get("expiring", "30")
+        days = int(days) if days in {str(d) for d in EXPIRING_WINDOWS} else 30
+        response = StreamingHttpResponse(
+            (_csv_line(row) for row in expiring_export_rows(days)), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="members-expiring-{days}-days.csv"'
+        return response
+
+    def changelist_view(self, request, extra_context=None):
+        extra = extra_context or {}
+        extra["can_export_expiring"] = request.user.has_perm("loyalty.export_member")
+        extra["expiring_windows"] = EXPIRING_WINDOWS
+        extra["expiring_chosen"] = request.GET.get("expiring", "")
+        return super().changelist_view(request, extra_context=extra)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         member = self.get_object(request, object_id)
@@ -571,6 +629,7 @@ def member_page_context(request, member) -> dict:
     page = Paginator(entries, ACTIVITY_PER_PAGE).get_page(request.GET.get("activity_page"))
     coupons = member.coupons.select_related("reward").order_by("-created_at", "-id")[:RELATED_ROWS]
     return {
+        "expiry": member_expiry(member),
         "activity_page": page,
         "activity": activity_rows(request, page.object_list, request.get_full_path()),
         "coupons": [(coupon, coupon_status(coupon)) for coupon in coupons],

@@ -30,11 +30,13 @@ from ..models import (
     LedgerEntry,
     Member,
     NegativeBalancePolicy,
+    PointsBatch,
     ProgramSettings,
     Reward,
     Shortfall,
 )
 from ..rules import APPLY_TYPES, MAX_ACTION_POINTS, RELATIVE, SET_TO  # noqa: F401 - the services' public names
+from .batches import entry_batches
 from .staff import StaffPolicy, staff_policy
 
 COUPON_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -194,7 +196,17 @@ def _insert(member: Member, *, actor, points: int, kind: str, status: str, reaso
             if LedgerEntry.objects.filter(idempotency_key=key).exists():
                 raise _AlreadyApplied(key) from None
             raise
+    available_before = member.available_points
     moved = _apply_to_balances(member, points=points, status=status, counts=counts)
+    if status == EntryStatus.ACTIVE:
+        entry_batches(
+            member_id=member.pk,
+            available_before=available_before,
+            entry_id=entry.pk,
+            points=points,
+            kind=kind,
+            at=entry.created_at,
+        )
     _write_member(member, lifetime_moved=moved, entry=entry, reason=reason)
     return entry
 
@@ -435,13 +447,23 @@ def _lock_entry(entry: LedgerEntry | int) -> tuple[Member, LedgerEntry]:
 
 def _move_status(member: Member, entry: LedgerEntry, *, to: str, actor, reason: str) -> None:
     """The one permitted change of an entry: pending -> active or rejected."""
+    now = timezone.now()
     LedgerEntry.objects.filter(pk=entry.pk, status=EntryStatus.PENDING).update(
         status=to,
-        status_changed_at=timezone.now(),
+        status_changed_at=now,
         status_changed_by_id=None if isinstance(actor, SystemActor) else actor.pk,
     )
     entry.status = to
     _apply_to_balances(member, points=entry.points, status=EntryStatus.PENDING, counts=False, sign=-1)
+    if to == EntryStatus.ACTIVE:  # pending points start their expiry clock now
+        entry_batches(
+            member_id=member.pk,
+            available_before=member.available_points,
+            entry_id=entry.pk,
+            points=entry.points,
+            kind=entry.kind,
+            at=now,
+        )
     moved = to == EntryStatus.ACTIVE and _apply_to_balances(
         member, points=entry.points, status=to, counts=entry.counts_toward_lifetime
     )
@@ -516,8 +538,11 @@ def _bounded(decision: rules.Decision, entry: LedgerEntry, taken: int, recorded:
 
 
 def _not_recovered(entry: LedgerEntry) -> int:
-    """The shortfalls already recorded against an earning (points not taken back because they were spent)."""
-    return sum(Shortfall.objects.filter(entry=entry).values_list("points", flat=True), start=0)
+    """What an earning no longer owes besides its take-backs: the shortfalls recorded against it (points not taken
+    back because they were spent) and the points of it that expired (gone already; never taken a second time)."""
+    short = sum(Shortfall.objects.filter(entry=entry).values_list("points", flat=True), start=0)
+    expired = PointsBatch.objects.filter(entry=entry).values_list("expired_points", flat=True).first() or 0
+    return short + expired
 
 
 def entry_reverse(

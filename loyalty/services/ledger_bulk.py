@@ -29,6 +29,7 @@ from .. import rules
 from ..actors import SystemActor, actor_fields
 from ..models import EntryKind, EntryStatus, NegativeBalancePolicy
 from ..rules import RELATIVE, SET_TO
+from .batches import stage_batches
 from .ledger import policy_or_default
 from .staff import StaffPolicy, staff_policy
 
@@ -55,6 +56,7 @@ _COLUMNS = (
     "earn_rule_id",
     "source",
     "source_ref",
+    "at",
     "entry_id",
 )
 # New postings leave entry_id to the stage's default (see _entry_id_default).
@@ -80,6 +82,9 @@ class Posting:
     counts_toward_lifetime: bool | None = None
     source: str | None = None
     source_ref: int | None = None
+    # When the fact happened, for loads of history only (the demo, the benchmarks): the entry's time and, for an
+    # active credit, when its batch became available. A member's postings carry it in order, after their batches.
+    at: datetime | None = None
 
     def _row(self, seq: int) -> tuple:
         counts = rules.counts_toward_lifetime(self.kind, choice=self.counts_toward_lifetime)
@@ -98,6 +103,7 @@ class Posting:
             self.earn_rule_id,
             self.source,
             self.source_ref,
+            self.at,
         )
 
 
@@ -120,6 +126,7 @@ class PostingsQuery:
     params: list
     kind: str
     counts_toward_lifetime: bool | None = None
+    with_at: bool = False  # the SELECT also names `at` (Posting.at: history loads only)
 
 
 @dataclass
@@ -218,7 +225,7 @@ def _staging():
                 seq bigint PRIMARY KEY, op varchar(10) NOT NULL, member_id bigint NOT NULL, points bigint NOT NULL,
                 apply_type varchar(10) NOT NULL, kind varchar(12) NOT NULL, status varchar(10) NOT NULL,
                 counts boolean NOT NULL, reason text NOT NULL, idem_key text, hold_until {ts},
-                earn_rule_id bigint, source varchar(10), source_ref bigint, reverses_id bigint,
+                earn_rule_id bigint, source varchar(10), source_ref bigint, reverses_id bigint, at {ts},
                 entry_id bigint {_entry_id_default()},
                 state smallint NOT NULL DEFAULT 0, shortfall bigint NOT NULL DEFAULT 0, refusal text)"""
         )
@@ -256,11 +263,13 @@ def _stage_query(query: PostingsQuery) -> None:
     )
     # A NULL of the caller's SELECT has no type on PostgreSQL: say which.
     hold_until = "CAST(p.hold_until AS timestamptz)" if _is_postgres() else "p.hold_until"
+    at = ("CAST(p.at AS timestamptz)" if _is_postgres() else "p.at") if query.with_at else "NULL"
     _exec(
         f"""INSERT INTO {_STAGE} (seq, op, member_id, points, apply_type, kind, status, counts, reason, idem_key,
-                hold_until, earn_rule_id)
+                hold_until, earn_rule_id, at)
             SELECT p.seq, '{_POST}', p.member_id, p.points, '{RELATIVE}', '{query.kind}', p.status, {counts},
-                   SUBSTR(p.reason, 1, {MAX_REASON}), p.idempotency_key, {hold_until}, CAST(p.earn_rule_id AS bigint)
+                   SUBSTR(p.reason, 1, {MAX_REASON}), p.idempotency_key, {hold_until}, CAST(p.earn_rule_id AS bigint),
+                   {at}
             FROM ({query.sql}) p""",
         query.params,
     )
@@ -358,6 +367,12 @@ def _apply(*, actor, source, source_ref, policy, action, keys_new_unless_prefix=
     tier_changes = _write_tier_changes(now, table)
     _insert_entries(actor=actor, source=source, source_ref=source_ref, now=now)
     _move_statuses(actor=actor, now=now)
+    stage_batches(
+        stage=_STAGE,
+        new_state=_NEW,
+        now=now,
+        active_rows=f"((op = '{_POST}' AND status = 'active') OR op = '{ACTIVATE}')",
+    )
     _insert_shortfalls(now)
     _disable_reversed_coupons(now)
     _update_balances_and_tiers(table)
@@ -666,7 +681,7 @@ def _insert_entries(*, actor, source: str, source_ref: int | None, now) -> None:
                 hold_until, created_at)
             SELECT entry_id, member_id, points, kind, status, counts, reason, %s, %s, COALESCE(source, %s),
                    COALESCE(source_ref, %s), earn_rule_id, reverses_id, idem_key,
-                   CASE WHEN status = 'pending' THEN hold_until END, %s
+                   CASE WHEN status = 'pending' THEN hold_until END, COALESCE(at, %s)
             FROM {_STAGE} WHERE state = {_NEW} AND op = '{_POST}' ORDER BY seq""",
         [who["actor_user_id"], who["actor_system"], source, source_ref, now],
     )
@@ -839,9 +854,11 @@ def entries_reverse_bulk(
 def _stage_reversals(reason: str) -> None:
     chosen = "e.id IN (SELECT entry_id FROM ledger_stage_entries)"
     # What an earning no longer owes: its take-backs and the shortfalls recorded against it (rules.earning_owed).
+    # Points of it that expired are gone already (ledger._not_recovered).
     taken_back = """(COALESCE((SELECT -SUM(t.points) FROM loyalty_ledgerentry t
                                WHERE t.takes_back_id = e.id AND t.status <> 'rejected'), 0)
-                     + COALESCE((SELECT SUM(s.points) FROM loyalty_shortfall s WHERE s.entry_id = e.id), 0))"""
+                     + COALESCE((SELECT SUM(s.points) FROM loyalty_shortfall s WHERE s.entry_id = e.id), 0)
+                     + COALESCE((SELECT b.expired_points FROM loyalty_pointsbatch b WHERE b.entry_id = e.id), 0))"""
     remaining = f"(e.points - CASE WHEN e.points > 0 THEN {taken_back} ELSE 0 END)"  # rules.reversal_remaining
     # Pending entries are rejected, with their pending take-backs (a pending take-back itself is a reversal: refused).
     _stage_moves(

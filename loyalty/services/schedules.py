@@ -15,6 +15,8 @@ SCHEDULES = {
     "Retry failed webhook events": ("webhooks.retry_failed_events", "every", {"minutes": 15}),
     "Nightly RFM scores": ("loyalty.rfm_refresh", "crontab", {"hour": "2", "minute": "30"}),
     "Queue silent background jobs again": ("imports.requeue_silent_jobs", "every", {"minutes": 5}),
+    "Daily points expiry": ("loyalty.expire_points_daily", "crontab", {"hour": "1", "minute": "15"}),  # expiry.RUN_AT
+    "Dashboard daily totals": ("loyalty.ledger_days_refresh", "every", {"minutes": 60}),
 }
 
 

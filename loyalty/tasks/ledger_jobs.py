@@ -44,3 +44,36 @@ def reconcile_ledger_nightly():
     if differences:
         log.error("reconcile_ledger found %s differences:\n%s", len(differences), report)
     return len(differences)
+
+
+@shared_task(
+    name="loyalty.expire_points_daily",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=3600,
+    soft_time_limit=3500,
+)
+def expire_points_daily():
+    """Expire what is due today (keyed per member and day: a retried or repeated run posts nothing twice), then
+    bring the dashboard's daily totals up to date."""
+    from ..services.expiry import points_expire
+    from ..services.totals import ledger_days_refresh
+
+    run = points_expire()
+    log.info("expiry run: %s", run.summary())
+    ledger_days_refresh()
+    return run.posted
+
+
+@shared_task(
+    name="loyalty.ledger_days_refresh",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    time_limit=1800,
+    soft_time_limit=1700,
+)
+def ledger_days_refresh_task():
+    """Keep the dashboard's daily totals up to date (hourly: today's row and any day not summed yet)."""
+    from ..services.totals import ledger_days_refresh
+
+    return ledger_days_refresh()

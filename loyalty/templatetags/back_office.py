@@ -17,3 +17,12 @@ def changes_anything(adminform, inline_admin_formsets) -> bool:
         if inline.has_add_permission or inline.formset.empty_form.visible_fields():
             return True
     return False
+
+
+@register.filter
+def intcomma_plain(value) -> str:
+    """A whole number with thousands separators (1,234,567)."""
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError):
+        return str(value)

@@ -5,7 +5,8 @@ operation), once through the bulk path (one call per batch), under each negative
 as a support agent held to a per-action limit and a daily total. Every operation of the ledger is covered: relative
 adjustments (counting toward lifetime or not) and "set to", earnings with and without a hold, approvals and
 rejections, the release of matured holds, reversals of pending and active entries and of earnings partly taken back,
-and rewards given with and without deducting points.
+and rewards given with and without deducting points. The earned batches each path opens and spends (issue 15) are
+part of the state compared.
 """
 
 import re
@@ -26,6 +27,7 @@ from loyalty.models import (
     EntryStatus,
     LedgerEntry,
     Member,
+    PointsBatch,
     ProgramSettings,
     Shortfall,
     StaffDailyTotal,
@@ -271,7 +273,12 @@ def _snapshot(members):
     ]
     coupons = [(by_member[c.member_id], c.points_spent, c.disabled) for c in Coupon.objects.order_by("id")]
     moved = sorted(StaffDailyTotal.objects.exclude(points=0).values_list("points", flat=True))
-    return rows, balances, changes, shortfalls, coupons, moved
+    # Earned batches: each member's in the order they were opened, with what is left and what expired of each.
+    batches = [
+        (by_member[b.member_id], index.get(b.entry_id), b.points, b.remaining, b.expired_points)
+        for b in PointsBatch.objects.filter(member_id__in=by_member).order_by("member_id", "id")
+    ]
+    return rows, balances, changes, shortfalls, coupons, moved, batches
 
 
 def _one_side(batches, policy, agent, single):
@@ -327,6 +334,14 @@ def _one_side(batches, policy, agent, single):
         ("post", [("adjust", 0, 1, None, None), ("approve", 4), ("adjust", 0, 1, None, None), ("approve", 32)]),
     ],
     policy="forbid",
+    as_agent=False,
+)
+@example(  # found on PostgreSQL: a lone credit on a balance below zero opens a batch holding what the debt leaves
+    batches=[
+        ("post", [("adjust", 1, -500, None, None)]),
+        ("post", [("adjust", 1, 428, "k1", None)]),
+    ],
+    policy="allow",
     as_agent=False,
 )
 def test_bulk_and_single_give_identical_ledgers(batches, policy, as_agent):

@@ -20,6 +20,7 @@ from accounts.models import User
 from loyalty.actors import SystemActor
 from loyalty.keys import order_earning_key, signup_earning_key
 from loyalty.models import (
+    Coupon,
     EarnRule,
     EarnRuleKind,
     EntryKind,
@@ -34,10 +35,12 @@ from loyalty.models import (
 )
 from loyalty.rules import hold_until
 from loyalty.services import Posting, entries_post_bulk, reward_give
+from loyalty.services.expiry import points_expire
 from loyalty.services.ledger_bulk import fill_table
 from loyalty.services.members import new_member_tier_id
 from loyalty.services.orders import order_rule_points
 from loyalty.services.rfm import rfm_refresh
+from loyalty.services.totals import ledger_days_refresh
 from tiers.models import Tier
 
 DEMO_PASSWORD = "demo-pass-2026"
@@ -74,6 +77,48 @@ def _order_row(order):
     return tuple(getattr(order, column) for column in ORDER_COLUMNS)
 
 
+HISTORY_DAYS = 400  # how far back the demo's history reaches (the dashboard's charts show its last months)
+REDEEMED = 300  # the demo's redemptions are of the cheapest reward ("Free shipping")
+DEMO_REDEMPTION = "Demo redemption: Free shipping"
+
+
+def _affordable(postings: list[Posting]) -> list[Posting]:
+    """Keep a demo redemption only where the member's active points at that moment cover it (a real one would have
+    been refused otherwise)."""
+    kept, balance, member = [], 0, None
+    for posting in postings:
+        if posting.member_id != member:
+            member, balance = posting.member_id, 0
+        if posting.kind == EntryKind.REDEMPTION and balance < -posting.points:
+            continue
+        if posting.status == EntryStatus.ACTIVE:
+            balance += posting.points
+        kept.append(posting)
+    return kept
+
+
+def _coupons_for_demo_redemptions() -> None:
+    """Each demo redemption gets its coupon, as reward_give would have made it."""
+    reward = Reward.objects.filter(points_cost=REDEEMED).order_by("pk").first()
+    if reward is None:
+        return
+    entries = LedgerEntry.objects.filter(reason=DEMO_REDEMPTION, kind=EntryKind.REDEMPTION, coupon__isnull=True)
+    Coupon.objects.bulk_create(
+        [
+            Coupon(
+                code=f"{reward.coupon_prefix}-DEMO{entry_id}",
+                member_id=member_id,
+                reward=reward,
+                redemption_entry_id=entry_id,
+                points_spent=REDEEMED,
+                created_at=created_at,
+            )
+            for entry_id, member_id, created_at in entries.values_list("id", "member_id", "created_at")
+        ],
+        batch_size=5000,
+    )
+
+
 def _order_earning(order: Order, ids: dict, rule: EarnRule) -> Posting:
     """A paid order's earning under "Place an order": as loyalty.services.orders credits it."""
     order.pk = ids[order.store_order_id]
@@ -83,6 +128,7 @@ def _order_earning(order: Order, ids: dict, rule: EarnRule) -> Posting:
         order.member_id,
         order_rule_points(rule, order),
         f"{rule.name}: order {order}",
+        at=order.placed_at,
         kind=EntryKind.EARN,
         status=EntryStatus.PENDING if pending else EntryStatus.ACTIVE,
         hold_until=hold if pending else None,
@@ -124,6 +170,10 @@ class Command(BaseCommand):
                 self._say(quiet, f"  {done:,} members ({time.monotonic() - started:.0f} s)")
             self._rewards_given(first_ids)
             self._say(quiet, f"Added {members - existing} members with {entries_per_member} entries each.")
+        # Points older than the demo's expiry policy expire now, and the dashboard's daily totals are summed.
+        run = points_expire()
+        self._say(quiet, f"Expiry run: {run.summary()}")
+        ledger_days_refresh()
         # A fresh install's customer groups filter on RFM segments at once, not after the first nightly refresh.
         scored = rfm_refresh().members_scored
         self._say(quiet, f"RFM scores computed for {scored:,} members with orders.")
@@ -152,6 +202,7 @@ class Command(BaseCommand):
         settings.hold_days_default = 14
         settings.revert_enabled = True
         settings.revert_on_cancelled = settings.revert_on_refunded = settings.revert_on_partially_refunded = True
+        settings.expiry_policy, settings.expiry_period, settings.expiry_unit = "after_earning", 12, "months"
         settings.save()
         for name, threshold in (("Bronze", 0), ("Silver", 500), ("Gold", 2000)):
             Tier.objects.get_or_create(name=name, defaults={"threshold": threshold})
@@ -217,6 +268,7 @@ class Command(BaseCommand):
         actor = SystemActor("demo data")
         now = timezone.now()
         postings, orders = [], []
+        oldest = now - timedelta(days=HISTORY_DAYS)
         for member_id, signed_up_at in member_ids:
             if signed_up_at:  # guests have no account, so no sign-up points
                 postings.append(
@@ -227,6 +279,7 @@ class Command(BaseCommand):
                         kind=EntryKind.EARN,
                         earn_rule_id=signup.pk,
                         idempotency_key=signup_earning_key(member_id, signup.pk),
+                        at=max(signed_up_at, oldest),
                     )
                 )
             # Every member gets exactly `per_member` entries: guests have no sign-up, so one more order instead.
@@ -249,7 +302,11 @@ class Command(BaseCommand):
                     )
                     postings.append(len(orders) - 1)  # the order's earning, once the order has its id
                 else:
-                    postings.append(Posting(member_id, rng.choice((50, 100, -50)), "Goodwill gesture"))
+                    at = now - timedelta(days=rng.randint(0, HISTORY_DAYS), minutes=rng.randint(0, 1439))
+                    postings.append(Posting(member_id, rng.choice((50, 100, -50)), "Goodwill gesture", at=at))
+            if rng.random() < 0.35:  # some members spent points on a reward, a few weeks ago (coupons follow)
+                at = now - timedelta(days=rng.randint(1, 120), minutes=rng.randint(0, 1439))
+                postings.append(Posting(member_id, -REDEEMED, DEMO_REDEMPTION, kind=EntryKind.REDEMPTION, at=at))
         self._flush(postings, orders, actor, order_rule)
 
     @staticmethod
@@ -264,8 +321,13 @@ class Command(BaseCommand):
                 ).values_list("store_order_id", "id")
             )
             postings = [_order_earning(orders[p], ids, order_rule) if isinstance(p, int) else p for p in postings]
+            # Each member's history in the order it happened, so balances, batches and tiers move as they would have.
+            now = timezone.now()
+            postings.sort(key=lambda p: (p.member_id, p.at or now))
+            postings = _affordable(postings)
             for i in range(0, len(postings), POSTING_CHUNK):
                 entries_post_bulk(postings=postings[i : i + POSTING_CHUNK], actor=actor, source="system", policy="cap")
+            _coupons_for_demo_redemptions()
 
     def _rewards_given(self, member_ids):
         reward = Reward.objects.order_by("points_cost").first()

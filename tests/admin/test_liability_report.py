@@ -1,0 +1,113 @@
+"""The liability report and the dashboard (issue 15): program managers read them; support agents keep the plain
+home page; a past date is exact; the CSV holds the same figures."""
+
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from loyalty.actors import SystemActor
+from loyalty.models import LedgerDay, PointsBatch, ProgramSettings
+from loyalty.selectors_liability import dashboard_figures, liability_on
+from loyalty.services import points_adjust, points_earn, reward_give
+from loyalty.services.expiry import points_expire
+from loyalty.services.members import member_create
+from loyalty.services.totals import ledger_days_refresh
+from loyalty.timezones import store_today
+from tests.factories import RewardFactory
+
+pytestmark = pytest.mark.django_db
+SYSTEM = SystemActor("report test")
+URL = "/admin/loyalty/liabilityreport/"
+
+
+@pytest.fixture
+def ledger(tiers):
+    ProgramSettings.load()
+    ProgramSettings.objects.filter(pk=1).update(point_value="0.0100")
+    ann, bob = member_create(email="ann@example.com"), member_create(email="bob@example.com")
+    points_earn(member=ann, points=700, reason="order", actor=SYSTEM, source="order")
+    points_earn(member=bob, points=300, reason="order", actor=SYSTEM, source="order")
+    points_earn(
+        member=bob, points=50, reason="order", actor=SYSTEM, source="order", hold_until=timezone.now() + timedelta(1)
+    )
+    points_adjust(member=ann, points=-100, reason="fix", actor=SYSTEM)
+    reward_give(member=bob, reward=RewardFactory(points_cost=200), deduct_points=True, actor=SYSTEM)
+    return ann, bob
+
+
+def test_liability_today_adds_up_by_tier_and_by_source(ledger):
+    report = liability_on()
+    assert (report.available, report.pending) == (700, 50)
+    assert report.value(report.total) == pytest.approx(7.50)
+    assert sum(line.available for line in report.by_tier) == 700
+    assert sum(line.pending for line in report.by_tier) == 50
+    assert {line.label: line.available for line in report.by_tier} == {"Bronze": 100, "Silver": 600}
+    assert sum(line.total for line in report.by_source) == 750
+    assert {line.label: line.available for line in report.by_source}["Redemptions"] == -200
+
+
+def test_a_past_date_is_exact_whether_or_not_the_days_are_stored(ledger):
+    yesterday = store_today() - timedelta(days=1)
+    assert liability_on(yesterday).total == 0
+    ledger_days_refresh()
+    assert LedgerDay.objects.exists()
+    assert (liability_on().available, liability_on().pending) == (700, 50)
+    assert liability_on(yesterday).total == 0
+
+
+def test_the_expiry_schedule_and_what_is_due(ledger):
+    ProgramSettings.objects.filter(pk=1).update(expiry_policy="after_earning", expiry_period=2, expiry_unit="months")
+    ann, _bob = ledger
+    PointsBatch.objects.filter(member=ann).update(earned_at=timezone.now() - timedelta(days=70))
+    report = liability_on()
+    assert report.due == 600  # ann's open points, two months old
+    assert sum(points for _month, points in report.expiring) == 100  # bob's, in two months
+    points_expire()
+    assert liability_on().due == 0
+
+
+def test_manager_reads_the_report_and_downloads_it(manager_client, ledger):
+    page = manager_client.get(URL)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Outstanding points at the end of" in text and "Silver" in text
+    download = manager_client.get(URL, {"format": "csv", "on": store_today().isoformat()})
+    assert download["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(download.content.decode())))
+    assert rows[1][:5] == ["total", f"on {store_today().isoformat()}", "700", "50", "750"]
+    bad = manager_client.get(URL, {"on": "yesterday"})
+    assert bad.status_code == 200 and "is not a date" in bad.content.decode()
+
+
+def test_agents_keep_the_plain_home_page(support_agent, manager_client, ledger):
+    agent_client = Client()
+    agent_client.force_login(support_agent)
+    assert agent_client.get(URL).status_code == 403
+    assert 'id="program-dashboard"' not in agent_client.get("/admin/").content.decode()
+    home = manager_client.get("/admin/").content.decode()
+    assert 'id="program-dashboard"' in home and "<svg" in home and "Points per week" in home
+
+
+def test_dashboard_figures_count_the_weeks(ledger):
+    board = dashboard_figures()
+    assert board.issued[-1] == 1000 and board.redeemed[-1] == 200  # the pending 50 is not issued yet
+    assert board.outstanding[-1] == 750
+    assert dict(board.tiers) == {"Bronze": 1, "Silver": 1}
+
+
+def test_the_stored_expiry_schedule_equals_the_live_one(ledger):
+    from loyalty.models import ExpiryClockDay
+
+    ProgramSettings.objects.filter(pk=1).update(expiry_policy="after_earning", expiry_period=30, expiry_unit="days")
+    ann, _bob = ledger
+    PointsBatch.objects.filter(member=ann).update(earned_at=timezone.now() - timedelta(days=20))
+    live = liability_on()
+    ledger_days_refresh()
+    assert ExpiryClockDay.objects.exists()
+    stored = liability_on()
+    assert stored.expiring == live.expiring and stored.due == live.due
+    assert sum(points for _month, points in stored.expiring) == 700
