@@ -5,7 +5,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("loyalty", "0015_batches_from_ledger_issue15"),
+        ("loyalty", "0015_batches_from_ledger"),
     ]
 
     operations = [

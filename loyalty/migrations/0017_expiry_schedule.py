@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("loyalty", "0016_liability_report_issue15"),
+        ("loyalty", "0016_liability_report"),
     ]
 
     operations = [

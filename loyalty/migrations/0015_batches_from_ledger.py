@@ -59,6 +59,6 @@ def _batches(rows) -> list[list]:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("loyalty", "0014_expiry_batches_issue15")]
+    dependencies = [("loyalty", "0014_expiry_batches")]
 
     operations = [migrations.RunPython(replay, migrations.RunPython.noop)]
