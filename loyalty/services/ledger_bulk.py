@@ -285,13 +285,16 @@ def _stage_moves(select: str, params) -> None:
             FROM ({select}) m JOIN loyalty_ledgerentry e ON e.id = m.entry_id""",
         params,
     )
-    # Take-backs of a rejected earning go first, as on the single path (seq below every other row's, in entry order).
+    # Take-backs of a rejected earning go first, as on the single path (seq below every other row's, in entry order),
+    # once each even when the batch rejects the earning twice (the second reject is refused): the first's reason.
     _exec(
         f"""INSERT INTO {_STAGE} (seq, op, member_id, points, apply_type, kind, status, counts, reason, entry_id)
             SELECT t.id - (SELECT MAX(id) FROM loyalty_ledgerentry) - 1, '{REJECT}', t.member_id,
-                   t.points, '{RELATIVE}', t.kind, t.status, t.counts_toward_lifetime, s.reason, t.id
-            FROM {_STAGE} s JOIN loyalty_ledgerentry t ON t.takes_back_id = s.entry_id
-            WHERE s.op = '{REJECT}' AND t.status = 'pending'
+                   t.points, '{RELATIVE}', t.kind, t.status, t.counts_toward_lifetime,
+                   (SELECT s.reason FROM {_STAGE} s WHERE s.op = '{REJECT}' AND s.entry_id = t.takes_back_id
+                    ORDER BY s.seq LIMIT 1), t.id
+            FROM loyalty_ledgerentry t
+            WHERE t.takes_back_id IN (SELECT entry_id FROM {_STAGE} WHERE op = '{REJECT}') AND t.status = 'pending'
               AND NOT EXISTS (SELECT 1 FROM {_STAGE} x WHERE x.entry_id = t.id)"""
     )
 

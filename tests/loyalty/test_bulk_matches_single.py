@@ -9,6 +9,7 @@ and rewards given with and without deducting points. The earned batches each pat
 part of the state compared.
 """
 
+import os
 import re
 from datetime import timedelta
 from functools import partial
@@ -295,7 +296,11 @@ def _one_side(batches, policy, agent, single):
 
 
 @pytest.mark.django_db
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("BULK_EXAMPLES", 120)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(
     batches=st.lists(batch, min_size=1, max_size=10),
     policy=st.sampled_from(["forbid", "cap", "allow"]),
