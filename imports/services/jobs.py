@@ -454,6 +454,30 @@ def import_job_undo(*, job_id: int, actor=None, reason: str = "") -> ImportJob:
     return job
 
 
+def import_job_undo_preview(*, job: ImportJob, actor, reason: str = ""):
+    """What undoing the job will do: the undo's own bulk path in dry-run, over every entry it will reverse
+    (loyalty.services.previews)."""
+    from loyalty.services.previews import reverse_preview
+
+    entry_ids = (
+        LedgerEntry.objects.filter(source=EntrySource.IMPORT, source_ref=job.pk)
+        .exclude(kind=EntryKind.REVERSAL)
+        .exclude(status=EntryStatus.REJECTED)
+        .filter(reversed_by__isnull=True, reversal_shortfall__isnull=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    text = _("Undo of CSV import #%(id)s") % {"id": job.pk}
+    return reverse_preview(
+        entry_ids=entry_ids,
+        reason=f"{text}: {reason}" if reason else text,
+        actor=actor,
+        source=EntrySource.IMPORT,
+        source_ref=job.pk,
+        action="import_undo",
+    )
+
+
 def _entries_to_undo(job: ImportJob, *, after: int) -> list[int]:
     """The job's entries not yet undone (a resumed undo skips what the first run reversed), in id order."""
     return list(

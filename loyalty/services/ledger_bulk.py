@@ -249,11 +249,7 @@ def _fill(postings=(), queries=()) -> None:
 
 
 def _stage_query(query: PostingsQuery) -> None:
-    counts = (
-        rules.counts_toward_lifetime_sql(f"'{query.kind}'")
-        if query.counts_toward_lifetime is None
-        else ("TRUE" if query.counts_toward_lifetime else "FALSE")
-    )
+    counts = rules.counts_toward_lifetime_sql(f"'{query.kind}'", choice=query.counts_toward_lifetime)
     # A NULL of the caller's SELECT has no type on PostgreSQL: say which.
     hold_until = "CAST(p.hold_until AS timestamptz)" if _is_postgres() else "p.hold_until"
     _exec(
