@@ -137,7 +137,20 @@ def select_across(request) -> bool:
 
 
 def action_page(
-    modeladmin, request, queryset, *, form, title, action, summary, rows, columns, note="", balances_after=False
+    modeladmin,
+    request,
+    queryset,
+    *,
+    form,
+    title,
+    action,
+    summary,
+    rows,
+    columns,
+    note="",
+    balances_after=False,
+    step="post",
+    submit_label="",
 ):
     """The intermediate page of an action: what it will do to which rows, with the form that confirms it."""
     opts = modeladmin.model._meta
@@ -158,6 +171,9 @@ def action_page(
         "media": modeladmin.media + form.media,
         "balances_after": balances_after,
         "reward_costs": reward_costs(form) if balances_after else {},
+        # "post": this form confirms the action; "preview": it leads to the action's effect page first.
+        "step": step,
+        "submit_label": submit_label or _("Confirm"),
     }
     request.current_app = modeladmin.admin_site.name
     return TemplateResponse(request, ACTION_TEMPLATE, context)

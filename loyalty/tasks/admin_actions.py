@@ -16,7 +16,6 @@ from django.http import HttpRequest, QueryDict
 from ..errors import LoyaltyError
 from ..models import Coupon, EntrySource, LedgerEntry, Member, Reward
 from ..services import (
-    Posting,
     entries_approve_bulk,
     entries_post_bulk,
     entries_reject_bulk,
@@ -55,14 +54,20 @@ def id_chunks(queryset):
 
 
 @shared_task(name="loyalty.admin_adjust_points_matching", **TASK_OPTIONS)
-def adjust_points_matching(*, user_id, query, token, points, apply_type, reason):
+def adjust_points_matching(*, user_id, query, token, points, apply_type, reason, counts=True):
+    from ..services.previews import adjust_postings
+
     user = get_user_model().objects.get(pk=user_id)
     totals = {"posted": 0, "already": 0, "refused": 0, "points": 0}
     for chunk in id_chunks(matching_members(user, query)):
-        postings = [
-            Posting(member_id, points, reason, apply_type=apply_type, idempotency_key=f"admin:{token}:{member_id}")
-            for member_id in chunk
-        ]
+        postings = adjust_postings(
+            chunk,
+            points=points,
+            apply_type=apply_type,
+            reason=reason,
+            counts=counts,
+            key=lambda member_id: f"admin:{token}:{member_id}",
+        )
         result = entries_post_bulk(postings=postings, actor=user, source=EntrySource.ADMIN, action="adjust")
         totals["posted"] += result.posted
         totals["already"] += result.already_applied
