@@ -248,6 +248,8 @@ def effect_page(
     back_url="",
     original=None,
     note="",
+    lines=(),
+    line_columns=(),
 ):
     """The intermediate page of a bulk or destructive change: its effect (members affected, points in and out,
     balances and tiers after, what will be refused and why), and a form of hidden fields that confirms it once
@@ -266,6 +268,8 @@ def effect_page(
         "confirm_label": confirm_label,
         "back_url": back_url,
         "can_confirm": not any(s.preview.refusal for s in sections),
+        "lines": lines,  # what the change is made of (New conversions: each conversion with its points)
+        "line_columns": line_columns,
     }
     request.current_app = modeladmin.admin_site.name
     return TemplateResponse(request, EFFECT_TEMPLATE, context)
