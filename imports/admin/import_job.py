@@ -74,6 +74,8 @@ class ImportJobAdmin(admin.ModelAdmin):
                     upload=form.cleaned_data["file"],
                     reason=form.cleaned_data["reason"],
                     actor=request.user,
+                    change_kind=form.cleaned_data["change_kind"],
+                    counts_toward_lifetime=form.lifetime_answer(),
                 )
             except ImportJobError as exc:
                 form.add_error("file", exc.message)
