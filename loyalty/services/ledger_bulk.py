@@ -617,12 +617,22 @@ def _write_tier_changes(now, table) -> int:
 
 
 def _count_tier_moves(table) -> tuple[int, int]:
-    """Members whose tier ends higher and lower than it starts (a preview's figures)."""
+    """Members whose tier ends higher and lower than it starts (a preview's figures): the tier on record against
+    the tier the batch's end lifetime gives, where lifetime moves (as _update_balances_and_tiers writes it; a
+    member who goes down and up again within the batch counts by where they end)."""
+    thresholds = {i: t for t, i in table}
+    rank = " ".join(f"WHEN {{col}} = {int(i)} THEN {int(t)}" for i, t in thresholds.items())
+
+    def threshold(col: str) -> str:
+        return f"(CASE {rank.format(col=col)} ELSE -1 END)" if rank else "-1"
+
+    after = tier_for_sql("m.lifetime_points + d.lifetime", table)
     ups, downs = _rows(
-        f"""SELECT COALESCE(SUM(CASE WHEN end_up > 0 THEN 1 ELSE 0 END), 0),
-                   COALESCE(SUM(CASE WHEN end_up < 0 THEN 1 ELSE 0 END), 0)
-            FROM (SELECT member_id, SUM(CASE WHEN up = 1 THEN 1 ELSE -1 END) AS end_up
-                  FROM ({_tier_moves_select(table)}) moves GROUP BY member_id) x"""
+        f"""SELECT COALESCE(SUM(CASE WHEN {threshold("tier_after")} > {threshold("tier_before")} THEN 1 ELSE 0 END), 0),
+                   COALESCE(SUM(CASE WHEN {threshold("tier_after")} < {threshold("tier_before")} THEN 1 ELSE 0 END), 0)
+            FROM (SELECT m.tier_id AS tier_before, {after} AS tier_after
+                  FROM ({_balance_deltas()}) d JOIN loyalty_member m ON m.id = d.member_id
+                  WHERE d.moves_lifetime = 1) x"""
     )[0]
     return int(ups), int(downs)
 
