@@ -250,6 +250,7 @@ def effect_page(
     note="",
     lines=(),
     line_columns=(),
+    can_edit=False,
 ):
     """The intermediate page of a bulk or destructive change: its effect (members affected, points in and out,
     balances and tiers after, what will be refused and why), and a form of hidden fields that confirms it once
@@ -270,6 +271,7 @@ def effect_page(
         "can_confirm": not any(s.preview.refusal for s in sections),
         "lines": lines,  # what the change is made of (New conversions: each conversion with its points)
         "line_columns": line_columns,
+        "can_edit": can_edit,  # "Change the form": the action's form again, filled in (posts edit=yes)
     }
     request.current_app = modeladmin.admin_site.name
     return TemplateResponse(request, EFFECT_TEMPLATE, context)

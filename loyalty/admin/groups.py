@@ -267,10 +267,11 @@ class CustomerGroupAdmin(admin.ModelAdmin):
     def adjust_group_points(self, request, queryset):
         """The form, then its effect on every group picked (the bulk path in dry-run), then one confirming POST."""
         confirmed, previewing = request.POST.get("post") == "yes", request.POST.get("preview") == "yes"
-        form = GroupActionForm(request.POST if confirmed or previewing else None)
-        if form.is_bound and form.is_valid() and not confirmed:
+        editing = request.POST.get("edit") == "yes"  # "Change the form" on the effect page
+        form = GroupActionForm(request.POST if confirmed or previewing or editing else None)
+        if form.is_bound and form.is_valid() and not confirmed and not editing:
             return self._group_effect_page(request, queryset, form)
-        if form.is_bound and form.is_valid():
+        if form.is_bound and form.is_valid() and confirmed:
             data = dict(form.cleaned_data)
             token = data.pop("action_token")
             data["counts_toward_lifetime"] = form.lifetime_answer()
@@ -354,6 +355,7 @@ class CustomerGroupAdmin(admin.ModelAdmin):
             sections=sections,
             hidden=hidden,
             confirm_label=_("Confirm: start the group action"),
+            can_edit=True,
         )
 
     def has_act_on_group_permission(self, request):

@@ -225,10 +225,11 @@ class MemberAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
     def adjust_points(self, request, queryset):
         """The form, then its effect on the members (the bulk path in dry-run), then one confirming POST."""
         confirmed, previewing = is_confirmed(request), request.POST.get("preview") == "yes"
+        editing = request.POST.get("edit") == "yes"  # "Change the form" on the effect page
         form = AdjustPointsForm(
-            request.POST if confirmed or previewing else None, initial={"action_token": new_token()}
+            request.POST if confirmed or previewing or editing else None, initial={"action_token": new_token()}
         )
-        if not form.is_valid():
+        if editing or not form.is_valid():
             return self._list_page(request, queryset, form, _("Adjust points"), "adjust_points", step="preview")
         data = form.cleaned_data
         if token_was_used(request, data["action_token"]):
@@ -315,6 +316,7 @@ class MemberAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
             sections=[EffectSection(preview)],
             hidden=hidden,
             confirm_label=_("Confirm: adjust points"),
+            can_edit=True,
         )
 
     def _list_page(self, request, queryset, form, title, action, step="post"):
