@@ -60,6 +60,8 @@ class ActionForm(forms.Form):
 
 
 class AdjustPointsForm(LifetimeChoiceMixin, ActionForm):
+    field_order = ["apply_type", "points", "reason", "change_kind", "counts_toward_lifetime"]
+
     apply_type = forms.ChoiceField(
         label=_("Apply type"),
         choices=[(RELATIVE, _("Add or subtract (relative)")), (SET_TO, _("Set available points to"))],

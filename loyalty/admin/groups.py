@@ -332,11 +332,12 @@ class CustomerGroupAdmin(admin.ModelAdmin):
             )
             for group in queryset.order_by("pk")
         ]
-        what = (
-            _("Set every member's available points to %(points)s")
-            if data["apply_type"] == "set"
-            else _("Add %(points)s points to every member")
-        ) % {"points": f"{data['points']:+,}" if data["apply_type"] != "set" else f"{data['points']:,}"}
+        if data["apply_type"] == "set":
+            what = _("Set every member's available points to %(points)s") % {"points": f"{data['points']:,}"}
+        elif data["points"] < 0:
+            what = _("Take %(points)s points from every member") % {"points": f"{-data['points']:,}"}
+        else:
+            what = _("Give every member %(points)s points") % {"points": f"{data['points']:,}"}
         lifetime = _("counts toward lifetime and tiers") if counts else _("does not count toward lifetime; tiers stay")
         hidden = [
             *((k, v) for k, v in form_fields_as_hidden(form) if k != "counts_toward_lifetime"),
