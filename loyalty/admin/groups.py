@@ -357,6 +357,7 @@ class CustomerGroupAdmin(admin.ModelAdmin):
             hidden=hidden,
             confirm_label=_("Confirm: start the group action"),
             can_edit=True,
+            back_url=reverse("admin:loyalty_customergroup_changelist"),
         )
 
     def has_act_on_group_permission(self, request):

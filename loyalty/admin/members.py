@@ -317,6 +317,7 @@ class MemberAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
             hidden=hidden,
             confirm_label=_("Confirm: adjust points"),
             can_edit=True,
+            back_url=request.get_full_path(),  # the members list as it was (its filter and search)
         )
 
     def _list_page(self, request, queryset, form, title, action, step="post"):

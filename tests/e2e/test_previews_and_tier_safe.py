@@ -85,7 +85,7 @@ def test_group_action_and_its_undo_show_their_effect_first(page, live_server, pr
     page.wait_for_selector("table.effect-totals")
     assert effect_totals(page) == {
         "members": "2",
-        "points-in": "+0",
+        "points-in": "0",
         "points-out": "-600",
         "tiers-up": "0",
         "tiers-down": "0",
