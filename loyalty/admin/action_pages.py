@@ -151,6 +151,7 @@ def action_page(
     balances_after=False,
     step="post",
     submit_label="",
+    sections=(),
 ):
     """The intermediate page of an action: what it will do to which rows, with the form that confirms it."""
     opts = modeladmin.model._meta
@@ -174,6 +175,7 @@ def action_page(
         # "post": this form confirms the action; "preview": it leads to the action's effect page first.
         "step": step,
         "submit_label": submit_label or _("Confirm"),
+        "sections": sections,  # the effect of a "select all" job (EffectSection), above the form
     }
     request.current_app = modeladmin.admin_site.name
     return TemplateResponse(request, ACTION_TEMPLATE, context)

@@ -507,7 +507,34 @@ class GroupActionAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Undo the selected group actions"), permissions=["act_on_group"])
     def undo_group_actions(self, request, queryset):
-        self._undo(request, list(queryset.order_by("pk")))
+        """The undo's effect for each action picked (its own bulk path in dry-run), then one confirming POST."""
+        actions = list(queryset.order_by("pk"))
+        if request.POST.get("post") != "yes":
+            return effect_page(
+                self,
+                request,
+                title=_("Undo group actions: the effect"),
+                summary=_("Reverse the entries of the group actions picked. Nothing is reversed until you confirm."),
+                sections=[
+                    EffectSection(group_action_undo_preview(action=action, actor=request.user), heading=str(action))
+                    for action in actions
+                ],
+                hidden=[
+                    ("action_token", new_token()),
+                    ("action", "undo_group_actions"),
+                    *((admin.helpers.ACTION_CHECKBOX_NAME, action.pk) for action in actions),
+                ],
+                confirm_label=_("Confirm: undo these actions"),
+                back_url=reverse("admin:loyalty_groupaction_changelist"),
+            )
+        token = request.POST.get("action_token", "")
+        if token and token_was_used(request, token):
+            warn_resubmitted(self, request)
+            return None
+        self._undo(request, actions)
+        if token:
+            mark_token_used(request, token)
+        return None
 
     def has_act_on_group_permission(self, request):
         return request.user.has_perm("loyalty.act_on_group")

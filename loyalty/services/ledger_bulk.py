@@ -794,16 +794,22 @@ def pending_release_matured(*, now: datetime | None = None, actor=None) -> BulkR
         )
 
 
-def entries_approve_bulk(*, entry_ids, actor, reason: str = "Pending points approved") -> BulkResult:
+def entries_approve_bulk(
+    *, entry_ids, actor, reason: str = "Pending points approved", dry_run: bool = False
+) -> BulkResult:
     """Approve many pending entries (staff: the permission to approve, within the agent's limits)."""
     moves = [Move(entry_id, ACTIVATE, reason) for entry_id in sorted(set(entry_ids))]
-    return entries_post_bulk(postings=moves, actor=actor, source="admin", action="approve", policy="allow")
+    return entries_post_bulk(
+        postings=moves, actor=actor, source="admin", action="approve", policy="allow", dry_run=dry_run
+    )
 
 
-def entries_reject_bulk(*, entry_ids, actor, reason: str) -> BulkResult:
+def entries_reject_bulk(*, entry_ids, actor, reason: str, dry_run: bool = False) -> BulkResult:
     """Reject many pending entries, with their pending take-backs."""
     moves = [Move(entry_id, REJECT, reason) for entry_id in sorted(set(entry_ids))]
-    return entries_post_bulk(postings=moves, actor=actor, source="admin", action="approve", policy="allow")
+    return entries_post_bulk(
+        postings=moves, actor=actor, source="admin", action="approve", policy="allow", dry_run=dry_run
+    )
 
 
 def entries_reverse_bulk(

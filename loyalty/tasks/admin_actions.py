@@ -104,17 +104,21 @@ def give_reward_matching(*, user_id, query, token, reward_id, deduct, reason):
     return totals
 
 
-def _approve(entry_ids, user, reason):
-    return entries_approve_bulk(entry_ids=entry_ids, actor=user, reason=reason or "Pending points approved")
+def _approve(entry_ids, user, reason, dry_run=False):
+    return entries_approve_bulk(
+        entry_ids=entry_ids, actor=user, reason=reason or "Pending points approved", dry_run=dry_run
+    )
 
 
-def _reject(entry_ids, user, reason):
-    return entries_reject_bulk(entry_ids=entry_ids, actor=user, reason=reason)
+def _reject(entry_ids, user, reason, dry_run=False):
+    return entries_reject_bulk(entry_ids=entry_ids, actor=user, reason=reason or "-", dry_run=dry_run)
 
 
-def _reverse(entry_ids, user, reason):
+def _reverse(entry_ids, user, reason, dry_run=False):
     # The staff default negative-balance policy applies, as on a reversal of picked rows.
-    return entries_reverse_bulk(entry_ids=entry_ids, reason=reason, actor=user, source=EntrySource.ADMIN)
+    return entries_reverse_bulk(
+        entry_ids=entry_ids, reason=reason or "-", actor=user, source=EntrySource.ADMIN, dry_run=dry_run
+    )
 
 
 ENTRY_ACTIONS = {"approve_pending": _approve, "reject_pending": _reject, "reverse_conversion": _reverse}
@@ -133,3 +137,12 @@ def entries_action_matching(*, user_id, query, action, reason):
         totals["members"] += result.members_touched
     log.info("%s on matching entries (by user %s): %s", action, user_id, totals)
     return totals
+
+
+def entries_action_preview(*, queryset, user, action, limit: int = 100_000):
+    """The effect of a "select all" entries action (loyalty.services.previews): the job's own bulk call over the
+    matching entries (the first `limit`), in dry-run."""
+    from ..services.previews import _dry
+
+    ids = list(queryset.order_by("pk").values_list("pk", flat=True)[:limit])
+    return _dry(lambda: ENTRY_ACTIONS[action](ids, user, "", dry_run=True), len(ids))

@@ -300,3 +300,53 @@ def test_adjust_points_list_action_shows_its_effect_before_posting(tiers, client
     ann.refresh_from_db()
     assert (ann.available_points, ann.lifetime_points, ann.tier.name) == (0, 600, "Silver")
     assert LedgerEntry.objects.count() == 2, "sent twice, posted once"
+
+
+def test_undo_group_actions_from_the_list_shows_the_effect_first(
+    silver_group, client, manager, django_capture_on_commit_callbacks
+):
+    action = run_group_action(
+        django_capture_on_commit_callbacks,
+        group=silver_group,
+        apply_type="relative",
+        points=100,
+        comment="Thanks",
+        actor=manager,
+    )
+    client.force_login(manager)
+    url = "/admin/loyalty/groupaction/"
+    effect = client.post(url, {"action": "undo_group_actions", "_selected_action": [action.pk]})
+    assert effect.context["sections"][0].totals["points_out"] == 300
+    assert GroupAction.objects.get().status == "done", "the effect page undoes nothing"
+    confirm = {**dict(effect.context["hidden"]), "_selected_action": [action.pk], "post": "yes"}
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(url, confirm)
+        twice = client.post(url, confirm, follow=True)
+    assert any("already submitted" in m for m in messages_of(twice))
+    assert GroupAction.objects.get().status == "undone"
+
+
+def test_select_all_on_the_entries_list_shows_the_jobs_effect(tiers, client, manager):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from loyalty.services import points_earn
+
+    for email in ("p1@x.example", "p2@x.example"):
+        points_earn(
+            member=MemberFactory(email=email),
+            points=700,
+            reason="Order",
+            actor=manager,
+            source="admin",
+            hold_until=timezone.now() + timedelta(days=5),
+        )
+    client.force_login(manager)
+    url = "/admin/loyalty/ledgerentry/?status__exact=pending"
+    page = client.post(
+        url, {"action": "approve_pending", "select_across": "1", "index": "0", "_selected_action": ["1"]}
+    )
+    [section] = page.context["sections"]
+    assert (section.totals["members"], section.totals["tiers_up"], section.totals["posted"]) == (2, 2, 2)
+    assert LedgerEntry.objects.filter(status="pending").count() == 2, "the effect approves nothing"
