@@ -389,6 +389,8 @@ class GroupActionAdmin(admin.ModelAdmin):
         "apply_type",
         "points",
         "comment",
+        "change_kind",
+        "counts_toward_lifetime",
         "status",
         "members_total",
         "members_done",

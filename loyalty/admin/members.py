@@ -307,11 +307,16 @@ class MemberAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
         ]
         if select_across(request):
             hidden.append(("select_across", "1"))
+        whom = (
+            _("every member matching the list's filter and search")
+            if select_across(request)
+            else ngettext("%(n)d member picked", "%(n)d members picked", len(ids)) % {"n": len(ids)}
+        )
         return effect_page(
             self,
             request,
             title=_("Adjust points: the effect"),
-            summary=f"{what} ({lifetime}). " + _("Nothing is posted until you confirm."),
+            summary=f"{what}, {whom} ({lifetime}). " + _("Nothing is posted until you confirm."),
             note=note,
             sections=[EffectSection(preview)],
             hidden=hidden,
