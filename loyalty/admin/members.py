@@ -21,7 +21,7 @@ from ..ids import record_id
 from ..models import Coupon, EntryKind, EntrySource, EntryStatus, LedgerEntry, Member, Order
 from ..rules import reversal_refusal
 from ..services import RELATIVE, SET_TO, points_adjust, reward_give
-from ..services.previews import adjust_preview, lifetime_choice
+from ..services.previews import adjust_preview, lifetime_choice, reward_give_preview
 from ..services.staff import staff_refusal
 from . import jobs
 from .action_pages import (
@@ -244,15 +244,19 @@ class MemberAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
 
     @admin.action(description=gettext_lazy("Give reward"), permissions=["give_reward"])
     def give_reward(self, request, queryset):
+        across, previewing = select_across(request), request.POST.get("preview") == "yes"
         form = GiveRewardForm(
-            request.POST if is_confirmed(request) else None,
+            request.POST if is_confirmed(request) or previewing else None,
             initial={"action_token": new_token(), "deduct_points": YES},
         )
         if not form.is_valid():
-            return self._list_page(request, queryset, form, _("Give reward"), "give_reward")
+            step = "preview" if across else "post"  # "select all": its effect first, then the job
+            return self._list_page(request, queryset, form, _("Give reward"), "give_reward", step=step)
         data = form.cleaned_data
         if token_was_used(request, data["action_token"]):
             return warn_resubmitted(self, request)
+        if across and not is_confirmed(request):
+            return self._give_effect_page(request, queryset, form, data)
         if select_across(request):
             mark_token_used(request, data["action_token"])
             jobs.queue(
@@ -323,6 +327,31 @@ class MemberAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
             confirm_label=_("Confirm: adjust points"),
             can_edit=True,
             back_url=request.get_full_path(),  # the members list as it was (its filter and search)
+        )
+
+    def _give_effect_page(self, request, queryset, form, data):
+        """What Give reward will do to every matching member, before the background job is queued."""
+        ids = list(queryset.order_by("pk").values_list("pk", flat=True)[:PREVIEW_MEMBERS])
+        reward, deduct = data["reward"], data["deduct_points"] == YES
+        preview = reward_give_preview(member_ids=ids, reward=reward, deduct=deduct, actor=request.user)
+        summary = (
+            _("Give %(reward)s to every matching member (%(n)s), each paying %(cost)s points.")
+            if deduct
+            else _("Give %(reward)s to every matching member (%(n)s), for free: no points move.")
+        ) % {"reward": reward.name, "n": f"{len(ids):,}", "cost": f"{reward.points_cost:,}"}
+        hidden = [*form_fields_as_hidden(form), ("action", "give_reward"), ("select_across", "1")]
+        hidden += [
+            (admin.helpers.ACTION_CHECKBOX_NAME, pk) for pk in request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
+        ]
+        return effect_page(
+            self,
+            request,
+            title=_("Give reward: the effect"),
+            summary=summary + " " + _("Nothing is given until you confirm."),
+            sections=[EffectSection(preview)] if deduct else [],
+            hidden=hidden,
+            confirm_label=_("Confirm: give the reward"),
+            back_url=request.get_full_path(),
         )
 
     def _list_page(self, request, queryset, form, title, action, step="post"):

@@ -189,3 +189,27 @@ def group_action_undo_preview(*, action: GroupAction, actor) -> Preview:
         action="group",
         policy=ProgramSettings.load().revert_negative_balance_policy,
     )
+
+
+def reward_give_preview(*, member_ids, reward, deduct: bool, actor) -> Preview:
+    """Give reward to many members ("select all"): the redemptions it posts, through the bulk path in dry-run under
+    the rule reward_give applies (a cost beyond the available points is refused, as the "forbid" policy refuses a
+    debit; the staff action "reward" and its limits). A free reward moves no points: the preview counts members."""
+    member_ids = sorted(set(member_ids))
+    if not deduct or not reward.points_cost:
+        return Preview(rows=len(member_ids))
+    postings = [
+        Posting(member_id, -reward.points_cost, f"Reward: {reward.name}", kind=EntryKind.REDEMPTION)
+        for member_id in member_ids
+    ]
+    return _dry(
+        lambda: entries_post_bulk(
+            postings=postings,
+            actor=actor,
+            source=EntrySource.ADMIN,
+            action="reward",
+            policy="forbid",
+            dry_run=True,
+        ),
+        len(postings),
+    )

@@ -350,3 +350,28 @@ def test_select_all_on_the_entries_list_shows_the_jobs_effect(tiers, client, man
     [section] = page.context["sections"]
     assert (section.totals["members"], section.totals["tiers_up"], section.totals["posted"]) == (2, 2, 2)
     assert LedgerEntry.objects.filter(status="pending").count() == 2, "the effect approves nothing"
+
+
+def test_select_all_give_reward_shows_its_effect_before_the_job(tiers, client, manager, monkeypatch):
+    from tests.factories import RewardFactory
+
+    queued = []
+    monkeypatch.setattr("loyalty.admin.jobs.queue", lambda task, **kwargs: queued.append(kwargs))
+    reward = RewardFactory(name="$5 off", points_cost=500)
+    rich, poor = MemberFactory(email="rich@x.example"), MemberFactory(email="poor@x.example")
+    points_adjust(member=rich, points=800, reason="start", actor=manager)
+    points_adjust(member=poor, points=100, reason="start", actor=manager)
+    client.force_login(manager)
+    url = "/admin/loyalty/member/"
+    data = {"action": "give_reward", "select_across": "1", "index": "0", "_selected_action": [rich.pk, poor.pk]}
+    form = client.post(url, data)
+    token = form.context["form"]["action_token"].value()
+    effect = client.post(
+        url, {**data, "preview": "yes", "action_token": token, "reward": reward.pk, "deduct_points": "yes"}
+    )
+    [section] = effect.context["sections"]
+    assert (section.totals["points_out"], section.totals["refused"], section.totals["members"]) == (500, 1, 1)
+    assert not queued, "the effect page queues nothing"
+    confirm = {**dict(effect.context["hidden"]), "_selected_action": [rich.pk, poor.pk], "post": "yes"}
+    client.post(url, confirm)
+    assert len(queued) == 1 and queued[0]["reward_id"] == reward.pk
