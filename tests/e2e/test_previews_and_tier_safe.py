@@ -341,3 +341,52 @@ def test_import_check_is_the_apply_with_totals_and_the_lifetime_choice(page, liv
     page.wait_for_selector("#preview-totals")
     assert page.inner_text("#tiers-up") == "1", "a correction file that counts shows the tier it will move"
     shot(page, "item4-12-check-shows-the-tier-move-up")
+
+
+def test_select_all_on_entries_and_give_reward_show_the_jobs_effect(page, live_server, program, shot, monkeypatch):
+    from loyalty.services import points_earn
+    from tests.factories import RewardFactory
+
+    queued = []
+    monkeypatch.setattr("loyalty.admin.jobs.queue", lambda task, **kwargs: queued.append(kwargs))
+    for email in ("ann@shop.example", "bob@shop.example"):
+        points_earn(
+            member=program[email],
+            points=1500,
+            reason="Big order",
+            actor=SYSTEM,
+            source="admin",
+            hold_until=timezone.now() + timedelta(days=5),
+        )
+    sign_in(page, live_server, "manager-max")
+    page.goto(f"{live_server.url}/admin/loyalty/ledgerentry/?status__exact=pending")
+    page.check("#action-toggle")
+    page.evaluate("document.querySelector('input.select-across').value = '1'")  # "Select all N entries"
+    page.select_option("select[name=action]", "approve_pending")
+    page.click("button[name=index]")
+    page.wait_for_selector("table.effect-totals")
+    totals = effect_totals(page)
+    assert (totals["members"], totals["tiers-up"], totals["refused"]) == ("2", "2", "0")
+    assert LedgerEntry.objects.filter(status="pending").count() == 2
+    shot(page, "item1-19-select-all-approve-shows-the-jobs-effect")
+
+    reward = RewardFactory(name="$5 off", points_cost=500)
+    page.goto(f"{live_server.url}/admin/loyalty/member/?q=shop.example")
+    page.check("#action-toggle")
+    page.evaluate("document.querySelector('input.select-across').value = '1'")
+    page.select_option("select[name=action]", "give_reward")
+    page.click("button[name=index]")
+    page.wait_for_selector("#id_reward")
+    page.select_option("#id_reward", str(reward.pk))
+    page.click("input[name=confirm]")
+    page.wait_for_selector("table.effect-totals")
+    totals = effect_totals(page)
+    assert (totals["members"], totals["points-out"], totals["refused"]) == ("2", "-1,000", "1")
+    assert "Cannot take 500 points from cat@shop.example: only 145 are available." in page.inner_text(
+        "ul.effect-refusals"
+    )
+    shot(page, "item1-20-select-all-give-reward-effect-with-refusal")
+    page.click("#effect-confirm-button")
+    page.wait_for_selector(".messagelist")
+    assert len(queued) == 1
+    shot(page, "item1-21-select-all-give-reward-queued")
