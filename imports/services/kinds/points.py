@@ -164,6 +164,9 @@ class PointsKind(Kind):
         from loyalty.services.previews import _dry
 
         query = self._query(ctx, 0, sql.one(f"SELECT COALESCE(MAX(row_no), 0) FROM {READY}"))
+        # As the apply's first run: while no upload of this file has started applying, only references need a look
+        # on the ledger (file_keys_may_be_on_ledger).
+        new_unless = None if file_keys_may_be_on_ledger(ctx) else REFERENCE_PREFIX
         return _dry(
             lambda: entries_post_bulk(
                 queries=[query],
@@ -171,6 +174,7 @@ class PointsKind(Kind):
                 source=EntrySource.IMPORT,
                 source_ref=ctx.job_id,
                 action="import",
+                keys_new_unless_prefix=new_unless,
                 dry_run=True,
             ),
             0,
