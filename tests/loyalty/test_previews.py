@@ -375,3 +375,20 @@ def test_select_all_give_reward_shows_its_effect_before_the_job(tiers, client, m
     confirm = {**dict(effect.context["hidden"]), "_selected_action": [rich.pk, poor.pk], "post": "yes"}
     client.post(url, confirm)
     assert len(queued) == 1 and queued[0]["reward_id"] == reward.pk
+
+
+def test_import_csv_asks_the_same_question_from_the_command_line(tiers, manager, tmp_path, capsys):
+    from django.core.management import call_command
+
+    MemberFactory(email="ann@x.example")
+    path = tmp_path / "gift.csv"
+    path.write_text("email,points\nann@x.example,600\n")
+    with pytest.raises(SystemExit) as done:
+        call_command("import_csv", str(path), "--kind", "points", "--change-kind", "goodwill", "--dry-run")
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "+600 / -0 points, 1 members, tiers 0 up and 0 down (its points do not count toward lifetime)" in out
+    with pytest.raises(SystemExit):
+        call_command("import_csv", str(path), "--kind", "points", "--lifetime", "yes", "--reason", "Correction")
+    ann = Member.objects.get(email="ann@x.example")
+    assert (ann.available_points, ann.lifetime_points, ann.tier.name) == (600, 600, "Silver")
