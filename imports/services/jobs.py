@@ -301,7 +301,9 @@ def import_job_apply(*, job_id: int) -> ImportJob:
         if not sql.table_exists(job.rows_table):
             _parse_into_rows_table(job, kind)
         counts = _resolve(job, kind, ctx, preview=False)
-        ImportJob.objects.filter(pk=job.pk).update(problems=counts["problems"], total=counts["total"])
+        # The preview keeps counting the rows its simulation refused among the problems (the apply refuses them again).
+        refused = (job.preview_totals or {}).get("refused", 0)
+        ImportJob.objects.filter(pk=job.pk).update(problems=counts["problems"] + refused, total=counts["total"])
         _apply_chunks(job, kind, ctx)
     except ImportFileError as exc:
         return _fail(job, str(exc))

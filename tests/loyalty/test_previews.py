@@ -179,6 +179,7 @@ def test_the_import_check_runs_the_apply_so_its_counts_are_the_applys(tiers, man
     done = import_job_apply(job_id=job.pk)
     assert (done.applied, done.failed, done.points_credited, done.points_debited) == (3, 2, 700, 200)
     assert done.members_touched == totals["members"]
+    assert done.problems == 2, "the job page's preview still says what the check said"
 
 
 def test_an_import_undo_preview_counts_what_the_undo_does(tiers, manager):
