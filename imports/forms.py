@@ -4,12 +4,19 @@ from django import forms
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
+from loyalty.forms import LifetimeChoiceMixin
+
 from .models import ImportKind
 
 ACCEPTED = (".csv", ".txt", ".xlsx")
 
 
-class ImportUploadForm(forms.Form):
+class ImportUploadForm(LifetimeChoiceMixin, forms.Form):
+    """The upload. For a points file it also asks what kind of change the file is and whether its points count
+    toward lifetime (and so the VIP tier)."""
+
+    field_order = ["kind", "file", "reason", "change_kind", "counts_toward_lifetime"]
+
     kind = forms.ChoiceField(label=_("Kind of file"), choices=ImportKind.choices)
     file = forms.FileField(
         label=_("File"),

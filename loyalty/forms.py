@@ -1,12 +1,55 @@
 """Forms of the back office. They only parse input; the rules live in the services."""
 
+import json
+
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from .models import Reward
-from .rules import MAX_ACTION_POINTS, RELATIVE, SET_TO
+from .models import CHANGE_KIND_CHOICES, ProgramSettings, Reward
+from .rules import CORRECTION, MAX_ACTION_POINTS, RELATIVE, SET_TO
 
 YES, NO = "yes", "no"
+
+
+class LifetimeChoiceMixin(forms.Form):
+    """Asks what kind of change an adjustment is and whether it counts toward lifetime (and so the VIP tier).
+
+    The answer starts at the program's default for the kind (ProgramSettings.lifetime_counts_*) and follows the kind
+    as it is changed (lifetime_choice.js); an answer left out takes the default (loyalty.rules.adjustment_counts)."""
+
+    change_kind = forms.ChoiceField(
+        label=_("Kind of change"), choices=CHANGE_KIND_CHOICES, initial=CORRECTION, required=False
+    )
+    counts_toward_lifetime = forms.ChoiceField(
+        label=_("Counts toward lifetime (VIP tier)?"),
+        choices=[(YES, _("Yes: lifetime points and the tier follow it")), (NO, _("No: the tier stays as it is"))],
+        required=False,
+        widget=forms.RadioSelect,
+        help_text=_(
+            "A correction usually counts; a goodwill credit or a write-off usually does not, so nobody loses "
+            "(or gets) a tier for it. The defaults are program settings."
+        ),
+    )
+
+    class Media:
+        js = ["loyalty/lifetime_choice.js"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        defaults = ProgramSettings.load().lifetime_defaults()
+        kind = self.initial.get("change_kind", CORRECTION)
+        self.initial.setdefault("counts_toward_lifetime", YES if defaults.get(kind, True) else NO)
+        self.fields["change_kind"].widget.attrs["data-lifetime-defaults"] = json.dumps(
+            {k: YES if v else NO for k, v in defaults.items()}
+        )
+
+    def clean_change_kind(self):
+        return self.cleaned_data.get("change_kind") or CORRECTION  # a form sent without it: a correction
+
+    def lifetime_answer(self) -> bool | None:
+        """The staff member's answer (None: the program's default for the kind of change)."""
+        answer = self.cleaned_data.get("counts_toward_lifetime")
+        return {YES: True, NO: False}.get(answer)
 
 
 class ActionForm(forms.Form):
@@ -16,7 +59,9 @@ class ActionForm(forms.Form):
     action_token = forms.CharField(widget=forms.HiddenInput, max_length=64)
 
 
-class AdjustPointsForm(ActionForm):
+class AdjustPointsForm(LifetimeChoiceMixin, ActionForm):
+    field_order = ["apply_type", "points", "reason", "change_kind", "counts_toward_lifetime"]
+
     apply_type = forms.ChoiceField(
         label=_("Apply type"),
         choices=[(RELATIVE, _("Add or subtract (relative)")), (SET_TO, _("Set available points to"))],

@@ -21,6 +21,14 @@ class NegativeBalancePolicy(models.TextChoices):
     ALLOW = "allow", _("Allow: the balance may go below zero")
 
 
+# The kinds of staff change an adjustment is (loyalty.rules.CHANGE_KINDS), as the forms and records name them.
+CHANGE_KIND_CHOICES = [
+    ("correction", _("Correction (puts the record right)")),
+    ("goodwill", _("Goodwill credit")),
+    ("write_off", _("Write-off")),
+]
+
+
 def environment_time_zone() -> str:
     """The default store time zone: TIME_ZONE from the environment (read when the settings row is made)."""
     return settings.TIME_ZONE
@@ -150,9 +158,34 @@ class ProgramSettings(models.Model):
             "What one point is worth to the store, in its currency (that of its orders): the liability report's value."
         ),
     )
+    # Whether a staff adjustment counts toward lifetime (and so the VIP tier) unless the staff member says otherwise,
+    # per kind of change (rules.CHANGE_KINDS; README, "Tier-safe corrections").
+    lifetime_counts_correction = models.BooleanField(
+        _("a correction counts toward lifetime"),
+        default=True,
+        help_text=_("Fixing a wrong balance: the tier follows the corrected figure."),
+    )
+    lifetime_counts_goodwill = models.BooleanField(
+        _("a goodwill credit counts toward lifetime"),
+        default=False,
+        help_text=_("A gift of points (an apology, a gesture): off keeps the tier where the member earned it."),
+    )
+    lifetime_counts_write_off = models.BooleanField(
+        _("a write-off counts toward lifetime"),
+        default=False,
+        help_text=_("Clearing points (set to 0, a group write-off): off never costs a member their tier."),
+    )
     last_reconcile_at = models.DateTimeField(_("last ledger check"), null=True, blank=True, editable=False)
     last_reconcile_ok = models.BooleanField(_("last ledger check clean"), null=True, editable=False)
     last_reconcile_report = models.TextField(_("last ledger check report"), blank=True, editable=False)
+
+    def lifetime_defaults(self) -> dict[str, bool]:
+        """Whether each kind of staff change counts toward lifetime by default (rules.adjustment_counts)."""
+        return {
+            "correction": self.lifetime_counts_correction,
+            "goodwill": self.lifetime_counts_goodwill,
+            "write_off": self.lifetime_counts_write_off,
+        }
 
     class Meta:
         verbose_name = _("program settings")
@@ -935,6 +968,10 @@ class GroupAction(BackgroundJob):
     points = models.BigIntegerField(_("points"))
     comment = models.CharField(_("comment"), max_length=500)
     request_token = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
+    change_kind = models.CharField(
+        _("kind of change"), max_length=10, choices=CHANGE_KIND_CHOICES, default="correction"
+    )
+    counts_toward_lifetime = models.BooleanField(_("counts toward lifetime"), default=True)
     status = models.CharField(_("status"), max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
     members_total = models.PositiveIntegerField(_("members in the group"), default=0)
     members_done = models.PositiveIntegerField(_("members processed"), default=0)

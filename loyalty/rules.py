@@ -39,10 +39,33 @@ def counts_toward_lifetime(kind: str, *, choice: bool | None = None, reversed_co
     return kind in LIFETIME_KINDS
 
 
-def counts_toward_lifetime_sql(kind: str) -> str:
-    """The SQL form of counts_toward_lifetime for an entry kind given as an SQL expression (no choice, no reversal)."""
+def counts_toward_lifetime_sql(kind: str, *, choice: bool | None = None) -> str:
+    """The SQL form of counts_toward_lifetime for an entry kind given as an SQL expression (no reversal): a staff
+    adjustment's `choice` wins over its kind, as in the Python form."""
     kinds = ", ".join(f"'{k}'" for k in LIFETIME_KINDS)
-    return f"({kind} IN ({kinds}))"
+    by_kind = f"({kind} IN ({kinds}))"
+    if choice is None:
+        return by_kind
+    answer = "TRUE" if choice else "FALSE"
+    return f"(CASE WHEN {kind} = '{EntryKind.ADJUSTMENT}' THEN {answer} ELSE {by_kind} END)"
+
+
+# The kinds of staff change an adjustment is, each with its own default for counting toward lifetime (a program
+# setting): a correction puts the record right, so the tier follows it; a goodwill credit (a gift) and a write-off
+# (clearing a balance) leave the tier where the member earned it.
+CORRECTION, GOODWILL, WRITE_OFF = "correction", "goodwill", "write_off"
+CHANGE_KINDS = (CORRECTION, GOODWILL, WRITE_OFF)
+LIFETIME_DEFAULTS = {CORRECTION: True, GOODWILL: False, WRITE_OFF: False}
+
+
+def adjustment_counts(change_kind: str, *, answer: bool | None, defaults: dict[str, bool]) -> bool:
+    """Whether a staff adjustment counts toward lifetime: the staff member's answer, else the program's default for
+    the kind of change (`defaults`: kind -> bool, from ProgramSettings.lifetime_defaults)."""
+    if answer is not None:
+        return answer
+    if change_kind not in CHANGE_KINDS:
+        raise ValueError(f"unknown kind of change {change_kind!r}: use {', '.join(CHANGE_KINDS)}")
+    return defaults.get(change_kind, LIFETIME_DEFAULTS[change_kind])
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -8,6 +8,14 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext_lazy as _
 
+from loyalty.admin.action_pages import (
+    EffectSection,
+    effect_page,
+    mark_token_used,
+    new_token,
+    token_was_used,
+    warn_resubmitted,
+)
 from loyalty.admin.display import earning_text, store_currency
 from loyalty.admin.refusals import require_permission
 from loyalty.background import is_silent
@@ -15,7 +23,7 @@ from loyalty.errors import LoyaltyError
 from loyalty.ids import record_id
 
 from ..models import BackfillRun, BackfillStatus
-from ..services.backfill import backfill_preview, backfill_run_create, backfill_undo_request
+from ..services.backfill import backfill_preview, backfill_run_create, backfill_undo_preview, backfill_undo_request
 from ..services.stuck_jobs import job_resume
 
 RUN_PERMISSION = "imports.run_backfill"
@@ -174,14 +182,37 @@ class BackfillRunAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:imports_backfillrun_change", args=[run.pk]))
 
     def undo_view(self, request, pk):
+        """Undo run: its effect first (the undo's own bulk path in dry-run), then one confirming POST."""
         run = self._run(request, pk)
-        if request.method != "POST":
-            return HttpResponseRedirect(reverse("admin:imports_backfillrun_change", args=[run.pk]))
         require_permission(request, RUN_PERMISSION)
-        try:
-            backfill_undo_request(run=run, actor=request.user)
-        except LoyaltyError as error:
-            self.message_user(request, error.message, messages.ERROR)
-        else:
-            self.message_user(request, _("Undoing run #%(id)s.") % {"id": run.pk}, messages.SUCCESS)
-        return HttpResponseRedirect(reverse("admin:imports_backfillrun_change", args=[run.pk]))
+        back = reverse("admin:imports_backfillrun_change", args=[run.pk])
+        if request.method == "POST" and request.POST.get("post") == "yes":
+            token = request.POST.get("action_token", "")
+            if token and token_was_used(request, token):
+                warn_resubmitted(self, request)
+                return HttpResponseRedirect(back)
+            try:
+                backfill_undo_request(run=run, actor=request.user)
+            except LoyaltyError as error:
+                self.message_user(request, error.message, messages.ERROR)
+            else:
+                self.message_user(request, _("Undoing run #%(id)s.") % {"id": run.pk}, messages.SUCCESS)
+            if token:
+                mark_token_used(request, token)
+            return HttpResponseRedirect(back)
+        return effect_page(
+            self,
+            request,
+            title=_("Undo run #%(id)s: the effect") % {"id": run.pk},
+            summary=_(
+                "Reverse every credit of Reward past actions run #%(id)s: pending ones are rejected, active ones "
+                "reversed; points already spent follow the automatic-revert policy. Nothing is reversed until you "
+                "confirm."
+            )
+            % {"id": run.pk},
+            sections=[EffectSection(backfill_undo_preview(run=run, actor=request.user))],
+            hidden=[("action_token", new_token())],
+            confirm_label=_("Confirm: undo this run"),
+            back_url=back,
+            original=run,
+        )

@@ -11,6 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext as _
 
+from loyalty.admin.action_pages import EffectSection, mark_token_used, new_token, token_was_used, warn_resubmitted
 from loyalty.admin.refusals import require_permission
 from loyalty.background import is_silent
 from loyalty.errors import LoyaltyError
@@ -25,6 +26,7 @@ from ..services.jobs import (
     import_job_request_undo,
     import_job_status,
     import_job_submit,
+    import_job_undo_preview,
 )
 from ..services.kinds import KINDS
 from ..services.stuck_jobs import job_resume
@@ -72,6 +74,8 @@ class ImportJobAdmin(admin.ModelAdmin):
                     upload=form.cleaned_data["file"],
                     reason=form.cleaned_data["reason"],
                     actor=request.user,
+                    change_kind=form.cleaned_data["change_kind"],
+                    counts_toward_lifetime=form.lifetime_answer(),
                 )
             except ImportJobError as exc:
                 form.add_error("file", exc.message)
@@ -181,12 +185,18 @@ class ImportJobAdmin(admin.ModelAdmin):
         job = self._job(request, pk)
         form = UndoForm(request.POST or None)
         if request.method == "POST" and request.POST.get("post") == "yes" and form.is_valid():
+            token = request.POST.get("action_token", "")
+            if token and token_was_used(request, token):
+                warn_resubmitted(self, request)
+                return HttpResponseRedirect(self._job_url(job))
             try:
                 import_job_request_undo(job=job, actor=request.user, reason=form.cleaned_data["reason"])
             except (ImportJobError, LoyaltyError) as exc:
                 self.message_user(request, exc.message, messages.ERROR)
             else:
                 self.message_user(request, _("Undoing import #%(id)s in the background.") % {"id": job.pk})
+            if token:
+                mark_token_used(request, token)
             return HttpResponseRedirect(self._job_url(job))
         context = {
             **self.admin_site.each_context(request),
@@ -204,6 +214,9 @@ class ImportJobAdmin(admin.ModelAdmin):
                 "debited": f"{job.points_debited:,}",
             },
             "form": form,
+            # The undo's own bulk path in dry-run: who it touches, points back out and in, tiers, what it refuses.
+            "sections": [EffectSection(import_job_undo_preview(job=job, actor=request.user))],
+            "action_token": new_token(),
         }
         return TemplateResponse(request, "admin/imports/importjob/undo.html", context)
 

@@ -5,6 +5,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from loyalty.models import CHANGE_KIND_CHOICES
+
 __all__ = ["ImportJob", "ImportKind", "ImportRowProblem", "ImportStatus"]
 
 
@@ -41,6 +43,16 @@ class ImportJob(models.Model):
         blank=True,
         help_text=_("Shown on every entry the import makes, unless a row gives its own reason."),
     )
+    change_kind = models.CharField(
+        _("kind of change"), max_length=10, choices=CHANGE_KIND_CHOICES, default="correction"
+    )
+    counts_toward_lifetime = models.BooleanField(
+        _("counts toward lifetime"),
+        default=True,
+        help_text=_("Whether the file's points move lifetime points, and so the VIP tier."),
+    )
+    # What the check's simulation of the apply found (the bulk path in dry-run): points in and out, members, tiers.
+    preview_totals = models.JSONField(_("preview totals"), default=dict, blank=True)
     total = models.BigIntegerField(_("rows"), default=0)
     to_apply = models.BigIntegerField(_("rows to apply"), default=0)
     already_applied = models.BigIntegerField(_("rows already applied"), default=0)

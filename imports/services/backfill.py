@@ -451,6 +451,26 @@ def backfill_undo_request(*, run: BackfillRun, actor) -> BackfillRun:
     return run
 
 
+def _undo_arguments(run: BackfillRun, actor) -> dict:
+    """What the undo hands the bulk path, for the undo and for its preview alike."""
+    return {
+        "entry_ids": list(_run_entries(run).values_list("pk", flat=True)),
+        "reason": f"Undo of Reward past actions run #{run.pk}",
+        "actor": actor,
+        "source": EntrySource.BACKFILL,
+        "source_ref": run.pk,
+        "action": "backfill",
+        "policy": ProgramSettings.load().revert_negative_balance_policy,
+    }
+
+
+def backfill_undo_preview(*, run: BackfillRun, actor):
+    """What undoing the run will do (loyalty.services.previews: the undo's own bulk path in dry-run)."""
+    from loyalty.services.previews import reverse_preview
+
+    return reverse_preview(**_undo_arguments(run, actor))
+
+
 def backfill_undo(*, run_id: int) -> BackfillRun:
     """Reverse every credit of the run as one batch: pending ones are rejected, active ones reversed.
 
@@ -459,17 +479,7 @@ def backfill_undo(*, run_id: int) -> BackfillRun:
     run = BackfillRun.objects.select_related("undone_by").get(pk=run_id)
     if run.status != BackfillStatus.UNDOING:
         return run
-    entry_ids = _run_entries(run).values_list("pk", flat=True)
-    result = entries_reverse_bulk(
-        entry_ids=list(entry_ids),
-        reason=f"Undo of Reward past actions run #{run.pk}",
-        actor=run.undone_by or BACKFILL_JOB,
-        source=EntrySource.BACKFILL,
-        source_ref=run.pk,
-        action="backfill",
-        policy=ProgramSettings.load().revert_negative_balance_policy,
-        free_keys=True,
-    )
+    result = entries_reverse_bulk(**_undo_arguments(run, run.undone_by or BACKFILL_JOB), free_keys=True)
     BackfillRun.objects.filter(pk=run.pk).update(
         status=BackfillStatus.UNDONE, undone_at=timezone.now(), undo_reversed=result.posted
     )

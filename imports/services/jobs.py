@@ -59,8 +59,22 @@ def max_upload_bytes() -> int:
     return settings.IMPORT_MAX_UPLOAD_MB * 1024 * 1024
 
 
-def import_job_create(*, kind: str, upload, reason: str = "", actor=None, name: str = "") -> ImportJob:
-    """Store an upload (a Django File or UploadedFile) as a new job; the file is streamed, never read whole."""
+def import_job_create(
+    *,
+    kind: str,
+    upload,
+    reason: str = "",
+    actor=None,
+    name: str = "",
+    change_kind: str = "correction",
+    counts_toward_lifetime: bool | None = None,
+) -> ImportJob:
+    """Store an upload (a Django File or UploadedFile) as a new job; the file is streamed, never read whole.
+
+    change_kind / counts_toward_lifetime: whether a points file's adjustments move lifetime (None: the program's
+    default for the kind of change)."""
+    from loyalty.services.previews import lifetime_choice
+
     if kind not in ImportKind.values:
         raise ImportJobError(
             _("Unknown kind of file “%(kind)s”: use points, tokens, members or orders.") % {"kind": kind}
@@ -82,6 +96,8 @@ def import_job_create(*, kind: str, upload, reason: str = "", actor=None, name: 
         original_name=name.rsplit("/", 1)[-1][:255],
         file_size=size,
         checksum=digest.hexdigest(),
+        change_kind=change_kind,
+        counts_toward_lifetime=lifetime_choice(change_kind, counts_toward_lifetime),
         created_by=None if actor is None or isinstance(actor, SystemActor) else actor,
     )
     job.file.save(job.original_name, upload, save=False)
@@ -89,10 +105,10 @@ def import_job_create(*, kind: str, upload, reason: str = "", actor=None, name: 
     return job
 
 
-def import_job_submit(*, kind: str, upload, reason: str = "", actor=None, name: str = "") -> ImportJob:
+def import_job_submit(*, kind: str, upload, reason: str = "", actor=None, name: str = "", **lifetime) -> ImportJob:
     """Store an upload and queue its check, together: the check is queued only once the job is committed."""
     with transaction.atomic():
-        job = import_job_create(kind=kind, upload=upload, reason=reason, actor=actor, name=name)
+        job = import_job_create(kind=kind, upload=upload, reason=reason, actor=actor, name=name, **lifetime)
         transaction.on_commit(lambda: _queue("check_import_job", job.pk))
     return job
 
@@ -110,6 +126,7 @@ def _context(job: ImportJob) -> Context:
         reason=job.reason or _("CSV import #%(id)s") % {"id": job.pk},
         upload_reason=job.reason,
         actor=actor,
+        counts_toward_lifetime=job.counts_toward_lifetime,
     )
 
 
@@ -131,8 +148,12 @@ def import_job_check(*, job_id: int) -> ImportJob:
         return _fail(job, _("The file has no rows under its first row (the column names): there is nothing to import."))
     ctx = _context(job)
     counts = _resolve(job, kind, ctx)
+    totals = {}
+    if hasattr(kind, "simulate"):
+        counts, totals = _simulate(job, kind, ctx, counts)
     ImportJob.objects.filter(pk=job.pk).update(
         **counts,
+        preview_totals=totals,
         progress=0,
         first_problems=_first_problems(job),
         status=ImportStatus.CHECKED,
@@ -142,6 +163,41 @@ def import_job_check(*, job_id: int) -> ImportJob:
     job.refresh_from_db()
     write_error_file(job)
     return job
+
+
+def _simulate(job: ImportJob, kind, ctx: Context, counts: dict) -> tuple[dict, dict]:
+    """Run the apply in dry-run (the ledger's bulk path over every row without a problem, in file order, as the
+    apply's actor with the program's policy and limits): the rows it refuses become the check's problems, and the
+    counts are the ones the apply will give. Returns (counts, totals for the job page)."""
+    preview = kind.simulate(ctx)
+    totals = preview.totals()
+    if preview.refusal:
+        # The uploader may not apply imports: simulate as the system (no staff limits) and say so; whoever applies
+        # it is held to their own limits row by row.
+        totals = kind.simulate(_context_as_system(job, ctx)).totals() | {"note": preview.refusal}
+        preview = None
+    refused = preview.result.refused if preview else []
+    if refused:
+        ImportRowProblem.objects.bulk_create(
+            [
+                ImportRowProblem(job=job, row_number=row, column_name="", reason=reason[:500], phase="check")
+                for row, reason in refused
+            ],
+            batch_size=5000,
+        )
+    counts = {
+        **counts,
+        "problems": counts["problems"] + totals["refused"],
+        "already_applied": totals["already_applied"] + totals["nothing_to_do"],
+        "to_apply": totals["posted"],
+    }
+    return counts, totals
+
+
+def _context_as_system(job: ImportJob, ctx: Context) -> Context:
+    from dataclasses import replace
+
+    return replace(ctx, actor=SystemActor(f"CSV import #{job.pk}"))
 
 
 def _parse_into_rows_table(job: ImportJob, kind) -> None:
@@ -245,7 +301,9 @@ def import_job_apply(*, job_id: int) -> ImportJob:
         if not sql.table_exists(job.rows_table):
             _parse_into_rows_table(job, kind)
         counts = _resolve(job, kind, ctx, preview=False)
-        ImportJob.objects.filter(pk=job.pk).update(problems=counts["problems"], total=counts["total"])
+        # The preview keeps counting the rows its simulation refused among the problems (the apply refuses them again).
+        refused = (job.preview_totals or {}).get("refused", 0)
+        ImportJob.objects.filter(pk=job.pk).update(problems=counts["problems"] + refused, total=counts["total"])
         _apply_chunks(job, kind, ctx)
     except ImportFileError as exc:
         return _fail(job, str(exc))
@@ -452,6 +510,30 @@ def import_job_undo(*, job_id: int, actor=None, reason: str = "") -> ImportJob:
     ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.UNDONE, undone_at=timezone.now())
     job.refresh_from_db()
     return job
+
+
+def import_job_undo_preview(*, job: ImportJob, actor, reason: str = ""):
+    """What undoing the job will do: the undo's own bulk path in dry-run, over every entry it will reverse
+    (loyalty.services.previews)."""
+    from loyalty.services.previews import reverse_preview
+
+    entry_ids = (
+        LedgerEntry.objects.filter(source=EntrySource.IMPORT, source_ref=job.pk)
+        .exclude(kind=EntryKind.REVERSAL)
+        .exclude(status=EntryStatus.REJECTED)
+        .filter(reversed_by__isnull=True, reversal_shortfall__isnull=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    text = _("Undo of CSV import #%(id)s") % {"id": job.pk}
+    return reverse_preview(
+        entry_ids=entry_ids,
+        reason=f"{text}: {reason}" if reason else text,
+        actor=actor,
+        source=EntrySource.IMPORT,
+        source_ref=job.pk,
+        action="import_undo",
+    )
 
 
 def _entries_to_undo(job: ImportJob, *, after: int) -> list[int]:

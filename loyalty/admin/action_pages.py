@@ -137,7 +137,21 @@ def select_across(request) -> bool:
 
 
 def action_page(
-    modeladmin, request, queryset, *, form, title, action, summary, rows, columns, note="", balances_after=False
+    modeladmin,
+    request,
+    queryset,
+    *,
+    form,
+    title,
+    action,
+    summary,
+    rows,
+    columns,
+    note="",
+    balances_after=False,
+    step="post",
+    submit_label="",
+    sections=(),
 ):
     """The intermediate page of an action: what it will do to which rows, with the form that confirms it."""
     opts = modeladmin.model._meta
@@ -158,6 +172,10 @@ def action_page(
         "media": modeladmin.media + form.media,
         "balances_after": balances_after,
         "reward_costs": reward_costs(form) if balances_after else {},
+        # "post": this form confirms the action; "preview": it leads to the action's effect page first.
+        "step": step,
+        "submit_label": submit_label or _("Confirm"),
+        "sections": sections,  # the effect of a "select all" job (EffectSection), above the form
     }
     request.current_app = modeladmin.admin_site.name
     return TemplateResponse(request, ACTION_TEMPLATE, context)
@@ -184,3 +202,87 @@ def report_refusals(modeladmin, request, refusals: list[str]) -> None:
         _("Refused %(count)d: %(why)s") % {"count": len(refusals), "why": shown},
         messages.WARNING,
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The effect page: what a bulk or destructive change will do (loyalty/services/previews.py), then one confirming POST
+
+EFFECT_TEMPLATE = "admin/loyalty/effect_preview.html"
+
+
+class EffectSection:
+    """One change's effect on the page (a page may show several: one per customer group picked)."""
+
+    def __init__(self, preview, heading=""):
+        from tiers.models import Tier
+
+        self.preview, self.heading = preview, heading
+        tiers = Tier.objects.in_bulk()
+        self.totals = preview.totals()
+        self.refused = preview.refused
+        self.rows = []
+        for m in preview.members:
+            before, after = tiers.get(m.tier_before), tiers.get(m.tier_after)
+            move = ""
+            if m.tier_before != m.tier_after:
+                rank = [getattr(t, "threshold", -1) for t in (before, after)]
+                move = "up" if rank[1] > rank[0] else "down"
+            self.rows.append(
+                {
+                    "member": m,
+                    "tier_before": before.name if before else "-",
+                    "tier_after": after.name if after else "-",
+                    "tier_move": move,
+                    "refusals": m.refusals,
+                }
+            )
+
+
+def effect_page(
+    modeladmin,
+    request,
+    *,
+    title,
+    summary,
+    sections,
+    hidden,
+    confirm_label,
+    back_url="",
+    original=None,
+    note="",
+    lines=(),
+    line_columns=(),
+    can_edit=False,
+):
+    """The intermediate page of a bulk or destructive change: its effect (members affected, points in and out,
+    balances and tiers after, what will be refused and why), and a form of hidden fields that confirms it once
+    (`hidden`: (name, value) pairs, the form's one-time token among them)."""
+    opts = modeladmin.model._meta
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "opts": opts,
+        "app_label": opts.app_label,
+        "original": original,
+        "summary": summary,
+        "note": note,
+        "sections": sections,
+        "hidden": hidden,
+        "confirm_label": confirm_label,
+        "back_url": back_url,
+        "can_confirm": not any(s.preview.refusal for s in sections),
+        "lines": lines,  # what the change is made of (New conversions: each conversion with its points)
+        "line_columns": line_columns,
+        "can_edit": can_edit,  # "Change the form": the action's form again, filled in (posts edit=yes)
+    }
+    request.current_app = modeladmin.admin_site.name
+    return TemplateResponse(request, EFFECT_TEMPLATE, context)
+
+
+def form_fields_as_hidden(form) -> list[tuple[str, str]]:
+    """A bound, valid form's fields as the hidden inputs of its effect page (names as the form's)."""
+    pairs = []
+    for name in form.fields:
+        value = form.data.getlist(form.add_prefix(name)) if hasattr(form.data, "getlist") else [form.data.get(name)]
+        pairs.extend((form.add_prefix(name), v) for v in value if v is not None)
+    return pairs

@@ -183,6 +183,17 @@ class ProgramSettingsAdmin(admin.ModelAdmin):
             {"fields": ["negative_balance_policy", "revert_negative_balance_policy"]},
         ),
         (
+            gettext_lazy("Staff adjustments and the VIP tier"),
+            {
+                "fields": ["lifetime_counts_correction", "lifetime_counts_goodwill", "lifetime_counts_write_off"],
+                "description": gettext_lazy(
+                    "Whether an adjustment counts toward lifetime points (and so the tier) unless the staff member "
+                    "answers otherwise on its form: by default a correction does, a goodwill credit and a write-off "
+                    "do not, so setting a balance to 0 or a gift never moves a tier."
+                ),
+            },
+        ),
+        (
             gettext_lazy("Revert earned points"),
             {
                 "fields": [

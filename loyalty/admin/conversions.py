@@ -10,8 +10,24 @@ from django.utils.translation import ngettext
 from ..errors import LoyaltyError
 from ..forms import AddConversionForm
 from ..ids import record_id
-from ..services.conversions import conversion_credit, conversions_reward, new_conversions
-from .action_pages import action_page, mark_token_used, new_token, report_refusals, token_was_used, warn_resubmitted
+from ..services.conversions import (
+    chosen_conversions,
+    conversion_credit,
+    conversion_lines,
+    conversions_preview,
+    conversions_reward,
+    new_conversions,
+)
+from .action_pages import (
+    EffectSection,
+    action_page,
+    effect_page,
+    mark_token_used,
+    new_token,
+    report_refusals,
+    token_was_used,
+    warn_resubmitted,
+)
 from .refusals import require_permission
 
 CREDIT_PERMISSION = "loyalty.adjust_points"  # crediting a conversion by hand is a staff credit of points
@@ -89,40 +105,107 @@ class ConversionPages:
         )
 
     def new_conversions_view(self, request):
+        """The list (nothing ticked; each conversion's points), then the effect of the ticked ones, then one
+        confirming POST with a one-time token."""
         require_permission(request, CREDIT_PERMISSION)
-        if request.method == "POST":
-            done = conversions_reward(
-                actor=request.user,
-                order_ids=_ids(request, "order"),
-                token_ids=_ids(request, "token"),
-                member_ids=_ids(request, "signup"),
-            )
-            self.message_user(
-                request,
-                ngettext(
-                    "Rewarded %(count)d conversion: %(points)s points.",
-                    "Rewarded %(count)d conversions: %(points)s points.",
-                    done.credited,
-                )
-                % {"count": done.credited, "points": f"{done.points:,}"},
-            )
-            if done.already:
-                self.message_user(
-                    request,
-                    ngettext("%(count)d was already rewarded.", "%(count)d were already rewarded.", done.already)
-                    % {"count": done.already},
-                    messages.WARNING,
-                )
-            report_refusals(self, request, done.refused)
+        if request.method == "POST" and request.POST.get("post") == "yes":
+            token = request.POST.get("action_token", "")
+            if token and token_was_used(request, token):
+                warn_resubmitted(self, request)
+                return HttpResponseRedirect(request.path)
+            self._reward(request)
+            if token:
+                mark_token_used(request, token)
             return HttpResponseRedirect(request.path)
+        chosen = {"order": _ids(request, "order"), "token": _ids(request, "token"), "signup": _ids(request, "signup")}
+        if request.method == "POST":
+            if not any(chosen.values()):
+                self.message_user(request, _("Tick the conversions to reward first."), messages.WARNING)
+                return HttpResponseRedirect(request.path)
+            return self._effect(request, chosen)
+        lines = conversion_lines(new_conversions())
         context = {
             **self.admin_site.each_context(request),
             "title": _("New conversions of the last 30 days, not rewarded yet"),
             "opts": self.model._meta,
             "app_label": self.model._meta.app_label,
-            "conversions": new_conversions(),
+            "lines": lines,
+            "total": sum(line.points for kind in lines.values() for line in kind),
         }
         return TemplateResponse(request, "admin/loyalty/member/new_conversions.html", context)
+
+    def _effect(self, request, chosen):
+        lines = conversion_lines(
+            chosen_conversions(order_ids=chosen["order"], token_ids=chosen["token"], member_ids=chosen["signup"])
+        )
+        shown = [line for kind in ("order", "token", "signup") for line in lines[kind]]
+        total = sum(line.points for line in shown)
+        missing = sum(map(len, chosen.values())) - len(shown)
+        note = ""
+        if missing:
+            note = ngettext(
+                "%(n)d ticked row is no longer a new conversion (rewarded meanwhile): it is left out.",
+                "%(n)d ticked rows are no longer new conversions (rewarded meanwhile): they are left out.",
+                missing,
+            ) % {"n": missing}
+        hidden = [("action_token", new_token())]
+        hidden += [(kind, line.obj.pk) for kind in ("order", "token", "signup") for line in lines[kind]]
+        return effect_page(
+            self,
+            request,
+            title=_("Reward new conversions: the effect"),
+            summary=ngettext(
+                "Reward %(n)d conversion: %(points)s points in all. Nothing is credited until you confirm.",
+                "Reward %(n)d conversions: %(points)s points in all. Nothing is credited until you confirm.",
+                len(shown),
+            )
+            % {"n": len(shown), "points": f"{total:,}"},
+            note=note,
+            lines=[(_line_label(line), _line_email(line), f"{line.points:+,}") for line in shown],
+            line_columns=[_("Conversion"), _("Member"), _("Points")],
+            sections=[EffectSection(conversions_preview(lines=lines, actor=request.user))],
+            hidden=hidden,
+            confirm_label=_("Confirm: reward these conversions"),
+            back_url=request.path,
+        )
+
+    def _reward(self, request):
+        done = conversions_reward(
+            actor=request.user,
+            order_ids=_ids(request, "order"),
+            token_ids=_ids(request, "token"),
+            member_ids=_ids(request, "signup"),
+        )
+        self.message_user(
+            request,
+            ngettext(
+                "Rewarded %(count)d conversion: %(points)s points.",
+                "Rewarded %(count)d conversions: %(points)s points.",
+                done.credited,
+            )
+            % {"count": done.credited, "points": f"{done.points:,}"},
+        )
+        if done.already:
+            self.message_user(
+                request,
+                ngettext("%(count)d was already rewarded.", "%(count)d were already rewarded.", done.already)
+                % {"count": done.already},
+                messages.WARNING,
+            )
+        report_refusals(self, request, done.refused)
+
+
+def _line_label(line) -> str:
+    if line.kind == "order":
+        return str(line.obj)
+    if line.kind == "token":
+        return _("Reward token %(token)s") % {"token": line.obj.token}
+    return _("Sign-up")
+
+
+def _line_email(line) -> str:
+    member = line.obj if line.kind == "signup" else line.obj.member
+    return member.email if member else ""
 
 
 def _ids(request, name):

@@ -20,10 +20,12 @@ from ..forms import ApproveForm, EntryReasonForm
 from ..ids import record_id
 from ..models import EntryKind, EntryStatus, LedgerEntry
 from ..services import entry_approve, entry_reject, entry_reverse
+from ..tasks.admin_actions import entries_action_preview
 from . import jobs
 from .action_pages import (
     PREVIEW_ROWS,
     CappedCountPaginator,
+    EffectSection,
     PreviewRow,
     QuickRowsMixin,
     action_page,
@@ -226,6 +228,12 @@ class LedgerEntryAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
         if not form.is_valid():
             outcomes = preview_entries(entries, action, actor=request.user)
             summary = across_summary(title) if across else picked_summary(title, outcomes)
+            # "Select all": the background job's own bulk call in dry-run gives the effect on every matching entry.
+            sections = (
+                [EffectSection(entries_action_preview(queryset=queryset, user=request.user, action=action))]
+                if across
+                else []
+            )
             return action_page(
                 self,
                 request,
@@ -237,6 +245,7 @@ class LedgerEntryAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
                 note=note,
                 rows=entry_rows(outcomes[:PREVIEW_ROWS]),
                 columns=ENTRY_COLUMNS,
+                sections=sections,
             )
         token = form.cleaned_data["action_token"]
         if token_was_used(request, token):

@@ -18,11 +18,22 @@ from django.utils.translation import ngettext
 
 from ..background import is_silent
 from ..errors import LoyaltyError
+from ..forms import LifetimeChoiceMixin
 from ..ids import record_id
 from ..models import CustomerGroup, GroupAction, JobStatus, MemberRFM
 from ..rules import MAX_ACTION_POINTS
 from ..selectors_groups import group_member_count
 from ..services.groups import group_action_create, group_action_undo_request, group_static_members_add
+from ..services.previews import group_action_preview, group_action_undo_preview, lifetime_choice
+from .action_pages import (
+    EffectSection,
+    effect_page,
+    form_fields_as_hidden,
+    mark_token_used,
+    new_token,
+    token_was_used,
+    warn_resubmitted,
+)
 from .members import CustomerGroupFilter
 from .refusals import require_permission
 
@@ -40,7 +51,9 @@ def members_url(group: CustomerGroup) -> str:
     return reverse("admin:loyalty_member_changelist") + "?" + urlencode({CustomerGroupFilter.parameter_name: group.pk})
 
 
-class GroupActionForm(forms.Form):
+class GroupActionForm(LifetimeChoiceMixin, forms.Form):
+    field_order = ["apply_type", "points", "comment", "change_kind", "counts_toward_lifetime"]
+
     apply_type = forms.ChoiceField(
         label=_("Apply type"),
         choices=[("relative", _("Add or subtract points")), ("set", _("Set absolute value (each member ends at N)"))],
@@ -252,10 +265,16 @@ class CustomerGroupAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Adjust points of the selected groups"), permissions=["act_on_group"])
     def adjust_group_points(self, request, queryset):
-        form = GroupActionForm(request.POST if request.POST.get("post") == "yes" else None)
-        if form.is_bound and form.is_valid():
+        """The form, then its effect on every group picked (the bulk path in dry-run), then one confirming POST."""
+        confirmed, previewing = request.POST.get("post") == "yes", request.POST.get("preview") == "yes"
+        editing = request.POST.get("edit") == "yes"  # "Change the form" on the effect page
+        form = GroupActionForm(request.POST if confirmed or previewing or editing else None)
+        if form.is_bound and form.is_valid() and not confirmed and not editing:
+            return self._group_effect_page(request, queryset, form)
+        if form.is_bound and form.is_valid() and confirmed:
             data = dict(form.cleaned_data)
             token = data.pop("action_token")
+            data["counts_toward_lifetime"] = form.lifetime_answer()
             made = []
             for group in queryset.order_by("pk"):
                 request_token = f"{token}:{group.pk}"
@@ -291,7 +310,54 @@ class CustomerGroupAdmin(admin.ModelAdmin):
             queryset=queryset,
             action="adjust_group_points",
             action_checkbox_name=admin.helpers.ACTION_CHECKBOX_NAME,
-            submit_label=_("Adjust points"),
+            submit_label=_("Preview the effect"),
+            step="preview",
+        )
+
+    def _group_effect_page(self, request, queryset, form):
+        data = form.cleaned_data
+        counts = lifetime_choice(data["change_kind"], form.lifetime_answer())
+        sections = [
+            EffectSection(
+                group_action_preview(
+                    group=group,
+                    apply_type=data["apply_type"],
+                    points=data["points"],
+                    comment=data["comment"],
+                    counts=counts,
+                    change_kind=data["change_kind"],
+                    actor=request.user,
+                ),
+                heading=group.name,
+            )
+            for group in queryset.order_by("pk")
+        ]
+        if data["apply_type"] == "set":
+            what = _("Set every member's available points to %(points)s") % {"points": f"{data['points']:,}"}
+        elif data["points"] < 0:
+            what = _("Take %(points)s points from every member") % {"points": f"{-data['points']:,}"}
+        else:
+            what = _("Give every member %(points)s points") % {"points": f"{data['points']:,}"}
+        lifetime = _("counts toward lifetime and tiers") if counts else _("does not count toward lifetime; tiers stay")
+        hidden = [
+            *((k, v) for k, v in form_fields_as_hidden(form) if k != "counts_toward_lifetime"),
+            ("counts_toward_lifetime", "yes" if counts else "no"),
+            *((admin.helpers.ACTION_CHECKBOX_NAME, group.pk) for group in queryset),
+            ("action", "adjust_group_points"),
+        ]
+        return effect_page(
+            self,
+            request,
+            title=_("Adjust points of a customer group: the effect"),
+            summary=f"{what} ({lifetime}). " + _("Nothing is posted until you confirm."),
+            note=_(
+                "Computed now by the same service that will post it; members who join or leave meanwhile change it."
+            ),
+            sections=sections,
+            hidden=hidden,
+            confirm_label=_("Confirm: start the group action"),
+            can_edit=True,
+            back_url=reverse("admin:loyalty_customergroup_changelist"),
         )
 
     def has_act_on_group_permission(self, request):
@@ -323,6 +389,8 @@ class GroupActionAdmin(admin.ModelAdmin):
         "apply_type",
         "points",
         "comment",
+        "change_kind",
+        "counts_toward_lifetime",
         "status",
         "members_total",
         "members_done",
@@ -397,12 +465,34 @@ class GroupActionAdmin(admin.ModelAdmin):
         return JsonResponse(status_context(self._action(request, pk)))
 
     def undo_view(self, request, pk):
+        """Undo this action: its effect first (the undo's own service in dry-run), then one confirming POST."""
         action = self._action(request, pk)
-        if request.method != "POST":
-            return HttpResponseRedirect(reverse("admin:loyalty_groupaction_change", args=[action.pk]))
         require_permission(request, "loyalty.act_on_group")
-        self._undo(request, [action])
-        return HttpResponseRedirect(reverse("admin:loyalty_groupaction_change", args=[action.pk]))
+        back = reverse("admin:loyalty_groupaction_change", args=[action.pk])
+        if request.method == "POST" and request.POST.get("post") == "yes":
+            token = request.POST.get("action_token", "")
+            if token and token_was_used(request, token):
+                warn_resubmitted(self, request)
+            else:
+                self._undo(request, [action])
+                if token:
+                    mark_token_used(request, token)
+            return HttpResponseRedirect(back)
+        return effect_page(
+            self,
+            request,
+            title=_("Undo group action #%(id)s: the effect") % {"id": action.pk},
+            summary=_(
+                "Reverse the entries group action #%(id)s posted (%(comment)s). Points already spent follow the "
+                "automatic-revert policy. Nothing is reversed until you confirm."
+            )
+            % {"id": action.pk, "comment": action.comment},
+            sections=[EffectSection(group_action_undo_preview(action=action, actor=request.user))],
+            hidden=[("action_token", new_token())],
+            confirm_label=_("Confirm: undo this action"),
+            back_url=back,
+            original=action,
+        )
 
     def resume_view(self, request, pk):
         """Queue again a silent or failed action's task (imports/services/stuck_jobs.py)."""
@@ -419,7 +509,34 @@ class GroupActionAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Undo the selected group actions"), permissions=["act_on_group"])
     def undo_group_actions(self, request, queryset):
-        self._undo(request, list(queryset.order_by("pk")))
+        """The undo's effect for each action picked (its own bulk path in dry-run), then one confirming POST."""
+        actions = list(queryset.order_by("pk"))
+        if request.POST.get("post") != "yes":
+            return effect_page(
+                self,
+                request,
+                title=_("Undo group actions: the effect"),
+                summary=_("Reverse the entries of the group actions picked. Nothing is reversed until you confirm."),
+                sections=[
+                    EffectSection(group_action_undo_preview(action=action, actor=request.user), heading=str(action))
+                    for action in actions
+                ],
+                hidden=[
+                    ("action_token", new_token()),
+                    ("action", "undo_group_actions"),
+                    *((admin.helpers.ACTION_CHECKBOX_NAME, action.pk) for action in actions),
+                ],
+                confirm_label=_("Confirm: undo these actions"),
+                back_url=reverse("admin:loyalty_groupaction_changelist"),
+            )
+        token = request.POST.get("action_token", "")
+        if token and token_was_used(request, token):
+            warn_resubmitted(self, request)
+            return None
+        self._undo(request, actions)
+        if token:
+            mark_token_used(request, token)
+        return None
 
     def has_act_on_group_permission(self, request):
         return request.user.has_perm("loyalty.act_on_group")

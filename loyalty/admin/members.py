@@ -22,16 +22,20 @@ from tiers.models import TierChange
 from ..errors import LoyaltyError
 from ..forms import NO, YES, AdjustPointsForm, GiveRewardForm
 from ..ids import record_id
-from ..models import Coupon, EntrySource, EntryStatus, LedgerEntry, Member, Order
+from ..models import Coupon, EntryKind, EntrySource, EntryStatus, LedgerEntry, Member, Order
 from ..rules import reversal_refusal
 from ..selectors_liability import EXPIRING_WINDOWS, expiring_export_rows, expiring_members_sql, member_expiry
 from ..services import RELATIVE, SET_TO, points_adjust, reward_give
+from ..services.previews import adjust_preview, lifetime_choice, reward_give_preview
 from ..services.staff import staff_refusal
 from . import jobs
 from .action_pages import (
     CappedCountPaginator,
+    EffectSection,
     QuickRowsMixin,
     action_page,
+    effect_page,
+    form_fields_as_hidden,
     is_confirmed,
     mark_token_used,
     new_token,
@@ -46,6 +50,8 @@ from .refusals import require_permission
 from .tokens import issue_reward_tokens
 
 ACTIVITY_PER_PAGE = 25
+PREVIEW_MEMBERS = 100_000  # a "select all" preview runs the dry-run on this many members at most
+RELATED_ROWS = 10
 
 
 def _csv_line(row) -> str:
@@ -53,9 +59,6 @@ def _csv_line(row) -> str:
     out = io.StringIO()
     csv.writer(out).writerow([escape_cell(v) if isinstance(v, str) else v for v in row])
     return out.getvalue()
-
-
-RELATED_ROWS = 10
 
 
 class AccountFilter(admin.SimpleListFilter):
@@ -241,7 +244,9 @@ class MemberAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
         member = get_object_or_404(Member.objects.select_related("tier"), pk=member_id)
         form = AdjustPointsForm(request.POST or None, initial={"action_token": new_token()})
         if request.method == "POST" and form.is_valid():
-            self._adjust(request, [member], form.cleaned_data)
+            data = form.cleaned_data
+            data["counts"] = lifetime_choice(data["change_kind"], form.lifetime_answer())
+            self._adjust(request, [member], data)
             return HttpResponseRedirect(reverse("admin:loyalty_member_change", args=[member.pk]))
         return self._member_page(request, member, form, _("Adjust points"), adjust_summary(1))
 
@@ -274,12 +279,20 @@ class MemberAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
 
     @admin.action(description=gettext_lazy("Adjust points"), permissions=["adjust_points"])
     def adjust_points(self, request, queryset):
-        form = AdjustPointsForm(request.POST if is_confirmed(request) else None, initial={"action_token": new_token()})
-        if not form.is_valid():
-            return self._list_page(request, queryset, form, _("Adjust points"), "adjust_points")
+        """The form, then its effect on the members (the bulk path in dry-run), then one confirming POST."""
+        confirmed, previewing = is_confirmed(request), request.POST.get("preview") == "yes"
+        editing = request.POST.get("edit") == "yes"  # "Change the form" on the effect page
+        form = AdjustPointsForm(
+            request.POST if confirmed or previewing or editing else None, initial={"action_token": new_token()}
+        )
+        if editing or not form.is_valid():
+            return self._list_page(request, queryset, form, _("Adjust points"), "adjust_points", step="preview")
         data = form.cleaned_data
         if token_was_used(request, data["action_token"]):
             return warn_resubmitted(self, request)
+        data["counts"] = lifetime_choice(data["change_kind"], form.lifetime_answer())
+        if not confirmed:
+            return self._adjust_effect_page(request, queryset, form, data)
         if select_across(request):
             return self._adjust_in_background(request, data)
         self._adjust(request, queryset.order_by("pk"), data)
@@ -287,15 +300,19 @@ class MemberAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
 
     @admin.action(description=gettext_lazy("Give reward"), permissions=["give_reward"])
     def give_reward(self, request, queryset):
+        across, previewing = select_across(request), request.POST.get("preview") == "yes"
         form = GiveRewardForm(
-            request.POST if is_confirmed(request) else None,
+            request.POST if is_confirmed(request) or previewing else None,
             initial={"action_token": new_token(), "deduct_points": YES},
         )
         if not form.is_valid():
-            return self._list_page(request, queryset, form, _("Give reward"), "give_reward")
+            step = "preview" if across else "post"  # "select all": its effect first, then the job
+            return self._list_page(request, queryset, form, _("Give reward"), "give_reward", step=step)
         data = form.cleaned_data
         if token_was_used(request, data["action_token"]):
             return warn_resubmitted(self, request)
+        if across and not is_confirmed(request):
+            return self._give_effect_page(request, queryset, form, data)
         if select_across(request):
             mark_token_used(request, data["action_token"])
             jobs.queue(
@@ -315,7 +332,85 @@ class MemberAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
         self._give(request, queryset.order_by("pk"), data)
         return None
 
-    def _list_page(self, request, queryset, form, title, action):
+    def _adjust_effect_page(self, request, queryset, form, data):
+        """What Adjust points will do to the members picked (or every member matching, for "select all")."""
+        ids = list(queryset.order_by("pk").values_list("pk", flat=True)[: PREVIEW_MEMBERS + 1])
+        token = data["action_token"]
+        preview = adjust_preview(
+            member_ids=ids[:PREVIEW_MEMBERS],
+            points=data["points"],
+            apply_type=data["apply_type"],
+            reason=data["reason"],
+            counts=data["counts"],
+            actor=request.user,
+            key=lambda member_id: f"admin:{token}:{member_id}",
+        )
+        lifetime = _("counts toward lifetime and tiers") if data["counts"] else _("does not count toward lifetime")
+        what = (
+            _("Set available points to %(points)s") % {"points": f"{data['points']:,}"}
+            if data["apply_type"] == SET_TO
+            else _("Adjust by %(points)s points") % {"points": f"{data['points']:+,}"}
+        )
+        note = ""
+        if len(ids) > PREVIEW_MEMBERS:
+            note = _("The effect shown is that on the first %(n)s matching members; the job adjusts them all.") % {
+                "n": f"{PREVIEW_MEMBERS:,}"
+            }
+        hidden = [
+            *((k, v) for k, v in form_fields_as_hidden(form) if k != "counts_toward_lifetime"),
+            ("counts_toward_lifetime", YES if data["counts"] else NO),
+            *(
+                (admin.helpers.ACTION_CHECKBOX_NAME, pk)
+                for pk in request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
+            ),
+            ("action", "adjust_points"),
+        ]
+        if select_across(request):
+            hidden.append(("select_across", "1"))
+        whom = (
+            _("every member matching the list's filter and search")
+            if select_across(request)
+            else ngettext("%(n)d member picked", "%(n)d members picked", len(ids)) % {"n": len(ids)}
+        )
+        return effect_page(
+            self,
+            request,
+            title=_("Adjust points: the effect"),
+            summary=f"{what}, {whom} ({lifetime}). " + _("Nothing is posted until you confirm."),
+            note=note,
+            sections=[EffectSection(preview)],
+            hidden=hidden,
+            confirm_label=_("Confirm: adjust points"),
+            can_edit=True,
+            back_url=request.get_full_path(),  # the members list as it was (its filter and search)
+        )
+
+    def _give_effect_page(self, request, queryset, form, data):
+        """What Give reward will do to every matching member, before the background job is queued."""
+        ids = list(queryset.order_by("pk").values_list("pk", flat=True)[:PREVIEW_MEMBERS])
+        reward, deduct = data["reward"], data["deduct_points"] == YES
+        preview = reward_give_preview(member_ids=ids, reward=reward, deduct=deduct, actor=request.user)
+        summary = (
+            _("Give %(reward)s to every matching member (%(n)s), each paying %(cost)s points.")
+            if deduct
+            else _("Give %(reward)s to every matching member (%(n)s), for free: no points move.")
+        ) % {"reward": reward.name, "n": f"{len(ids):,}", "cost": f"{reward.points_cost:,}"}
+        hidden = [*form_fields_as_hidden(form), ("action", "give_reward"), ("select_across", "1")]
+        hidden += [
+            (admin.helpers.ACTION_CHECKBOX_NAME, pk) for pk in request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
+        ]
+        return effect_page(
+            self,
+            request,
+            title=_("Give reward: the effect"),
+            summary=summary + " " + _("Nothing is given until you confirm."),
+            sections=[EffectSection(preview)] if deduct else [],
+            hidden=hidden,
+            confirm_label=_("Confirm: give the reward"),
+            back_url=request.get_full_path(),
+        )
+
+    def _list_page(self, request, queryset, form, title, action, step="post"):
         if select_across(request):
             summary = _("%(title)s: every member matching the list's filter and search, in the background.") % {
                 "title": title
@@ -337,6 +432,8 @@ class MemberAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
             rows=member_rows(queryset.select_related("tier")[:20]),
             columns=MEMBER_COLUMNS,
             balances_after=True,
+            step=step,
+            submit_label=_("Preview the effect") if step == "preview" else "",
         )
 
     def _adjust(self, request, members, data):
@@ -351,6 +448,7 @@ class MemberAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
                     reason=data["reason"],
                     actor=request.user,
                     idempotency_key=f"admin:{token}:{member.pk}",
+                    counts_toward_lifetime=data.get("counts", True),
                 )
             except LoyaltyError as error:
                 refusals.append(f"{member.email}: {error.message}")
@@ -381,6 +479,7 @@ class MemberAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
             points=data["points"],
             apply_type=data["apply_type"],
             reason=data["reason"],
+            counts=data["counts"],
         )
         self.message_user(
             request,
@@ -607,9 +706,20 @@ def activity_rows(request, entries, back: str):
                 "source_url": url,
                 "reversed": reversed_label(entry),
                 "links": entry_links(request, entry, back),
+                "lifetime_note": lifetime_note(entry),
             }
         )
     return rows
+
+
+def lifetime_note(entry) -> str:
+    """A staff adjustment's answer to "counts toward lifetime?", as the entry records it (other kinds follow their
+    kind, README "Tier-safe corrections")."""
+    if entry.kind not in (EntryKind.ADJUSTMENT, EntryKind.REVERSAL):
+        return ""
+    if entry.counts_toward_lifetime:
+        return _("Counts toward lifetime") if entry.kind == EntryKind.ADJUSTMENT else ""
+    return _("Not toward lifetime: the tier stays")
 
 
 def coupon_status(coupon) -> str:

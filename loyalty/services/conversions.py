@@ -29,6 +29,7 @@ from ..rules import hold_days, hold_until
 from ..timezones import day_start, store_today
 from .ledger import PostResult, points_earn
 from .orders import PAID_STATUSES, earn_refusal, full_revert_reason, order_rule_points, order_settle
+from .orders.settle import _hold_until as order_hold_until
 from .tokens import token_close, token_key
 
 NEW_CONVERSIONS_DAYS = 30
@@ -257,4 +258,111 @@ def _reward_signup(member: Member, rule: EarnRule | None, actor) -> PostResult:
         idempotency_key=signup_key(rule, member.pk),
         earn_rule=rule,
         hold_until=hold_until_for(rule),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What rewarding them will credit: points per conversion, and the effect of the chosen ones (a preview)
+
+
+@dataclass
+class ConversionLine:
+    """One new conversion with the points rewarding it credits now, and the postings that credit them."""
+
+    kind: str  # "order", "token" or "signup"
+    obj: object
+    points: int
+    postings: list = field(default_factory=list)
+
+
+def conversion_lines(conversions: NewConversions) -> dict[str, list[ConversionLine]]:
+    """Each new conversion with the points it earns under the ways to earn active now (as conversions_reward will
+    credit it: the same rules, keys and holds)."""
+    from .ledger_bulk import Posting
+
+    program = ProgramSettings.load()
+    order_rules = list(EarnRule.objects.filter(kind=EarnRuleKind.ORDER, active=True).order_by("pk"))
+    signup_rule = active_rule(EarnRuleKind.SIGNUP)
+    conversion_rule = active_rule(EarnRuleKind.CONVERSION)
+    lines = {"order": [], "token": [], "signup": []}
+    for order in conversions.orders:
+        postings = [
+            Posting(
+                order.member_id,
+                points,
+                str(order),
+                kind=EntryKind.EARN,
+                status="pending"
+                if (until := order_hold_until(order, rule, program)) and until > timezone.now()
+                else "active",
+                idempotency_key=order_earning_key(order.pk, rule.pk),
+                hold_until=until,
+                earn_rule_id=rule.pk,
+            )
+            for rule in order_rules
+            if (points := order_rule_points(rule, order, program)) > 0
+        ]
+        lines["order"].append(ConversionLine("order", order, sum(p.points for p in postings), postings))
+    for token in conversions.tokens:
+        rule = token.earn_rule or conversion_rule
+        points = rule.points if rule else 0
+        lines["token"].append(
+            ConversionLine(
+                "token",
+                token,
+                points,
+                _earn_postings(token.member_id, points, rule, token_key(token.token), "Closed conversion"),
+            )
+        )
+    for member in conversions.signups:
+        points = signup_rule.points if signup_rule else 0
+        key = signup_key(signup_rule, member.pk) if signup_rule else None
+        lines["signup"].append(
+            ConversionLine("signup", member, points, _earn_postings(member.pk, points, signup_rule, key, "Signed up"))
+        )
+    return lines
+
+
+def _earn_postings(member_id, points, rule, key, reason) -> list:
+    from .ledger_bulk import Posting
+
+    if not points or member_id is None:
+        return []
+    until = hold_until_for(rule)
+    status = "pending" if until and until > timezone.now() else "active"
+    return [
+        Posting(
+            member_id,
+            points,
+            reason,
+            kind=EntryKind.EARN,
+            status=status,
+            idempotency_key=key,
+            hold_until=until,
+            earn_rule_id=rule.pk if rule else None,
+        )
+    ]
+
+
+def chosen_conversions(*, order_ids=(), token_ids=(), member_ids=()) -> NewConversions:
+    """The chosen ids that are new conversions still (the query that lists them, as conversions_reward checks)."""
+    return NewConversions(
+        orders=_new_orders(set(order_ids)) if order_ids else [],
+        tokens=_new_tokens(set(token_ids)) if token_ids else [],
+        signups=_new_signups(set(member_ids)) if member_ids else [],
+    )
+
+
+def conversions_preview(*, lines: dict[str, list[ConversionLine]], actor):
+    """What rewarding these conversions credits: the ledger's bulk path in dry-run over their postings (the staff
+    action "credit", as points_earn checks it)."""
+    from .ledger_bulk import entries_post_bulk
+    from .previews import _dry
+
+    postings = [p for kind in ("order", "token", "signup") for line in lines[kind] for p in line.postings]
+    return _dry(
+        lambda: entries_post_bulk(
+            postings=postings, actor=actor, source=EntrySource.ADMIN, action="credit", dry_run=True
+        ),
+        len(postings),
     )

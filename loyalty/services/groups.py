@@ -19,18 +19,22 @@ from ..errors import LoyaltyError
 from ..models import (
     CustomerGroup,
     CustomerGroupMember,
-    EntryKind,
     EntrySource,
     GroupAction,
     JobStatus,
-    LedgerEntry,
     Member,
     ProgramSettings,
 )
 from ..queueing import queue_task
 from ..rules import points_refusal
 from ..selectors_groups import member_ids_of
-from .ledger_bulk import Posting, entries_post_bulk, entries_reverse_bulk
+from .ledger_bulk import entries_post_bulk, entries_reverse_bulk
+from .previews import (
+    group_action_entry_ids,
+    group_action_postings,
+    group_action_undo_reason,
+    lifetime_choice,
+)
 from .staff import staff_policy
 
 CHUNK = 5000  # members per transaction of a group action
@@ -77,14 +81,24 @@ def group_static_members_add(*, group: CustomerGroup, text: str) -> StaticListRe
 
 
 def group_action_create(
-    *, group: CustomerGroup, apply_type: str, points: int, comment: str, actor, request_token: str | None = None
+    *,
+    group: CustomerGroup,
+    apply_type: str,
+    points: int,
+    comment: str,
+    actor,
+    request_token: str | None = None,
+    change_kind: str = "correction",
+    counts_toward_lifetime: bool | None = None,
 ) -> GroupAction:
     """Check the request and queue the action; the members are taken when it starts.
 
     request_token: the confirming form's one-time token; the same form sent twice gives back the first action
     instead of a second one. A staff actor needs the permission to act on groups (StaffRefused otherwise); a
-    support agent's limits are applied member by member when it runs.
+    support agent's limits are applied member by member when it runs. `counts_toward_lifetime`: whether its entries
+    move lifetime (and so tiers); None takes the program's default for `change_kind`.
     """
+
     comment = (comment or "").strip()
     if not comment:
         raise LoyaltyError(_("A comment is required: members see it in their activity."))
@@ -100,6 +114,8 @@ def group_action_create(
             apply_type=apply_type,
             points=points,
             comment=comment[:500],
+            change_kind=change_kind,
+            counts_toward_lifetime=lifetime_choice(change_kind, counts_toward_lifetime),
             created_by=None if isinstance(actor, SystemActor) else actor,
         )
         transaction.on_commit(lambda: queue_task("loyalty.group_action_run", action.pk))
@@ -150,17 +166,7 @@ def _reset_counters(action: GroupAction, *, total: int) -> None:
 
 
 def _run_chunk(action: GroupAction, member_ids: list[int], policy: str) -> None:
-    postings = [
-        Posting(
-            member_id,
-            action.points,
-            action.comment,
-            kind=EntryKind.ADJUSTMENT,
-            apply_type=action.apply_type,
-            idempotency_key=f"group:{action.pk}:member{member_id}",
-        )
-        for member_id in member_ids
-    ]
+    postings = group_action_postings(action, member_ids)
     result = entries_post_bulk(
         postings=postings,
         actor=_actor_of(action),
@@ -204,14 +210,9 @@ def group_action_undo(*, action_id: int) -> GroupAction:
     action = GroupAction.objects.select_related("undone_by", "created_by").get(pk=action_id)
     if action.status != JobStatus.UNDOING:
         return action
-    entry_ids = list(
-        LedgerEntry.objects.filter(source=EntrySource.GROUP, source_ref=action.pk)
-        .exclude(kind=EntryKind.REVERSAL)
-        .values_list("pk", flat=True)
-    )
     result = entries_reverse_bulk(
-        entry_ids=entry_ids,
-        reason=f"Undo of group action #{action.pk}: {action.comment}"[:500],
+        entry_ids=group_action_entry_ids(action),
+        reason=group_action_undo_reason(action),
         actor=action.undone_by or GROUP_JOB,
         source=EntrySource.GROUP,
         source_ref=action.pk,

@@ -256,11 +256,7 @@ def _fill(postings=(), queries=()) -> None:
 
 
 def _stage_query(query: PostingsQuery) -> None:
-    counts = (
-        rules.counts_toward_lifetime_sql(f"'{query.kind}'")
-        if query.counts_toward_lifetime is None
-        else ("TRUE" if query.counts_toward_lifetime else "FALSE")
-    )
+    counts = rules.counts_toward_lifetime_sql(f"'{query.kind}'", choice=query.counts_toward_lifetime)
     # A NULL of the caller's SELECT has no type on PostgreSQL: say which.
     hold_until = "CAST(p.hold_until AS timestamptz)" if _is_postgres() else "p.hold_until"
     at = ("CAST(p.at AS timestamptz)" if _is_postgres() else "p.at") if query.with_at else "NULL"
@@ -639,12 +635,22 @@ def _write_tier_changes(now, table) -> int:
 
 
 def _count_tier_moves(table) -> tuple[int, int]:
-    """Members whose tier ends higher and lower than it starts (a preview's figures)."""
+    """Members whose tier ends higher and lower than it starts (a preview's figures): the tier on record against
+    the tier the batch's end lifetime gives, where lifetime moves (as _update_balances_and_tiers writes it; a
+    member who goes down and up again within the batch counts by where they end)."""
+    thresholds = {i: t for t, i in table}
+    rank = " ".join(f"WHEN {{col}} = {int(i)} THEN {int(t)}" for i, t in thresholds.items())
+
+    def threshold(col: str) -> str:
+        return f"(CASE {rank.format(col=col)} ELSE -1 END)" if rank else "-1"
+
+    after = tier_for_sql("m.lifetime_points + d.lifetime", table)
     ups, downs = _rows(
-        f"""SELECT COALESCE(SUM(CASE WHEN end_up > 0 THEN 1 ELSE 0 END), 0),
-                   COALESCE(SUM(CASE WHEN end_up < 0 THEN 1 ELSE 0 END), 0)
-            FROM (SELECT member_id, SUM(CASE WHEN up = 1 THEN 1 ELSE -1 END) AS end_up
-                  FROM ({_tier_moves_select(table)}) moves GROUP BY member_id) x"""
+        f"""SELECT COALESCE(SUM(CASE WHEN {threshold("tier_after")} > {threshold("tier_before")} THEN 1 ELSE 0 END), 0),
+                   COALESCE(SUM(CASE WHEN {threshold("tier_after")} < {threshold("tier_before")} THEN 1 ELSE 0 END), 0)
+            FROM (SELECT m.tier_id AS tier_before, {after} AS tier_after
+                  FROM ({_balance_deltas()}) d JOIN loyalty_member m ON m.id = d.member_id
+                  WHERE d.moves_lifetime = 1) x"""
     )[0]
     return int(ups), int(downs)
 
@@ -810,16 +816,22 @@ def pending_release_matured(*, now: datetime | None = None, actor=None) -> BulkR
         )
 
 
-def entries_approve_bulk(*, entry_ids, actor, reason: str = "Pending points approved") -> BulkResult:
+def entries_approve_bulk(
+    *, entry_ids, actor, reason: str = "Pending points approved", dry_run: bool = False
+) -> BulkResult:
     """Approve many pending entries (staff: the permission to approve, within the agent's limits)."""
     moves = [Move(entry_id, ACTIVATE, reason) for entry_id in sorted(set(entry_ids))]
-    return entries_post_bulk(postings=moves, actor=actor, source="admin", action="approve", policy="allow")
+    return entries_post_bulk(
+        postings=moves, actor=actor, source="admin", action="approve", policy="allow", dry_run=dry_run
+    )
 
 
-def entries_reject_bulk(*, entry_ids, actor, reason: str) -> BulkResult:
+def entries_reject_bulk(*, entry_ids, actor, reason: str, dry_run: bool = False) -> BulkResult:
     """Reject many pending entries, with their pending take-backs."""
     moves = [Move(entry_id, REJECT, reason) for entry_id in sorted(set(entry_ids))]
-    return entries_post_bulk(postings=moves, actor=actor, source="admin", action="approve", policy="allow")
+    return entries_post_bulk(
+        postings=moves, actor=actor, source="admin", action="approve", policy="allow", dry_run=dry_run
+    )
 
 
 def entries_reverse_bulk(

@@ -16,7 +16,6 @@ from django.http import HttpRequest, QueryDict
 from ..errors import LoyaltyError
 from ..models import Coupon, EntrySource, LedgerEntry, Member, Reward
 from ..services import (
-    Posting,
     entries_approve_bulk,
     entries_post_bulk,
     entries_reject_bulk,
@@ -55,14 +54,20 @@ def id_chunks(queryset):
 
 
 @shared_task(name="loyalty.admin_adjust_points_matching", **TASK_OPTIONS)
-def adjust_points_matching(*, user_id, query, token, points, apply_type, reason):
+def adjust_points_matching(*, user_id, query, token, points, apply_type, reason, counts=True):
+    from ..services.previews import adjust_postings
+
     user = get_user_model().objects.get(pk=user_id)
     totals = {"posted": 0, "already": 0, "refused": 0, "points": 0}
     for chunk in id_chunks(matching_members(user, query)):
-        postings = [
-            Posting(member_id, points, reason, apply_type=apply_type, idempotency_key=f"admin:{token}:{member_id}")
-            for member_id in chunk
-        ]
+        postings = adjust_postings(
+            chunk,
+            points=points,
+            apply_type=apply_type,
+            reason=reason,
+            counts=counts,
+            key=lambda member_id: f"admin:{token}:{member_id}",
+        )
         result = entries_post_bulk(postings=postings, actor=user, source=EntrySource.ADMIN, action="adjust")
         totals["posted"] += result.posted
         totals["already"] += result.already_applied
@@ -99,17 +104,21 @@ def give_reward_matching(*, user_id, query, token, reward_id, deduct, reason):
     return totals
 
 
-def _approve(entry_ids, user, reason):
-    return entries_approve_bulk(entry_ids=entry_ids, actor=user, reason=reason or "Pending points approved")
+def _approve(entry_ids, user, reason, dry_run=False):
+    return entries_approve_bulk(
+        entry_ids=entry_ids, actor=user, reason=reason or "Pending points approved", dry_run=dry_run
+    )
 
 
-def _reject(entry_ids, user, reason):
-    return entries_reject_bulk(entry_ids=entry_ids, actor=user, reason=reason)
+def _reject(entry_ids, user, reason, dry_run=False):
+    return entries_reject_bulk(entry_ids=entry_ids, actor=user, reason=reason or "-", dry_run=dry_run)
 
 
-def _reverse(entry_ids, user, reason):
+def _reverse(entry_ids, user, reason, dry_run=False):
     # The staff default negative-balance policy applies, as on a reversal of picked rows.
-    return entries_reverse_bulk(entry_ids=entry_ids, reason=reason, actor=user, source=EntrySource.ADMIN)
+    return entries_reverse_bulk(
+        entry_ids=entry_ids, reason=reason or "-", actor=user, source=EntrySource.ADMIN, dry_run=dry_run
+    )
 
 
 ENTRY_ACTIONS = {"approve_pending": _approve, "reject_pending": _reject, "reverse_conversion": _reverse}
@@ -128,3 +137,12 @@ def entries_action_matching(*, user_id, query, action, reason):
         totals["members"] += result.members_touched
     log.info("%s on matching entries (by user %s): %s", action, user_id, totals)
     return totals
+
+
+def entries_action_preview(*, queryset, user, action, limit: int = 100_000):
+    """The effect of a "select all" entries action (loyalty.services.previews): the job's own bulk call over the
+    matching entries (the first `limit`), in dry-run."""
+    from ..services.previews import _dry
+
+    ids = list(queryset.order_by("pk").values_list("pk", flat=True)[:limit])
+    return _dry(lambda: ENTRY_ACTIONS[action](ids, user, "", dry_run=True), len(ids))

@@ -1,5 +1,7 @@
 """Ledger entry actions (reverse, approve, reject), the entries list, the catalog, settings, conversions, roles."""
 
+import re
+
 import pytest
 from django.contrib.auth.models import Group
 
@@ -208,14 +210,28 @@ def test_new_conversions_lists_unrewarded_orders_and_rewards_them(agent_client):
     EarnRuleFactory(name="Place an order", kind="order", points_per_currency_unit=2, hold_days=0)
     ProgramSettings.load()  # the program started before the order (older orders are Reward past actions' work)
     order = OrderFactory(total=40, earnable_amount=40)
-    page = agent_client.get("/admin/loyalty/member/new-conversions/")
-    assert page.status_code == 200 and order in page.context["conversions"].orders
-    done = agent_client.post("/admin/loyalty/member/new-conversions/", {"order": [order.pk]}, follow=True)
+    url = "/admin/loyalty/member/new-conversions/"
+    page = agent_client.get(url)
+    lines = page.context["lines"]["order"]
+    assert page.status_code == 200 and [(line.obj, line.points) for line in lines] == [(order, 80)]
+    boxes = re.findall(r'<input type="checkbox" name="order"[^>]*>', page.content.decode())
+    assert len(boxes) == 1 and "checked" not in boxes[0], "nothing is ticked by default"
+    preview = agent_client.post(url, {"order": [order.pk]})
+    assert preview.status_code == 200, "the first POST shows the effect, it credits nothing"
+    section = preview.context["sections"][0]
+    assert (section.totals["points_in"], section.totals["members"]) == (80, 1)
+    order.member.refresh_from_db()
+    assert order.member.available_points == 0
+    confirm = dict(preview.context["hidden"])
+    confirm["post"] = "yes"
+    done = agent_client.post(url, confirm, follow=True)
     assert "Rewarded 1 conversion: 80 points." in messages_of(done)
     order.member.refresh_from_db()
     assert order.member.available_points == 80
-    again = agent_client.post("/admin/loyalty/member/new-conversions/", {"order": [order.pk]}, follow=True)
+    twice = agent_client.post(url, confirm, follow=True)
+    assert any("already submitted" in m for m in messages_of(twice)), "the one-time token runs it once"
+    again = agent_client.post(url, {"order": [order.pk], "post": "yes", "action_token": "another"}, follow=True)
     assert any("not a new conversion" in m for m in messages_of(again))
     assert order.member.entries.count() == 1
-    assert order not in agent_client.get("/admin/loyalty/member/new-conversions/").context["conversions"].orders
+    assert order not in [line.obj for line in agent_client.get(url).context["lines"]["order"]]
     assert Coupon.objects.count() == 0

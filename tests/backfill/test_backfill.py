@@ -234,7 +234,7 @@ def test_admin_preview_confirm_progress_and_undo(history, client, manager, djang
     page = client.get(f"/admin/imports/backfillrun/{run.pk}/change/")
     assert "Undo run" in page.content.decode() and "Place an order" in page.content.decode()
     with django_capture_on_commit_callbacks(execute=True):
-        client.post(f"/admin/imports/backfillrun/{run.pk}/undo/")
+        client.post(f"/admin/imports/backfillrun/{run.pk}/undo/", {"post": "yes", "action_token": "t1"})
     assert set(balances().values()) == {0}
     assert client.get(f"/admin/imports/backfillrun/{run.pk}/status.json").json()["status"] == "undone"
 

@@ -198,8 +198,11 @@ def test_admin_action_confirms_then_runs(group, client, manager, django_capture_
     assert "+75" in status["summary"]
     page = client.get(f"/admin/loyalty/groupaction/{action.pk}/change/")
     assert "Undo this action" in page.content.decode()
+    preview = client.get(f"/admin/loyalty/groupaction/{action.pk}/undo/").content.decode()
+    assert "Confirm: undo this action" in preview and "Points out" in preview
+    assert available()["m200@x.example"] == 225, "the preview reverses nothing"
     with django_capture_on_commit_callbacks(execute=True):
-        client.post(f"/admin/loyalty/groupaction/{action.pk}/undo/")
+        client.post(f"/admin/loyalty/groupaction/{action.pk}/undo/", {"post": "yes", "action_token": "t1"})
     assert available()["m200@x.example"] == 200
 
 

@@ -67,7 +67,9 @@ post_op = st.one_of(
         key,
         st.sampled_from([None, True, False]),
     ),
-    st.tuples(st.just("set"), member, st.integers(min_value=0, max_value=1500), key),
+    st.tuples(
+        st.just("set"), member, st.integers(min_value=0, max_value=1500), key, st.sampled_from([None, True, False])
+    ),
     st.tuples(st.just("earn"), member, st.integers(min_value=1, max_value=900), key, st.booleans()),
     st.tuples(st.just("approve"), entry),
     st.tuples(st.just("reject"), entry),
@@ -208,9 +210,17 @@ class Side:
             elif target := _pick(entries, args[0]):
                 postings.append(Move(target.pk, ACTIVATE if name == "approve" else REJECT, "op"))
         if postings:
-            result = entries_post_bulk(
-                postings=postings, actor=self.actor, source="import", action="adjust", policy=self.policy
-            )
+            call = {
+                "postings": postings,
+                "actor": self.actor,
+                "source": "import",
+                "action": "adjust",
+                "policy": self.policy,
+            }
+            preview = entries_post_bulk(**call, dry_run=True)
+            tiers = _tier_ranks()
+            result = entries_post_bulk(**call)
+            _assert_preview_is_apply(preview, result, tiers)
             self.refusals += [sentence for _seq, sentence in result.refused]
 
     # -- reversals: pending entries first, then active ones, each group in entry order (the bulk path's promise)
@@ -228,9 +238,17 @@ class Side:
     def _reverse_bulk(self, indexes):
         targets = self._targets(indexes)
         if targets:
-            result = entries_reverse_bulk(
-                entry_ids=[t.pk for t in targets], reason="undo", actor=self.actor, source="admin", policy=self.policy
-            )
+            call = {
+                "entry_ids": [t.pk for t in targets],
+                "reason": "undo",
+                "actor": self.actor,
+                "source": "admin",
+                "policy": self.policy,
+            }
+            preview = entries_reverse_bulk(**call, dry_run=True)
+            tiers = _tier_ranks()
+            result = entries_reverse_bulk(**call)
+            _assert_preview_is_apply(preview, result, tiers)
             self.refusals += [sentence for _seq, sentence in result.refused]
 
     # -- the scheduled release of matured holds (as the release job, which has no limits)
@@ -293,6 +311,22 @@ def _one_side(batches, policy, agent, single):
     index = {e.pk: i for i, e in enumerate(_entries())}
     refusals = [re.sub(r"#(\d+)", lambda m: f"#e{index.get(int(m.group(1)))}", text) for text in side.refusals]
     return _snapshot(members), refusals
+
+
+def _tier_ranks() -> dict[int, int]:
+    """Each member's tier threshold now (-1 without a tier)."""
+    return {m.pk: (m.tier.threshold if m.tier else -1) for m in Member.objects.select_related("tier")}
+
+
+def _assert_preview_is_apply(preview, result, ranks_before) -> None:
+    """A dry-run (a preview) counts what the apply then does: rows, points, members, refusals and tier moves."""
+    fields = ("posted", "already_applied", "nothing_to_do", "refused", "shortfalls", "points_credited")
+    fields += ("points_debited", "members_touched")
+    assert {f: getattr(preview, f) for f in fields} == {f: getattr(result, f) for f in fields}
+    after = _tier_ranks()
+    ups = sum(1 for pk, rank in after.items() if rank > ranks_before.get(pk, -1))
+    downs = sum(1 for pk, rank in after.items() if rank < ranks_before.get(pk, -1))
+    assert (preview.tiers_up, preview.tiers_down) == (ups, downs)
 
 
 @pytest.mark.django_db

@@ -30,8 +30,19 @@ class Command(BaseCommand):
         parser.add_argument("--reason", default="", help="Shown on every entry, unless a row gives its own reason.")
         parser.add_argument("--dry-run", action="store_true", help="Check the file and print the preview only.")
         parser.add_argument("--as", dest="username", help="The staff user the entries are recorded as.")
+        parser.add_argument(
+            "--change-kind",
+            default="correction",
+            choices=["correction", "goodwill", "write_off"],
+            help="What kind of change a points file is (its default for counting toward lifetime).",
+        )
+        parser.add_argument(
+            "--lifetime",
+            choices=["yes", "no"],
+            help="Whether the points count toward lifetime and so the tier (default: the program's for the kind).",
+        )
 
-    def handle(self, *args, path, kind, reason, dry_run, username, **options):
+    def handle(self, *args, path, kind, reason, dry_run, username, change_kind="correction", lifetime=None, **options):
         if len(reason) > MAX_REASON:
             raise CommandError(f"--reason is {len(reason)} characters long; an entry holds at most {MAX_REASON}.")
         actor = self._user(username)
@@ -40,7 +51,14 @@ class Command(BaseCommand):
             raise CommandError(f"No file at {path}.")
         try:
             with source.open("rb") as handle:
-                job = import_job_create(kind=kind, upload=File(handle, name=source.name), reason=reason, actor=actor)
+                job = import_job_create(
+                    kind=kind,
+                    upload=File(handle, name=source.name),
+                    reason=reason,
+                    actor=actor,
+                    change_kind=change_kind,
+                    counts_toward_lifetime={"yes": True, "no": False}.get(lifetime),
+                )
         except ImportJobError as exc:
             raise CommandError(str(exc)) from None
         job = import_job_check(job_id=job.pk)
@@ -75,6 +93,13 @@ class Command(BaseCommand):
             f"Import #{job.pk} checked: {job.total:,} rows, {job.to_apply:,} to apply, "
             f"{job.already_applied:,} already applied, {job.problems:,} with problems."
         )
+        if totals := job.preview_totals:
+            counts = "count" if job.counts_toward_lifetime else "do not count"
+            self.stdout.write(
+                f"Applying it: +{totals['points_in']:,} / -{totals['points_out']:,} points, {totals['members']:,} "
+                f"members, tiers {totals['tiers_up']:,} up and {totals['tiers_down']:,} down (its points {counts} "
+                "toward lifetime)."
+            )
 
     def _problems(self, job, count):
         for problem in job.first_problems:

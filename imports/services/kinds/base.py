@@ -53,6 +53,8 @@ class Context:
     actor: object = None
     # Set by the apply, chunk by chunk: no key "import:<checksum>:<row>" of this file can be on the ledger yet.
     file_keys_new: bool = False
+    # Whether a points file's adjustments count toward lifetime (the upload's answer; None: they do).
+    counts_toward_lifetime: bool | None = None
 
 
 class Kind:

@@ -147,14 +147,41 @@ class PointsKind(Kind):
         # Only rows with a reference can be on the ledger: look those up, not a million file keys.
         return f"(SUBSTR(x.idem_key, 1, {len(REFERENCE_PREFIX)}) = '{REFERENCE_PREFIX}' AND {on_ledger})"
 
-    def apply_chunk(self, ctx: Context, lo: int, hi: int) -> ChunkResult:
-        query = PostingsQuery(
+    def _query(self, ctx: Context, lo: int, hi: int) -> PostingsQuery:
+        """The ready rows lo < row_no <= hi without a problem, as postings in file order."""
+        return PostingsQuery(
             sql=f"""SELECT row_no AS seq, member_id, points, reason, idem_key AS idempotency_key, 'active' AS status,
                            NULL AS hold_until, NULL AS earn_rule_id
                     FROM {READY} WHERE problem IS NULL AND row_no > %s AND row_no <= %s""",
             params=[lo, hi],
             kind=EntryKind.ADJUSTMENT,
+            counts_toward_lifetime=ctx.counts_toward_lifetime,
         )
+
+    def simulate(self, ctx: Context):
+        """The whole apply in dry-run (loyalty.services.previews): every row, in file order, through the very bulk
+        path, actor, staff action and policy the apply uses, writing nothing."""
+        from loyalty.services.previews import _dry
+
+        query = self._query(ctx, 0, sql.one(f"SELECT COALESCE(MAX(row_no), 0) FROM {READY}"))
+        # As the apply's first run: while no upload of this file has started applying, only references need a look
+        # on the ledger (file_keys_may_be_on_ledger).
+        new_unless = None if file_keys_may_be_on_ledger(ctx) else REFERENCE_PREFIX
+        return _dry(
+            lambda: entries_post_bulk(
+                queries=[query],
+                actor=ctx.actor,
+                source=EntrySource.IMPORT,
+                source_ref=ctx.job_id,
+                action="import",
+                keys_new_unless_prefix=new_unless,
+                dry_run=True,
+            ),
+            0,
+        )
+
+    def apply_chunk(self, ctx: Context, lo: int, hi: int) -> ChunkResult:
+        query = self._query(ctx, lo, hi)
         # The file's own keys are known new on a first run: only references need looking up on the ledger.
         chunk, _refused = post_postings(
             ctx, queries=[query], keys_new_unless_prefix=REFERENCE_PREFIX if ctx.file_keys_new else None
