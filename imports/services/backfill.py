@@ -33,6 +33,7 @@ from loyalty.actors import SystemActor
 from loyalty.errors import LoyaltyError
 from loyalty.keys import credited_sql, order_earning_key_sql, signup_earning_key_sql
 from loyalty.models import EarnRule, EarnRuleKind, EntryKind, EntrySource, LedgerEntry, ProgramSettings
+from loyalty.profiling import profiling, step
 from loyalty.queueing import queue_task
 from loyalty.services import PostingsQuery, entries_post_bulk, entries_reverse_bulk
 from loyalty.services.orders import earnable_amount_sql, refunded_earnable_sql
@@ -217,7 +218,8 @@ def backfill_preview(lines: list[RuleLine] | None = None) -> Preview:
     preview = Preview(program_started_at=program.program_started_at, lines=lines or active_rule_lines())
     for line in preview.lines:
         sql, params = _select_for(line, cutoff=program.program_started_at, now=now, program=program)
-        count, total = _one(f"SELECT COUNT(*), COALESCE(SUM(points), 0) FROM ({sql}) rows_", params)
+        with step(f"preview_{line.kind}"):
+            count, total = _one(f"SELECT COUNT(*), COALESCE(SUM(points), 0) FROM ({sql}) rows_", params)
         line.credits, line.points_total = int(count), int(total)
     return preview
 
@@ -304,7 +306,7 @@ def _apply_spans(run: BackfillRun, lines: list[RuleLine], spans: list[tuple[int,
     Inside a caller's transaction (the tests' own, say) other connections could not see its rows: one range after
     another.
     """
-    workers = settings.BACKFILL_PARALLEL_CHUNKS if _pg() and not connection.in_atomic_block else 1
+    workers = settings.BACKFILL_PARALLEL_CHUNKS if _pg() and not connection.in_atomic_block and not profiling() else 1
     if workers <= 1 or len(spans) <= 1:
         for lo, hi in spans:
             _apply_chunk(run, lines, lo, hi)
@@ -395,7 +397,8 @@ def _apply_chunk(run: BackfillRun, lines: list[RuleLine], lo: int, hi: int) -> N
         signup_rules = {line.rule_id for line in lines if line.kind == EarnRuleKind.SIGNUP}
         signups = sum(n for rule_id, n in result.posted_by_rule.items() if rule_id in signup_rules)
         if own_transaction and _pg():
-            _check_constraints_now()
+            with step("checks"):
+                _check_constraints_now()
         _bump(
             run,
             members_credited=signups,

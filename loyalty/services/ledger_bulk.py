@@ -16,6 +16,7 @@ table. In one transaction:
 A preview (`dry_run`) runs steps 1-3 and the tier moves, and writes nothing: what it counts is what applying does.
 """
 
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +29,8 @@ from tiers.rules import tier_for_sql, tier_table
 from .. import rules
 from ..actors import SystemActor, actor_fields
 from ..models import EntryKind, EntryStatus, NegativeBalancePolicy
+from ..profiling import add as profile_add
+from ..profiling import profiling, step
 from ..rules import RELATIVE, SET_TO
 from .ledger import policy_or_default
 from .staff import StaffPolicy, staff_policy
@@ -315,54 +318,71 @@ def entries_post_bulk(
     dry_run: compute everything and write nothing (a preview), with `members` filled.
     """
     policy = policy_or_default(policy)
-    with transaction.atomic(), _staging():
-        _fill(postings, queries)
-        return _apply(
-            actor=actor,
-            source=source,
-            source_ref=source_ref,
-            policy=policy,
-            action=action,
-            keys_new_unless_prefix=keys_new_unless_prefix,
-            dry_run=dry_run,
-        )
+    commits = not connection.in_atomic_block  # the caller's transaction otherwise: its commit is the caller's step
+    with transaction.atomic():
+        with _staging():
+            with step("stage"):
+                _fill(postings, queries)
+            result = _apply(
+                actor=actor,
+                source=source,
+                source_ref=source_ref,
+                policy=policy,
+                action=action,
+                keys_new_unless_prefix=keys_new_unless_prefix,
+                dry_run=dry_run,
+            )
+        committing = time.perf_counter() if commits and profiling() else None
+    if committing is not None:
+        profile_add("checks", time.perf_counter() - committing)
+    return result
 
 
 def _apply(*, actor, source, source_ref, policy, action, keys_new_unless_prefix=None, dry_run=False) -> BulkResult:
     now = timezone.now()
-    if _is_postgres():
-        # These statements' cost estimates pass the JIT threshold on a big stage, and compiling each one takes about
-        # half a second (measured: longer than running most of them); the transaction runs them without.
-        _exec("SET LOCAL jit = off")
-    _exec(f"CREATE INDEX IF NOT EXISTS {_STAGE}_key ON {_STAGE} (idem_key)")
-    _exec(f"CREATE INDEX IF NOT EXISTS {_STAGE}_member ON {_STAGE} (member_id, seq)")
-    if _is_postgres():
-        # A temporary table has no statistics until analysed: the planner would take a big stage for a few hundred
-        # rows and look members up one index probe at a time where one pass over them is cheaper.
-        _exec(f"ANALYZE {_STAGE}")
-    _use_live_keys()
-    _mark_unknown_members()
-    _mark_already_applied(keys_new_unless_prefix)
+    with step("stage"):
+        if _is_postgres():
+            # These statements' cost estimates pass the JIT threshold on a big stage, and compiling each one takes
+            # about half a second (measured: longer than running most of them); the transaction runs them without.
+            _exec("SET LOCAL jit = off")
+        _exec(f"CREATE INDEX IF NOT EXISTS {_STAGE}_key ON {_STAGE} (idem_key)")
+        _exec(f"CREATE INDEX IF NOT EXISTS {_STAGE}_member ON {_STAGE} (member_id, seq)")
+        if _is_postgres():
+            # A temporary table has no statistics until analysed: the planner would take a big stage for a few
+            # hundred rows and look members up one index probe at a time where one pass over them is cheaper.
+            _exec(f"ANALYZE {_STAGE}")
+    with step("resolve"):
+        _use_live_keys()
+        _mark_unknown_members()
+        _mark_already_applied(keys_new_unless_prefix)
     if not dry_run:
-        _lock_members()
-    staff = staff_policy(actor, action)
-    _mark_moves_no_longer_pending()
-    _resolve_sequentially(_members_needing_order(policy, staff), policy, staff)
-    table = tier_table()
+        with step("lock"):
+            _lock_members()
+    with step("resolve"):
+        staff = staff_policy(actor, action)
+        _mark_moves_no_longer_pending()
+        _resolve_sequentially(_members_needing_order(policy, staff), policy, staff)
+        table = tier_table()
     if dry_run:
-        result = _summarise()
-        result.tiers_up, result.tiers_down = _count_tier_moves(table)
-        result.members = _members_after(table)
+        with step("preview"):
+            result = _summarise()
+            result.tiers_up, result.tiers_down = _count_tier_moves(table)
+            result.members = _members_after(table)
         return result
-    _assign_entry_ids()
-    tier_changes = _write_tier_changes(now, table)
-    _insert_entries(actor=actor, source=source, source_ref=source_ref, now=now)
-    _move_statuses(actor=actor, now=now)
-    _insert_shortfalls(now)
-    _disable_reversed_coupons(now)
-    _update_balances_and_tiers(table)
-    staff.record()
-    result = _summarise()
+    with step("entries"):
+        _assign_entry_ids()
+    with step("tiers"):
+        tier_changes = _write_tier_changes(now, table)
+    with step("entries"):
+        _insert_entries(actor=actor, source=source, source_ref=source_ref, now=now)
+        _move_statuses(actor=actor, now=now)
+        _insert_shortfalls(now)
+        _disable_reversed_coupons(now)
+    with step("balances"):
+        _update_balances_and_tiers(table)
+    with step("summary"):
+        staff.record()
+        result = _summarise()
     result.tier_changes = tier_changes
     return result
 

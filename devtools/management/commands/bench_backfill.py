@@ -20,6 +20,7 @@ from imports.services.backfill import backfill_preview, backfill_run_apply, back
 from loyalty.actors import SystemActor
 from loyalty.management.arguments import positive_int
 from loyalty.models import EarnRule, EarnRuleKind, ProgramSettings
+from loyalty.profiling import rounded, step_profile
 from tiers.models import Tier
 
 
@@ -42,14 +43,17 @@ class Command(BaseCommand):
             cur.execute("ANALYZE")  # fresh statistics, as autovacuum would give a real store's tables
 
         began = time.monotonic()
-        preview = backfill_preview()
+        with step_profile() as preview_steps:
+            preview = backfill_preview()
         preview_s = time.monotonic() - began
         self.stdout.write(f"preview: {preview.members:,} members, {preview.orders:,} orders, {preview.points:,} points")
 
         began = time.monotonic()
-        run = backfill_run_create(actor=SystemActor("bench_backfill"), queue=False)
-        run = backfill_run_apply(run_id=run.pk)
+        with step_profile() as run_steps:
+            run = backfill_run_create(actor=SystemActor("bench_backfill"), queue=False)
+            run = backfill_run_apply(run_id=run.pk)
         run_s = time.monotonic() - began
+        self.stdout.write(f"run by step (s): {rounded(run_steps, run_s)}")
         entries = run.members_credited + run.orders_credited
         floor_s = self._ledger_floor(lo, hi, entries)
         lean_floor_s = self._ledger_floor(lo, hi, entries, required_only=True)
@@ -79,6 +83,10 @@ class Command(BaseCommand):
                     "preview_vs_floor": round(preview_s / lean_floor_s, 3) if lean_floor_s else None,
                     "goal_run_vs_floor": 1.5,
                     "goal_preview_vs_floor": 0.1,
+                    # Seconds by step of the run (loyalty/profiling.py): stage (the SELECT over members and orders into
+                    # the staging table), resolve, lock, entries, tiers, balances, checks (deferred foreign keys).
+                    "profile_run_s": rounded(run_steps, run_s),
+                    "profile_preview_s": rounded(preview_steps, preview_s),
                     "database": connection.vendor,
                     "load_average": [round(x, 2) for x in os.getloadavg()],
                 }

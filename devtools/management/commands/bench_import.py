@@ -25,6 +25,7 @@ from imports.services.jobs import chunk_rows as chunk_rows_setting
 from imports.services.jobs import import_job_apply, import_job_check, import_job_create
 from loyalty.management.arguments import positive_int
 from loyalty.models import Member
+from loyalty.profiling import rounded, step_profile
 from tiers.models import Tier
 from tiers.rules import tier_for_sql, tier_table
 
@@ -102,6 +103,8 @@ class Command(BaseCommand):
             "goal_peak_memory_mb": 300,
             "fraction_of_copy_floor": round(floor / ours["total_s"], 3),
             "peak_rss_mb": ours_rss,
+            "profile_check_s": ours["profile_check"],
+            "profile_apply_s": ours["profile_apply"],
             "peak_rss_mb_whole_run": peak_rss_mb(),
             "applied": ours["applied"],
             "chunk_rows": chunk_rows_setting(),
@@ -128,6 +131,8 @@ class Command(BaseCommand):
             f"{figures['import_export_rows_per_s']:,} rows/s; ours is {figures['vs_import_export']}x faster."
         )
         self.stdout.write(f"Peak memory of our import: {ours_rss} MB.")
+        self.stdout.write(f"Check by step (s): {ours['profile_check']}")
+        self.stdout.write(f"Apply by step (s): {ours['profile_apply']}")
         self.stdout.write(json.dumps(figures))
 
     def _ensure_tiers(self):
@@ -173,11 +178,13 @@ class Command(BaseCommand):
 
     def _ours(self, path: Path, rows: int) -> dict:
         started = time.perf_counter()
-        with path.open("rb") as handle:
-            job = import_job_create(kind="points", upload=File(handle, name=path.name), reason="bench_import")
-        job = import_job_check(job_id=job.pk)
+        with step_profile() as check_steps:
+            with path.open("rb") as handle:
+                job = import_job_create(kind="points", upload=File(handle, name=path.name), reason="bench_import")
+            job = import_job_check(job_id=job.pk)
         checked = time.perf_counter()
-        job = import_job_apply(job_id=job.pk)
+        with step_profile() as apply_steps:
+            job = import_job_apply(job_id=job.pk)
         finished = time.perf_counter()
         if job.status != ImportStatus.APPLIED or job.applied != rows:
             self.stderr.write(f"Import #{job.pk} ended {job.status} with {job.applied} of {rows} rows applied.")
@@ -186,6 +193,10 @@ class Command(BaseCommand):
             "apply_s": round(finished - checked, 3),
             "total_s": round(finished - started, 3),
             "applied": job.applied,
+            # Seconds by step (loyalty/profiling.py): the check's parse and check, the apply's re-check, and the bulk
+            # path's stage, resolve, lock, entries, tiers, balances and each chunk's commit (checks).
+            "profile_check": rounded(check_steps, checked - started),
+            "profile_apply": rounded(apply_steps, finished - checked),
         }
 
     def _copy_floor(self, path: Path, rows: int) -> float:
