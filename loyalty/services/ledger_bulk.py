@@ -351,7 +351,7 @@ def _apply(*, actor, source, source_ref, policy, action, keys_new_unless_prefix=
             # A temporary table has no statistics until analysed: the planner would take a big stage for a few
             # hundred rows and look members up one index probe at a time where one pass over them is cheaper.
             _exec(f"ANALYZE {_STAGE}")
-    with step("resolve"):
+    with step("resolve_keys"):
         _use_live_keys()
         _mark_unknown_members()
         _mark_already_applied(keys_new_unless_prefix)
