@@ -23,6 +23,7 @@ from devtools.bench_floor import ledger_write_floor_s
 from loyalty.actors import SystemActor
 from loyalty.management.arguments import positive_int
 from loyalty.models import Member
+from loyalty.profiling import rounded, step_profile
 from loyalty.selectors import ledger_differences
 from loyalty.services import Posting, entries_post_bulk, points_adjust
 from loyalty.services.members import new_member_tier_id
@@ -75,6 +76,8 @@ class Command(BaseCommand):
             "goal_single_per_s": 1000,
             "goal_bulk_per_s": 100_000,
             "reconciles": clean,
+            # Seconds by step of the bulk post (loyalty/profiling.py); checks: the commit's deferred foreign keys.
+            "profile_bulk_s": self.bulk_steps,
             "load_average_1m": os.getloadavg()[0],
         }
         self.stdout.write(
@@ -118,10 +121,12 @@ class Command(BaseCommand):
             for i in range(count)
         ]
         start = time.perf_counter()
-        result = entries_post_bulk(postings=postings, actor=ACTOR, source="system", policy="forbid")
+        with step_profile() as steps:
+            result = entries_post_bulk(postings=postings, actor=ACTOR, source="system", policy="forbid")
         elapsed = time.perf_counter() - start
         if result.posted != count:
             raise SystemExit(f"bulk posted {result.posted} of {count}")
+        self.bulk_steps = rounded(steps, elapsed)
         return elapsed
 
 
