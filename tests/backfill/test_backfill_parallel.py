@@ -152,3 +152,28 @@ def test_a_range_whose_worker_keeps_dying_fails_the_run(history, manager, one_me
     run.refresh_from_db()
     assert run.status == BackfillStatus.FAILED and "started 2 times without finishing" in run.error
     assert not LedgerEntry.objects.filter(source="backfill").exists()
+
+
+def test_a_resumed_run_covers_members_who_came_after_its_ranges(history, manager, start, monkeypatch, settings):
+    from datetime import timedelta
+
+    from tests.factories import MemberFactory
+
+    ann, bob, cy, dan = history
+    real = service._apply_range
+
+    def failing_for_bob(run, lines, lo, hi):
+        if lo <= bob.pk <= hi:
+            raise RuntimeError("the database went away")
+        return real(run, lines, lo, hi)
+
+    settings.BACKFILL_RANGE_MEMBERS = 1
+    monkeypatch.setattr(service, "_apply_range", failing_for_bob)
+    run = service.backfill_run_create(actor=manager, queue=False)
+    backfill_run_task.delay(run.pk)
+    monkeypatch.setattr(service, "_apply_range", real)
+    late = MemberFactory(email="late@x.example", signed_up_at=start - timedelta(days=30))  # imported since
+    backfill_run_task.delay(run.pk)  # Resume
+    run.refresh_from_db()
+    assert run.status == BackfillStatus.DONE and run.ranges.filter(lo=late.pk).exists()
+    assert balances()["late@x.example"] == 200
