@@ -204,8 +204,10 @@ JOB_SILENT_SECONDS = env.int("JOB_SILENT_SECONDS", default=600)
 JOB_MAX_STARTS = env.int("JOB_MAX_STARTS", default=5)
 # Rows applied per transaction; progress is written between chunks and a resumed apply restarts at a chunk boundary.
 IMPORT_CHUNK_ROWS = env.int("IMPORT_CHUNK_ROWS", default=100_000)
-# Reward past actions on PostgreSQL: member ranges applied at once, each on its own database connection.
-BACKFILL_PARALLEL_CHUNKS = env.int("BACKFILL_PARALLEL_CHUNKS", default=2)
+# Reward past actions: member ids per range; each range is a Celery task of its own (any worker takes it).
+BACKFILL_RANGE_MEMBERS = env.int("BACKFILL_RANGE_MEMBERS", default=50_000)
+# Group actions on more members than this run their ranges of 5,000 members as Celery tasks of their own.
+GROUP_ACTION_SPREAD_MEMBERS = env.int("GROUP_ACTION_SPREAD_MEMBERS", default=20_000)
 # django-import-export's own views escape cells a spreadsheet would run as formulae (= + - @).
 IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024

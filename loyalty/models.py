@@ -1000,4 +1000,32 @@ class GroupAction(BackgroundJob):
         return min(100, self.members_done * 100 // self.members_total)
 
 
+class GroupActionRange(models.Model):
+    """One range of a group action's members (a snapshot taken when the action starts): a transaction of its own,
+    and above settings.GROUP_ACTION_SPREAD_MEMBERS a Celery task of its own that any worker takes (issue 16).
+
+    `done` commits with the range's entries, so a range delivered twice posts nothing twice and counts once; the
+    action's progress and counters are the sums over its done ranges."""
+
+    action = models.ForeignKey(GroupAction, on_delete=models.CASCADE, related_name="ranges")
+    position = models.PositiveIntegerField()
+    member_ids = models.JSONField(default=list)
+    done = models.BooleanField(default=False)
+    attempts = models.PositiveIntegerField(default=0)
+    posted = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    refused = models.PositiveIntegerField(default=0)
+    points_credited = models.BigIntegerField(default=0)
+    points_debited = models.BigIntegerField(default=0)
+    problems = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["action", "position"], name="group_action_range_once")]
+        ordering = ["action", "position"]
+
+    def __str__(self):
+        return f"Group action #{self.action_id}: range {self.position}"
+
+
 # End of the customer groups block (issue 6).

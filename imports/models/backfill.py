@@ -5,7 +5,7 @@ from django.utils.translation import gettext_lazy as _
 
 from loyalty.models import BackgroundJob, JobStatus
 
-__all__ = ["BackfillRun", "BackfillStatus"]
+__all__ = ["BackfillRange", "BackfillRun", "BackfillStatus"]
 
 
 # A run moves through the statuses of every batch job.
@@ -48,3 +48,29 @@ class BackfillRun(BackgroundJob):
         if not self.steps_total:
             return 0
         return min(100, self.steps_done * 100 // self.steps_total)
+
+
+class BackfillRange(models.Model):
+    """One member-id range of a run: a task of its own (any worker takes it), applied in one transaction.
+
+    `done` commits with the range's entries, so a range redelivered or queued twice posts nothing twice and counts
+    once; the run's progress and counters are the sums over its done ranges. `attempts` counts the deliveries that
+    started it (a range whose worker keeps dying fails the run after settings.JOB_MAX_STARTS)."""
+
+    run = models.ForeignKey(BackfillRun, on_delete=models.CASCADE, related_name="ranges")
+    lo = models.BigIntegerField()
+    hi = models.BigIntegerField()
+    done = models.BooleanField(default=False)
+    attempts = models.PositiveIntegerField(default=0)
+    members_credited = models.BigIntegerField(default=0)
+    orders_credited = models.BigIntegerField(default=0)
+    points_credited = models.BigIntegerField(default=0)
+    already_credited = models.BigIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "lo"], name="backfill_range_once")]
+        ordering = ["run", "lo"]
+
+    def __str__(self):
+        return f"Reward past actions #{self.run_id}: members {self.lo}-{self.hi}"

@@ -8,6 +8,7 @@ the last row it covered, so a redelivered task resumes after it, and the rows' i
 
 import hashlib
 import logging
+import time
 
 from django.conf import settings
 from django.db import transaction
@@ -17,6 +18,8 @@ from django.utils.translation import gettext as _
 
 from loyalty.actors import SystemActor
 from loyalty.models import EntryKind, EntrySource, EntryStatus, LedgerEntry
+from loyalty.profiling import add as profile_add
+from loyalty.profiling import profiling, step
 from loyalty.queueing import queue_task
 from loyalty.services.ledger_bulk import fill_table
 from loyalty.services.staff import staff_policy
@@ -141,16 +144,18 @@ def import_job_check(*, job_id: int) -> ImportJob:
     job = ImportJob.objects.get(pk=job_id)
     kind = KINDS[job.kind]
     try:
-        _parse_into_rows_table(job, kind)
+        with step("parse"):
+            _parse_into_rows_table(job, kind)
     except ImportFileError as exc:
         return _fail(job, str(exc))
     if not sql.one(f"SELECT COUNT(*) FROM {job.rows_table}"):
         return _fail(job, _("The file has no rows under its first row (the column names): there is nothing to import."))
     ctx = _context(job)
-    counts = _resolve(job, kind, ctx)
-    totals = {}
-    if hasattr(kind, "simulate"):
-        counts, totals = _simulate(job, kind, ctx, counts)
+    with step("check"):
+        counts = _resolve(job, kind, ctx)
+        totals = {}
+        if hasattr(kind, "simulate"):
+            counts, totals = _simulate(job, kind, ctx, counts)
     ImportJob.objects.filter(pk=job.pk).update(
         **counts,
         preview_totals=totals,
@@ -299,15 +304,18 @@ def import_job_apply(*, job_id: int) -> ImportJob:
     ctx = _context(job)
     try:
         if not sql.table_exists(job.rows_table):
-            _parse_into_rows_table(job, kind)
-        counts = _resolve(job, kind, ctx, preview=False)
+            with step("parse"):
+                _parse_into_rows_table(job, kind)
+        with step("check"):
+            counts = _resolve(job, kind, ctx, preview=False)
         # The preview keeps counting the rows its simulation refused among the problems (the apply refuses them again).
         refused = (job.preview_totals or {}).get("refused", 0)
         ImportJob.objects.filter(pk=job.pk).update(problems=counts["problems"] + refused, total=counts["total"])
         _apply_chunks(job, kind, ctx)
     except ImportFileError as exc:
         return _fail(job, str(exc))
-    _finish(job, kind)
+    with step("finish"):
+        _finish(job, kind)
     job.refresh_from_db()
     return job
 
@@ -316,6 +324,7 @@ def _apply_chunks(job: ImportJob, kind, ctx: Context) -> None:
     size = chunk_rows()
     last_hi, clean = None, False
     while True:
+        bounds = time.perf_counter()
         with transaction.atomic():
             # The job's row lock makes a second worker on the same job wait, then continue after this chunk.
             locked = ImportJob.objects.select_for_update().get(pk=job.pk)
@@ -330,7 +339,9 @@ def _apply_chunks(job: ImportJob, kind, ctx: Context) -> None:
             # Then the chunk's own row keys need no lookup on the ledger (its references still do).
             clean = _run_clean_so_far(locked, last_hi, clean)
             ctx.file_keys_new = clean and not _same_file_started_elsewhere(locked)
+            profile_add("progress", time.perf_counter() - bounds)
             result = kind.apply_chunk(ctx, lo, hi)
+            counters = time.perf_counter()
             ImportJob.objects.filter(pk=job.pk).update(
                 applied=F("applied") + result.applied,
                 skipped=F("skipped") + result.skipped,
@@ -339,6 +350,10 @@ def _apply_chunks(job: ImportJob, kind, ctx: Context) -> None:
                 progress=F("progress") + rows_in_chunk,
                 applied_through_row=hi,
             )
+            committing = time.perf_counter()
+            profile_add("progress", committing - counters)
+        if profiling():
+            profile_add("checks", time.perf_counter() - committing)  # the chunk's commit: deferred checks, flush
         last_hi = hi
 
 

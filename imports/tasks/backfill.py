@@ -1,17 +1,35 @@
-"""Tasks of Reward past actions runs: each takes the run's id and calls the service (safe to redeliver: keyed).
+"""Tasks of Reward past actions runs: each calls the service (safe to redeliver: keyed).
 
-Each runs inside loyalty.background.job_task: a heartbeat while it works, and any error ends the run as failed with
-the reason (Resume on the run's page, or the stuck-job sweep, takes it up again).
+imports.backfill_run starts (or resumes) a run: it splits it into member ranges and queues one imports.backfill_range
+task per range not done, which any worker takes; the range that completes the run queues imports.backfill_close, its
+final step (a chord's callback, without needing a result backend: the ranges count themselves on the run's row). Each
+range is one transaction, retried on its own after a database error (a deadlock with another range, say); a worker
+killed mid-range leaves its message to be delivered again (acks_late), and the range then posts nothing twice. Any
+other error ends the run as failed with the reason (Resume on the run's page, or the stuck-job sweep, queues the ranges
+not done again). The start and the undo run inside loyalty.background.job_task; a range beats on the run's row.
 """
 
+import logging
+
 from celery import shared_task
+from django.db import DatabaseError
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from loyalty.background import job_task
+from loyalty.background import failure_reason, heartbeat, job_task
+from loyalty.queueing import queue_task
+from loyalty.retry import RETRY_DELAYS_S
 
-from ..models import BackfillRun, BackfillStatus
-from ..services.backfill import backfill_run_apply, backfill_undo
+from ..models import BackfillRange, BackfillRun, BackfillStatus
+from ..services.backfill import (
+    backfill_range_apply,
+    backfill_range_start,
+    backfill_run_apply,
+    backfill_run_close,
+    backfill_undo,
+)
+
+log = logging.getLogger(__name__)
 
 JOB = {"acks_late": True, "reject_on_worker_lost": True, "time_limit": 3600, "soft_time_limit": 3500}
 IN_FLIGHT = (BackfillStatus.QUEUED, BackfillStatus.RUNNING, BackfillStatus.UNDOING)
@@ -29,8 +47,51 @@ def backfill_run_task(self, run_id: int):
     def fail(reason):
         _fail(run_id, _("The run stopped: %(reason)s. Resume credits the rest.") % {"reason": reason})
 
-    run = job_task(self, model=BackfillRun, pk=run_id, run=lambda: backfill_run_apply(run_id=run_id), fail=fail)
-    return run.points_credited if run else None
+    run = job_task(
+        self, model=BackfillRun, pk=run_id, run=lambda: backfill_run_apply(run_id=run_id, spread=True), fail=fail
+    )
+    return run.status if run else None
+
+
+@shared_task(name="imports.backfill_range", bind=True, **JOB)
+def backfill_range_task(self, range_id: int):
+    """Apply one member range of a run; the range that completes the run queues its final step."""
+    run_id = BackfillRange.objects.filter(pk=range_id).values_list("run_id", flat=True).first()
+    if run_id is None:
+        return None  # the run is gone
+    if not backfill_range_start(range_id=range_id):
+        _fail(
+            run_id,
+            _(
+                "The run stopped: a range of members (task imports.backfill_range %(id)s) started %(n)s times without "
+                "finishing (each time its worker stopped: out of memory, or killed). See the workers' logs; Resume "
+                "tries again."
+            )
+            % {"id": range_id, "n": BackfillRange.objects.get(pk=range_id).attempts - 1},
+        )
+        return "failed"
+    with heartbeat(BackfillRun, run_id):
+        try:
+            outcome = backfill_range_apply(range_id=range_id)
+        except Exception as exc:
+            # The range rolled back whole. A database error (a deadlock or a key met with another range's, a lock
+            # timeout, a dropped connection) is tried again later, on its own; anything else stops the run.
+            attempt = self.request.retries
+            if isinstance(exc, DatabaseError) and attempt < len(RETRY_DELAYS_S):
+                log.warning("Reward past actions range %s: again in %ss: %s", range_id, RETRY_DELAYS_S[attempt], exc)
+                raise self.retry(exc=exc, countdown=RETRY_DELAYS_S[attempt], max_retries=len(RETRY_DELAYS_S)) from exc
+            log.exception("Reward past actions range %s stopped", range_id)
+            _fail(run_id, _("The run stopped: %(reason)s. Resume credits the rest.") % {"reason": failure_reason(exc)})
+            return "failed"
+    if outcome == "last":
+        queue_task("imports.backfill_close", run_id)
+    return outcome
+
+
+@shared_task(name="imports.backfill_close", bind=True, **JOB)
+def backfill_close_task(self, run_id: int):
+    """The run's final step: done once every range is (safe to deliver twice)."""
+    return backfill_run_close(run_id=run_id).status
 
 
 @shared_task(name="imports.backfill_undo", bind=True, **JOB)

@@ -1,13 +1,15 @@
 """Customer groups: static lists from uploaded emails, and points actions on a whole group through the bulk path.
 
-A group action posts through the ledger's bulk path in chunks of members, each chunk its own transaction, so the
-admin can draw progress. Every posting carries the key f"group:{action}:member{member}", so a retried or resumed
-run never posts twice for the same member. Undo reverses the action's entries as one batch.
+A group action posts through the ledger's bulk path in ranges of members (GroupActionRange), each range its own
+transaction, so the admin can draw progress; a big action's ranges are Celery tasks any worker takes. Every posting
+carries the key f"group:{action}:member{member}", so a retried or resumed run never posts twice for the same member.
+Undo reverses the action's entries as one batch.
 """
 
 import re
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
@@ -21,6 +23,7 @@ from ..models import (
     CustomerGroupMember,
     EntrySource,
     GroupAction,
+    GroupActionRange,
     JobStatus,
     Member,
     ProgramSettings,
@@ -37,7 +40,7 @@ from .previews import (
 )
 from .staff import staff_policy
 
-CHUNK = 5000  # members per transaction of a group action
+CHUNK = 5000  # members per range (one transaction) of a group action
 MAX_PROBLEMS = 50  # refusals kept on the action for the merchant to read
 EMAIL_SPLIT = re.compile(r"[\s,;]+")
 GROUP_JOB = SystemActor("customer group action")
@@ -126,64 +129,132 @@ def _actor_of(action: GroupAction):
     return action.created_by or GROUP_JOB
 
 
-def group_action_run(*, action_id: int) -> GroupAction:
-    """Post the action for every member of the group (a snapshot taken at the start), chunk by chunk."""
+def group_action_run(*, action_id: int, spread: bool = False) -> GroupAction:
+    """Post the action for every member of the group (a snapshot taken at the start), range by range.
+
+    The snapshot is kept as ranges of CHUNK members (GroupActionRange), each posted in one transaction. spread=True
+    (the action's Celery task) with more than settings.GROUP_ACTION_SPREAD_MEMBERS members queues one task per range
+    (loyalty.group_action_range), which any worker takes, and the range that completes the action queues its final
+    step; otherwise the ranges go here, one after another. A resumed action posts only the ranges not done.
+    """
     action = GroupAction.objects.select_related("group", "created_by").get(pk=action_id)
     if action.status not in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.FAILED):
         return action
-    member_ids = member_ids_of(action.group)
-    _reset_counters(action, total=len(member_ids))
-    policy = ProgramSettings.load().negative_balance_policy
-    try:
-        for start in range(0, len(member_ids), CHUNK):
-            _run_chunk(action, member_ids[start : start + CHUNK], policy)
-    except Exception as exc:
+    with transaction.atomic():
+        if not action.ranges.exists():
+            member_ids = member_ids_of(action.group)
+            GroupActionRange.objects.bulk_create(
+                [
+                    GroupActionRange(action=action, position=n, member_ids=member_ids[start : start + CHUNK])
+                    for n, start in enumerate(range(0, len(member_ids), CHUNK))
+                ],
+                ignore_conflicts=True,
+            )
+        action.ranges.filter(done=False).update(attempts=0)
         GroupAction.objects.filter(pk=action.pk).update(
-            status=JobStatus.FAILED,
-            problems=Concat(F("problems"), Value(f"Stopped: {exc}\n")),
-            finished_at=timezone.now(),
+            status=JobStatus.RUNNING,
+            started_at=action.started_at or timezone.now(),
+            finished_at=None,
+            **_progress(action),
         )
+    pending = list(action.ranges.filter(done=False).order_by("position").values_list("pk", flat=True))
+    total = GroupAction.objects.values_list("members_total", flat=True).get(pk=action.pk)
+    if pending and spread and total > settings.GROUP_ACTION_SPREAD_MEMBERS:
+        for range_id in pending:
+            queue_task("loyalty.group_action_range", range_id)
+        action.refresh_from_db()
+        return action
+    try:
+        for range_id in pending:
+            group_action_range_apply(range_id=range_id)
+    except Exception as exc:
+        group_action_fail(action_id=action.pk, message=f"Stopped: {exc}")
         raise
-    GroupAction.objects.filter(pk=action.pk).update(status=JobStatus.DONE, finished_at=timezone.now())
+    return group_action_close(action_id=action.pk)
+
+
+def group_action_fail(*, action_id: int, message: str) -> None:
+    GroupAction.objects.filter(pk=action_id, status__in=(JobStatus.RUNNING, JobStatus.QUEUED)).update(
+        status=JobStatus.FAILED, problems=Concat(F("problems"), Value(f"{message}\n")), finished_at=timezone.now()
+    )
+
+
+def _progress(action: GroupAction) -> dict:
+    """The action's progress and counters: the sums over its done ranges (members in all of them for the total)."""
+    ranges = list(
+        action.ranges.order_by("position").values_list(
+            "done", "member_ids", "posted", "unchanged", "refused", "points_credited", "points_debited", "problems"
+        )
+    )
+    done = [r for r in ranges if r[0]]
+    return {
+        "members_total": sum(len(r[1]) for r in ranges),
+        "members_done": sum(len(r[1]) for r in done),
+        "posted": sum(r[2] for r in done),
+        "unchanged": sum(r[3] for r in done),
+        "refused": sum(r[4] for r in done),
+        "points_credited": sum(r[5] for r in done),
+        "points_debited": sum(r[6] for r in done),
+        "problems": "".join(r[7] for r in done)[:20_000],
+    }
+
+
+def group_action_range_start(*, range_id: int) -> bool:
+    """Count a delivery of the range (committed at once); False past settings.JOB_MAX_STARTS deliveries."""
+    GroupActionRange.objects.filter(pk=range_id, done=False).update(attempts=F("attempts") + 1)
+    attempts = GroupActionRange.objects.filter(pk=range_id).values_list("attempts", flat=True).first() or 0
+    return attempts <= settings.JOB_MAX_STARTS
+
+
+def group_action_range_apply(*, range_id: int) -> str:
+    """Post one range in one transaction: "done", "last" (the action's last range not done), or "skipped" (already
+    done, or the action is no longer running)."""
+    with transaction.atomic():
+        span = GroupActionRange.objects.select_for_update().filter(pk=range_id).first()
+        if span is None or span.done:
+            return "skipped"
+        action = GroupAction.objects.select_related("created_by").get(pk=span.action_id)
+        if action.status != JobStatus.RUNNING:
+            return "skipped"
+        result = _run_chunk(action, span.member_ids, ProgramSettings.load().negative_balance_policy)
+        GroupActionRange.objects.filter(pk=span.pk).update(
+            done=True,
+            finished_at=timezone.now(),
+            posted=result.posted + result.already_applied,
+            unchanged=result.nothing_to_do,
+            refused=len(result.refused),
+            points_credited=result.points_credited,
+            points_debited=result.points_debited,
+            problems="".join(f"{reason}\n" for _seq, reason in result.refused[:MAX_PROBLEMS]),
+        )
+        # The ranges meet last on the action's row, one at a time: exactly one sees none left.
+        GroupAction.objects.select_for_update().filter(pk=action.pk).values_list("pk", flat=True).first()
+        progress = _progress(action)
+        GroupAction.objects.filter(pk=action.pk).update(**progress)
+    return "last" if progress["members_done"] == progress["members_total"] else "done"
+
+
+def group_action_close(*, action_id: int) -> GroupAction:
+    """The action's final step, once every range is done (safe to run twice)."""
+    with transaction.atomic():
+        action = GroupAction.objects.select_for_update().get(pk=action_id)
+        if action.status == JobStatus.RUNNING and not action.ranges.filter(done=False).exists():
+            GroupAction.objects.filter(pk=action.pk).update(
+                status=JobStatus.DONE, finished_at=timezone.now(), **_progress(action)
+            )
     action.refresh_from_db()
     return action
 
 
-def _reset_counters(action: GroupAction, *, total: int) -> None:
-    # A resumed run counts again from zero: chunks already posted come back as "already applied".
-    GroupAction.objects.filter(pk=action.pk).update(
-        status=JobStatus.RUNNING,
-        started_at=timezone.now(),
-        members_total=total,
-        members_done=0,
-        posted=0,
-        unchanged=0,
-        refused=0,
-        points_credited=0,
-        points_debited=0,
-        problems="",
-    )
-
-
-def _run_chunk(action: GroupAction, member_ids: list[int], policy: str) -> None:
+def _run_chunk(action: GroupAction, member_ids: list[int], policy: str):
     postings = group_action_postings(action, member_ids)
-    result = entries_post_bulk(
+    return entries_post_bulk(
         postings=postings,
         actor=_actor_of(action),
         source=EntrySource.GROUP,
         source_ref=action.pk,
         action="group",
         policy=policy,
-    )
-    problems = "".join(f"{reason}\n" for _seq, reason in result.refused[:MAX_PROBLEMS])
-    GroupAction.objects.filter(pk=action.pk).update(
-        members_done=F("members_done") + len(member_ids),
-        posted=F("posted") + result.posted + result.already_applied,
-        unchanged=F("unchanged") + result.nothing_to_do,
-        refused=F("refused") + len(result.refused),
-        points_credited=F("points_credited") + result.points_credited,
-        points_debited=F("points_debited") + result.points_debited,
-        problems=Concat(F("problems"), Value(problems)),
     )
 
 

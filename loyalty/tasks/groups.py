@@ -3,14 +3,23 @@
 import logging
 
 from celery import shared_task
+from django.db import DatabaseError
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from ..background import job_task
-from ..models import GroupAction, JobStatus
-from ..services.groups import group_action_run, group_action_undo
+from ..background import failure_reason, heartbeat, job_task
+from ..models import GroupAction, GroupActionRange, JobStatus
+from ..queueing import queue_task
+from ..retry import RETRY_DELAYS_S
+from ..services.groups import (
+    group_action_close,
+    group_action_range_apply,
+    group_action_range_start,
+    group_action_run,
+    group_action_undo,
+)
 from ..services.rfm import rfm_refresh
 
 log = logging.getLogger(__name__)
@@ -36,9 +45,43 @@ def group_action_run_task(self, action_id: int):
         _fail(action_id, _("Stopped: %(reason)s. Resume posts the rest.") % {"reason": reason})
 
     action = job_task(
-        self, model=GroupAction, pk=action_id, run=lambda: group_action_run(action_id=action_id), fail=fail
+        self,
+        model=GroupAction,
+        pk=action_id,
+        run=lambda: group_action_run(action_id=action_id, spread=True),
+        fail=fail,
     )
     return action.posted if action else None
+
+
+@shared_task(name="loyalty.group_action_range", bind=True, **JOB)
+def group_action_range_task(self, range_id: int):
+    """Post one range of a big group action; the range that completes the action queues its final step. A database
+    error retries the range on its own; a worker killed mid-range leaves its message to be delivered again."""
+    action_id = GroupActionRange.objects.filter(pk=range_id).values_list("action_id", flat=True).first()
+    if action_id is None:
+        return None
+    if not group_action_range_start(range_id=range_id):
+        _fail(action_id, _("Stopped: a range of members started too many times without finishing. Resume retries."))
+        return "failed"
+    with heartbeat(GroupAction, action_id):
+        try:
+            outcome = group_action_range_apply(range_id=range_id)
+        except Exception as exc:
+            attempt = self.request.retries
+            if isinstance(exc, DatabaseError) and attempt < len(RETRY_DELAYS_S):
+                raise self.retry(exc=exc, countdown=RETRY_DELAYS_S[attempt], max_retries=len(RETRY_DELAYS_S)) from exc
+            log.exception("Group action range %s stopped", range_id)
+            _fail(action_id, _("Stopped: %(reason)s. Resume posts the rest.") % {"reason": failure_reason(exc)})
+            return "failed"
+    if outcome == "last":
+        queue_task("loyalty.group_action_close", action_id)
+    return outcome
+
+
+@shared_task(name="loyalty.group_action_close", bind=True, **JOB)
+def group_action_close_task(self, action_id: int):
+    return group_action_close(action_id=action_id).status
 
 
 @shared_task(name="loyalty.group_action_undo", bind=True, **JOB)

@@ -116,14 +116,15 @@ def test_running_again_posts_nothing_twice(group, manager, group_action_create):
 
 def test_progress_is_written_chunk_by_chunk(group, manager, monkeypatch, group_action_create):
     seen = []
-    real = group_services._run_chunk
+    real = group_services.group_action_range_apply
 
-    def spy(action, member_ids, policy):
-        real(action, member_ids, policy)
-        seen.append(GroupAction.objects.get(pk=action.pk).progress)
+    def spy(*, range_id):
+        outcome = real(range_id=range_id)
+        seen.append(GroupAction.objects.get(ranges=range_id).progress)
+        return outcome
 
     monkeypatch.setattr(group_services, "CHUNK", 2)
-    monkeypatch.setattr(group_services, "_run_chunk", spy)
+    monkeypatch.setattr(group_services, "group_action_range_apply", spy)
     group_action_create(group=group, apply_type="relative", points=5, comment="Bit by bit", actor=manager)
     assert seen == [66, 100]
 

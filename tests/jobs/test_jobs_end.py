@@ -142,7 +142,7 @@ def test_failed_backfill_and_group_action_pages_offer_resume(
     client, manager, members, monkeypatch, django_capture_on_commit_callbacks
 ):
     EarnRuleFactory(name="Sign up", kind="signup", points=10, points_per_currency_unit=None, hold_days=0)
-    monkeypatch.setattr(backfill_services, "_apply_spans", _boom)
+    monkeypatch.setattr(backfill_services, "_apply_range", _boom)
     run = backfill_run_create(actor=manager, queue=False)
     backfill_run_task.delay(run.pk)
     run.refresh_from_db()

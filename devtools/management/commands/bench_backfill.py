@@ -6,19 +6,25 @@ line of output is one JSON object: members, orders, preview_s, run_s (and what t
 """
 
 import json
+import os
 import time
+import uuid
 from decimal import Decimal
+from pathlib import Path
 
-from django.core.management.base import BaseCommand
-from django.db import connection
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection, transaction
 from django.utils import timezone
 
 from devtools.bench_data import make_members, make_orders
 from devtools.bench_floor import ledger_write_floor_s
+from imports.models import BackfillStatus
 from imports.services.backfill import backfill_preview, backfill_run_apply, backfill_run_create
 from loyalty.actors import SystemActor
 from loyalty.management.arguments import positive_int
 from loyalty.models import EarnRule, EarnRuleKind, ProgramSettings
+from loyalty.profiling import rounded, step_profile
 from tiers.models import Tier
 
 
@@ -28,8 +34,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--members", type=positive_int, default=200_000)
         parser.add_argument("--orders", type=positive_int, default=1_000_000)
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=0,
+            help="0: apply the ranges in this process, profiled by step; N: start N Celery worker processes "
+            "(configured broker) and time the run's tasks on them.",
+        )
+        parser.add_argument("--range-members", type=positive_int, help="Member ids per range (BACKFILL_RANGE_MEMBERS).")
 
-    def handle(self, *args, members, orders, **options):
+    def handle(self, *args, members, orders, workers, range_members, **options):
         tag = str(int(time.time()))
         start = timezone.now()
         self._program(start)
@@ -41,14 +55,25 @@ class Command(BaseCommand):
             cur.execute("ANALYZE")  # fresh statistics, as autovacuum would give a real store's tables
 
         began = time.monotonic()
-        preview = backfill_preview()
+        with step_profile() as preview_steps:
+            preview = backfill_preview()
         preview_s = time.monotonic() - began
         self.stdout.write(f"preview: {preview.members:,} members, {preview.orders:,} orders, {preview.points:,} points")
 
-        began = time.monotonic()
-        run = backfill_run_create(actor=SystemActor("bench_backfill"), queue=False)
-        run = backfill_run_apply(run_id=run.pk)
-        run_s = time.monotonic() - began
+        if range_members:
+            settings.BACKFILL_RANGE_MEMBERS = range_members
+        if workers:
+            run, run_s = self._run_on_workers(workers)
+            run_steps = {}
+        else:
+            began = time.monotonic()
+            with step_profile() as run_steps:
+                run = backfill_run_create(actor=SystemActor("bench_backfill"), queue=False)
+                run = backfill_run_apply(run_id=run.pk)
+            run_s = time.monotonic() - began
+            self.stdout.write(f"run by step (s): {rounded(run_steps, run_s)}")
+        if run.status != BackfillStatus.DONE:
+            raise CommandError(f"run #{run.pk} ended {run.status}: {run.error}")
         entries = run.members_credited + run.orders_credited
         floor_s = self._ledger_floor(lo, hi, entries)
         lean_floor_s = self._ledger_floor(lo, hi, entries, required_only=True)
@@ -72,10 +97,65 @@ class Command(BaseCommand):
                     "ledger_floor_s": round(floor_s, 2) if floor_s else None,
                     # The same into a copy keeping only the keys, links, index and foreign keys the spec requires.
                     "ledger_floor_required_guards_s": round(lean_floor_s, 2) if lean_floor_s else None,
+                    # The goals as ratios to the floor with the required guards, measured in this run: the run within
+                    # 1.5x of it, the preview within 0.1x.
+                    "run_vs_floor": round(run_s / lean_floor_s, 3) if lean_floor_s else None,
+                    "preview_vs_floor": round(preview_s / lean_floor_s, 3) if lean_floor_s else None,
+                    "goal_run_vs_floor": 1.5,
+                    "goal_preview_vs_floor": 0.1,
+                    # Seconds by step of the run (loyalty/profiling.py): stage (the SELECT over members and orders into
+                    # the staging table), resolve, lock, entries, tiers, balances, checks (deferred foreign keys).
+                    "profile_run_s": rounded(run_steps, run_s) if run_steps else None,
+                    # 0: the ranges one after another in this process (profiled); N: N Celery worker processes
+                    # taking the ranges (imports.backfill_range tasks) from a queue of the bench's own.
+                    "workers": workers,
+                    "ranges": run.steps_total,
+                    "range_members": settings.BACKFILL_RANGE_MEMBERS,
+                    "profile_preview_s": rounded(preview_steps, preview_s),
                     "database": connection.vendor,
+                    "load_average": [round(x, 2) for x in os.getloadavg()],
                 }
             )
         )
+
+    def _run_on_workers(self, workers: int):
+        """Start `workers` worker processes on a queue of the bench's own, queue the run, wait until it ends."""
+        from config.celery import app
+
+        from .bench_webhooks import drop_queue, start_worker, stop
+
+        queue = f"bench-backfill-{uuid.uuid4().hex[:8]}"
+        env = dict(os.environ)
+        env.update(
+            CELERY_TASK_DEFAULT_QUEUE=queue,
+            CELERY_TASK_ALWAYS_EAGER="false",
+            BACKFILL_RANGE_MEMBERS=str(settings.BACKFILL_RANGE_MEMBERS),
+            PYTHONUNBUFFERED="1",
+        )
+        log_dir = Path(settings.VAR_DIR) / "bench_backfill"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        app.conf.task_always_eager, app.conf.task_default_queue = False, queue
+        procs = [start_worker(env, 1, log_dir / f"worker-{queue}-{n}.log") for n in range(workers)]
+        try:
+            deadline = time.monotonic() + 120  # the workers start (their import of Django), outside the timed run
+            while len(app.control.ping(timeout=1)) < workers:
+                if time.monotonic() > deadline or any(proc.poll() is not None for proc in procs):
+                    raise CommandError(f"the workers did not start; see {log_dir}")
+            began = time.monotonic()
+            with transaction.atomic():
+                run = backfill_run_create(actor=SystemActor("bench_backfill"), queue=True)
+            while True:
+                run.refresh_from_db()
+                if run.status not in (BackfillStatus.QUEUED, BackfillStatus.RUNNING):
+                    break
+                if any(proc.poll() is not None for proc in procs):
+                    raise CommandError(f"a worker exited early; see {log_dir}")
+                time.sleep(0.1)
+            return run, time.monotonic() - began
+        finally:
+            for proc in procs:
+                stop(proc)
+            drop_queue(queue)
 
     def _ledger_floor(self, lo: int, hi: int, entries: int, required_only: bool = False) -> float | None:
         if not entries:

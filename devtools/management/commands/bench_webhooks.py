@@ -6,9 +6,14 @@ queue, both on the configured database and broker; then sends N signed order
 deliveries (Shopify orders/paid and WooCommerce order.created, alternately, each a new paid order of one of a pool of
 shoppers) over keep-alive connections from `--clients` threads, and waits until the worker processed them all.
 
+Before the deliveries, the same clients send as many POSTs of the same bodies to a trivial Django view served by the
+same server processes (devtools.bench_urls: the app's middleware and settings, a view that reads the body and answers
+"ok", no signature, no database): its rate is the floor, what Django itself answers here.
+
 Prints the figures as one JSON object on its last line: received_per_s (deliveries answered 200 per second of sending),
-processed_per_s (deliveries processed per second, from the first received to the last processed), latencies, and
-whether every credited point is on the ledger.
+received_floor_per_s (the trivial view's rate) and received_vs_floor (goal: at least 0.6), processed_per_s (deliveries
+processed per second, from the first received to the last processed; goal: at least 200) and processed_vs_goal,
+latencies, and whether every credited point is on the ledger.
 """
 
 import base64
@@ -96,6 +101,8 @@ class Command(BaseCommand):
                 for index in range(options["servers"]):
                     procs.append(start_server(env, port, log_dir / f"server-{run}-{index}.log"))
             wait_port(port, procs)
+            floor = measure_floor(port, deliveries, options["clients"])
+            self.stderr.write(f"trivial view: {floor['ok']} answered in {floor['elapsed']:.2f}s")
             self.stderr.write(f"sending {len(deliveries)} signed deliveries to 127.0.0.1:{port} ...")
             sent = send_all(port, deliveries, options["clients"])
             self.stderr.write(f"sent in {sent['elapsed']:.2f}s; waiting for the worker ...")
@@ -104,7 +111,9 @@ class Command(BaseCommand):
             for proc in procs:
                 stop(proc)
             drop_queue(env["CELERY_TASK_DEFAULT_QUEUE"])
-        self.stdout.write(json.dumps(self._figures(after, deliveries, sent, done, rule, expected_points, options)))
+        figures = self._figures(after, deliveries, sent, done, rule, expected_points, options)
+        figures.update(floor_figures(floor, figures["received_per_s"], figures["processed_per_s"]))
+        self.stdout.write(json.dumps(figures))
 
     def _check_migrated(self):
         executor = MigrationExecutor(connection)
@@ -159,6 +168,31 @@ class Command(BaseCommand):
             "load_average_1m": round(os.getloadavg()[0], 2),  # other work on the machine skews the figures
             "load_average_at_start": [round(x, 2) for x in options["load_at_start"]],
         }
+
+
+PROCESSED_GOAL_PER_S = 200
+RECEIVED_GOAL_VS_FLOOR = 0.6
+
+
+def measure_floor(port: int, deliveries: list["Delivery"], clients: int) -> dict:
+    """The trivial view's rate: the same bodies from the same clients to the same server, after a short warm-up."""
+    from devtools.bench_urls import TRIVIAL_PATH
+
+    trivial = [Delivery(TRIVIAL_PATH, d.body, d.headers, 0, "") for d in deliveries]
+    send_all(port, trivial[: min(len(trivial), 50 * clients)], clients)  # every server thread and connection warm
+    return send_all(port, trivial, clients)
+
+
+def floor_figures(floor: dict, received_per_s, processed_per_s) -> dict:
+    floor_per_s = round(floor["ok"] / floor["elapsed"], 1) if floor["elapsed"] and floor["ok"] else None
+    return {
+        "received_floor_per_s": floor_per_s,
+        "received_floor_errors": floor["errors"],
+        "received_vs_floor": round(received_per_s / floor_per_s, 3) if received_per_s and floor_per_s else None,
+        "goal_received_vs_floor": RECEIVED_GOAL_VS_FLOOR,
+        "goal_processed_per_s": PROCESSED_GOAL_PER_S,
+        "processed_vs_goal": round(processed_per_s / PROCESSED_GOAL_PER_S, 3) if processed_per_s else None,
+    }
 
 
 def argparse_hidden():
@@ -420,7 +454,16 @@ def start_worker(env, concurrency, log_path) -> subprocess.Popen:
 
 def start_gunicorn(env, port, options, log_path) -> subprocess.Popen:
     """The production server: gthread workers keep the clients' connections alive between deliveries."""
-    cmd = [sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "devtools.bench_wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--worker-class",
+        "gthread",
+    ]
     cmd += ["--workers", str(options["servers"]), "--threads", str(options["threads"]), "--keep-alive", "30"]
     cmd += ["--log-level", "warning"]
     log = open(log_path, "w")  # noqa: SIM115 - the process writes to it until it stops
@@ -483,6 +526,9 @@ def serve(port: int) -> None:
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             super().server_bind()
 
+    from django.conf import settings as live_settings
+
+    live_settings.ROOT_URLCONF = "devtools.bench_urls"  # the app's URLs and the floor's trivial view
     httpd = SharedPortServer(("127.0.0.1", port), QuietHandler, ipv6=False)
     httpd.set_app(get_wsgi_application())
     httpd.serve_forever()
