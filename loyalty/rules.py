@@ -86,6 +86,14 @@ def hold_until(*, at, days: int):
 # Input checks shared by every staff path
 
 
+def reward_refusal(reward_name: str, cost: int, email: str, available: int) -> str | None:
+    """Why a reward cannot be given for `cost` points to a member with `available` points (None when it can): a
+    reward is never given on credit, whatever the negative-balance policy."""
+    if cost <= available:
+        return None
+    return f"Cannot give {reward_name} for {cost:,} points: {email} has only {available:,} available."
+
+
 def points_refusal(points, apply_type: str) -> str | None:
     """Why `points` cannot be asked for with this apply type (None when it can): a whole number within the action
     limit, never 0 when relative, never below 0 for "set to"."""

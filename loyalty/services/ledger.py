@@ -393,11 +393,8 @@ def reward_give(
         if not reward.active:
             raise LoyaltyError(f"{reward.name} is not an active reward.")
         cost = reward.points_cost if deduct_points else 0
-        if cost > locked.available_points:
-            raise LoyaltyError(
-                f"Cannot give {reward.name} for {cost:,} points: {locked.email} has only "
-                f"{locked.available_points:,} available."
-            )
+        if refusal := rules.reward_refusal(reward.name, cost, locked.email, locked.available_points):
+            raise LoyaltyError(refusal)
         _check_staff(staff, cost)
         reason = (reason or "").strip() or f"Reward: {reward.name}"
         entry = None

@@ -9,8 +9,9 @@ so a preview of Adjust points on one member holds for points_adjust as well.
 
 from dataclasses import dataclass, field
 
+from .. import rules
 from ..errors import LoyaltyError
-from ..models import EntryKind, EntrySource, GroupAction, LedgerEntry, ProgramSettings
+from ..models import EntryKind, EntrySource, GroupAction, LedgerEntry, Member, ProgramSettings
 from ..rules import RELATIVE, adjustment_counts
 from ..selectors_groups import member_ids_of
 from .ledger_bulk import BulkResult, MemberAfter, Posting, entries_post_bulk, entries_reverse_bulk
@@ -202,7 +203,7 @@ def reward_give_preview(*, member_ids, reward, deduct: bool, actor) -> Preview:
         Posting(member_id, -reward.points_cost, f"Reward: {reward.name}", kind=EntryKind.REDEMPTION)
         for member_id in member_ids
     ]
-    return _dry(
+    preview = _dry(
         lambda: entries_post_bulk(
             postings=postings,
             actor=actor,
@@ -213,3 +214,26 @@ def reward_give_preview(*, member_ids, reward, deduct: bool, actor) -> Preview:
         ),
         len(postings),
     )
+    _word_as_reward_refusals(preview, postings, reward)
+    return preview
+
+
+def _word_as_reward_refusals(preview: Preview, postings: list[Posting], reward) -> None:
+    """A row the dry-run refused for want of points reads as reward_give words it (rules.reward_refusal), not as a
+    debit; a refusal for another reason (an agent's limits) stays as it is."""
+    refused_ids = [postings[seq].member_id for seq, _reason in preview.result.refused]
+    members = Member.objects.in_bulk(refused_ids)
+    worded, by_member = [], {}
+    for seq, reason in preview.result.refused:
+        member = members.get(postings[seq].member_id)
+        refusal = member and rules.reward_refusal(
+            reward.name, reward.points_cost, member.email, member.available_points
+        )
+        worded.append((seq, refusal or reason))
+        if refusal:
+            by_member[member.pk] = (reason, refusal)
+    preview.result.refused = worded
+    for row in preview.result.members:  # the member rows repeat their refusals
+        if row.member_id in by_member:
+            debit, refusal = by_member[row.member_id]
+            row.refusals = [refusal if text == debit else text for text in row.refusals]

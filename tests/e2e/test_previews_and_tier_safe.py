@@ -382,9 +382,8 @@ def test_select_all_on_entries_and_give_reward_show_the_jobs_effect(page, live_s
     page.wait_for_selector("table.effect-totals")
     totals = effect_totals(page)
     assert (totals["members"], totals["points-out"], totals["refused"]) == ("2", "-1,000", "1")
-    assert "Cannot take 500 points from cat@shop.example: only 145 are available." in page.inner_text(
-        "ul.effect-refusals"
-    )
+    # Worded as the job's reward_give will refuse it, not as a debit
+    assert "points: cat@shop.example has only 145 available." in page.inner_text("ul.effect-refusals")
     shot(page, "item1-20-select-all-give-reward-effect-with-refusal")
     page.click("#effect-confirm-button")
     page.wait_for_selector(".messagelist")

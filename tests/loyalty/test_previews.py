@@ -372,6 +372,8 @@ def test_select_all_give_reward_shows_its_effect_before_the_job(tiers, client, m
     )
     [section] = effect.context["sections"]
     assert (section.totals["points_out"], section.totals["refused"], section.totals["members"]) == (500, 1, 1)
+    # the refusal reads as the job's reward_give will word it
+    assert section.preview.refused == ["Cannot give $5 off for 500 points: poor@x.example has only 100 available."]
     assert not queued, "the effect page queues nothing"
     confirm = {**dict(effect.context["hidden"]), "_selected_action": [rich.pk, poor.pk], "post": "yes"}
     client.post(url, confirm)
