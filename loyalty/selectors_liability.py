@@ -16,14 +16,13 @@ from decimal import Decimal
 
 from django.db import connection
 from django.db.models import Count, Sum
-from django.db.models.functions import TruncDate
 
 from tiers.models import Tier
 
 from . import rules
 from .models import EarnRule, EntryKind, ExpiryClockDay, LedgerDay, Member, Order, PointsBatch, ProgramSettings
 from .services.expiry import Policy, expiry_impact
-from .services.totals import ledger_day_rows, stored_through
+from .services.totals import ledger_day_rows, open_points_by_clock_day_now, stored_through
 from .timezones import day_after, day_start, store_timezone, store_today
 
 KIND_LABELS = {
@@ -205,43 +204,6 @@ def open_points_by_clock_day(policy: Policy) -> list[tuple[date, int]]:
     if stored:
         return [(day, points) for day, points in stored if points]
     return open_points_by_clock_day_now(policy)
-
-
-def open_points_by_clock_day_now(policy: Policy) -> list[tuple[date, int]]:
-    """Open points by the day their expiry clock started: the batch's day (after earning), or the member's last
-    activity (inactivity: the latest batch opened or the latest redemption)."""
-    if not policy.expires:
-        return []
-    zone = store_timezone()
-    if policy.policy == rules.EXPIRY_AFTER_EARNING:
-        rows = (
-            PointsBatch.objects.filter(remaining__gt=0)
-            .annotate(day=TruncDate("earned_at", tzinfo=zone))
-            .values("day")
-            .annotate(points=Sum("remaining"))
-            .order_by()
-        )
-        return [(r["day"], int(r["points"])) for r in rows]
-    sql = f"""
-        SELECT o.points, l.last, r.last FROM
-            (SELECT member_id, SUM(remaining) AS points FROM loyalty_pointsbatch WHERE remaining > 0
-             GROUP BY member_id) o
-        JOIN (SELECT member_id, MAX(earned_at) AS last FROM loyalty_pointsbatch GROUP BY member_id) l
-             ON l.member_id = o.member_id
-        LEFT JOIN (SELECT member_id, MAX(created_at) AS last FROM loyalty_ledgerentry
-                   WHERE kind = '{EntryKind.REDEMPTION}' AND status = 'active' GROUP BY member_id) r
-             ON r.member_id = o.member_id"""
-    found: dict[date, int] = defaultdict(int)
-    with connection.cursor() as cur:
-        cur.execute(sql)
-        for points, last_batch, last_redemption in cur.fetchall():
-            last = max(t for t in (last_batch, last_redemption) if t is not None)
-            if isinstance(last, str):  # SQLite hands back text
-                from django.utils.dateparse import parse_datetime
-
-                last = parse_datetime(last)
-            found[last.astimezone(zone).date()] += int(points)
-    return list(found.items())
 
 
 def liability_csv_rows(report: Liability):

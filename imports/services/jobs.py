@@ -21,8 +21,8 @@ from loyalty.models import EntryKind, EntrySource, EntryStatus, LedgerEntry
 from loyalty.profiling import add as profile_add
 from loyalty.profiling import profiling, step
 from loyalty.queueing import queue_task
-from loyalty.services.ledger_bulk import fill_table
 from loyalty.services.staff import staff_policy
+from loyalty.services.tables import fill_table
 from loyalty.timezones import store_timezone_held
 
 from ..models import ImportJob, ImportKind, ImportRowProblem, ImportStatus

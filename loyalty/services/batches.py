@@ -15,6 +15,7 @@ from django.db import connection
 
 from .. import rules
 from ..models import EntryKind, PointsBatch
+from .tables import fill_table
 
 ORDER_SQL = "earned_at, id"  # rules.BATCH_ORDER
 
@@ -99,8 +100,6 @@ def _write_changes(batch_lists) -> None:
                 remaining=batch.remaining, expired_points=batch.expired, expiration_entry_id=batch.expiration_entry_id
             )
         return
-    from .ledger_bulk import fill_table
-
     _exec("DROP TABLE IF EXISTS ledger_stage_batch_changes")
     _exec(
         "CREATE TEMP TABLE ledger_stage_batch_changes (id bigint PRIMARY KEY, remaining bigint, expired bigint, "
@@ -220,8 +219,6 @@ def _order(alias: str) -> str:
 def _replay(member_ids: list[int], now) -> None:
     """Members whose rows interact (credits and debits, or credits on a balance below zero): the single path's
     BatchBook, row by row in posting order."""
-    from .ledger_bulk import fill_table
-
     _exec("DROP TABLE IF EXISTS ledger_stage_batch_replay")
     _exec("CREATE TEMP TABLE ledger_stage_batch_replay (member_id bigint PRIMARY KEY)")
     fill_table("ledger_stage_batch_replay", ("member_id",), ((m,) for m in member_ids))

@@ -35,6 +35,7 @@ from ..rules import RELATIVE, SET_TO
 from .batches import stage_batches
 from .ledger import policy_or_default
 from .staff import StaffPolicy, staff_policy
+from .tables import fill_table
 
 _STAGE = "ledger_stage"
 
@@ -180,26 +181,6 @@ def _rows(sql: str, params=None) -> list[tuple]:
     with connection.cursor() as cur:
         cur.execute(sql, params or [])
         return cur.fetchall()
-
-
-def fill_table(table: str, columns: tuple[str, ...], rows) -> None:
-    """Load rows into a table: COPY on PostgreSQL, executemany elsewhere."""
-    with connection.cursor() as cur:
-        if _is_postgres():
-            with cur.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            return
-        marks = ", ".join(["%s"] * len(columns))
-        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
-        batch = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= 5000:
-                cur.executemany(sql, batch)
-                batch.clear()
-        if batch:
-            cur.executemany(sql, batch)
 
 
 # ---------------------------------------------------------------------------------------------------------------

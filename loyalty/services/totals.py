@@ -11,13 +11,16 @@ over any window, which the report uses for the days not stored yet.
 from collections import defaultdict
 from datetime import date, datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, F, IntegerField, Q, Sum, Value, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
-from ..models import EntryStatus, LedgerDay, LedgerEntry
+from .. import rules
+from ..models import EntryKind, EntryStatus, ExpiryClockDay, LedgerDay, LedgerEntry, PointsBatch
 from ..timezones import day_start, store_timezone
+from .expiry import Policy
 
 FIELDS = ("available", "pending", "credited", "debited", "entries")
 
@@ -93,13 +96,44 @@ def ledger_days_refresh(*, since: date | None = None) -> int:
     return len({key[0] for key in rows})
 
 
+def open_points_by_clock_day_now(policy: Policy) -> list[tuple[date, int]]:
+    """Open points by the day their expiry clock started: the batch's day (after earning), or the member's last
+    activity (inactivity: the latest batch opened or the latest redemption)."""
+    if not policy.expires:
+        return []
+    zone = store_timezone()
+    if policy.policy == rules.EXPIRY_AFTER_EARNING:
+        rows = (
+            PointsBatch.objects.filter(remaining__gt=0)
+            .annotate(day=TruncDate("earned_at", tzinfo=zone))
+            .values("day")
+            .annotate(points=Sum("remaining"))
+            .order_by()
+        )
+        return [(r["day"], int(r["points"])) for r in rows]
+    sql = f"""
+        SELECT o.points, l.last, r.last FROM
+            (SELECT member_id, SUM(remaining) AS points FROM loyalty_pointsbatch WHERE remaining > 0
+             GROUP BY member_id) o
+        JOIN (SELECT member_id, MAX(earned_at) AS last FROM loyalty_pointsbatch GROUP BY member_id) l
+             ON l.member_id = o.member_id
+        LEFT JOIN (SELECT member_id, MAX(created_at) AS last FROM loyalty_ledgerentry
+                   WHERE kind = '{EntryKind.REDEMPTION}' AND status = 'active' GROUP BY member_id) r
+             ON r.member_id = o.member_id"""
+    found: dict[date, int] = defaultdict(int)
+    with connection.cursor() as cur:
+        cur.execute(sql)
+        for points, last_batch, last_redemption in cur.fetchall():
+            last = max(t for t in (last_batch, last_redemption) if t is not None)
+            if isinstance(last, str):  # SQLite hands back text
+                last = parse_datetime(last)
+            found[last.astimezone(zone).date()] += int(points)
+    return list(found.items())
+
+
 def expiry_clock_days_refresh() -> int:
     """Sum the open points by the day their expiry clock started, under the policy in force (the liability report's
     expiry schedule reads these rows); returns the days written."""
-    from ..models import ExpiryClockDay
-    from ..selectors_liability import open_points_by_clock_day_now
-    from .expiry import Policy
-
     policy = Policy.of()
     rows = open_points_by_clock_day_now(policy)
     now = timezone.now()

@@ -36,10 +36,10 @@ from loyalty.models import (
 from loyalty.rules import hold_until
 from loyalty.services import Posting, entries_post_bulk, reward_give
 from loyalty.services.expiry import points_expire
-from loyalty.services.ledger_bulk import fill_table
 from loyalty.services.members import new_member_tier_id
 from loyalty.services.orders import order_rule_points
 from loyalty.services.rfm import rfm_refresh
+from loyalty.services.tables import fill_table
 from loyalty.services.totals import ledger_days_refresh
 from tiers.models import Tier
 

@@ -1,0 +1,24 @@
+"""Loading many rows into a table from Python, the fastest way each database offers (shared by the ledger's bulk
+path, its batches and the import's parse)."""
+
+from django.db import connection
+
+
+def fill_table(table: str, columns: tuple[str, ...], rows) -> None:
+    """Load rows into a table: COPY on PostgreSQL, executemany elsewhere."""
+    with connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            with cur.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        marks = ", ".join(["%s"] * len(columns))
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+        batch = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= 5000:
+                cur.executemany(sql, batch)
+                batch.clear()
+        if batch:
+            cur.executemany(sql, batch)
