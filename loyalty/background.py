@@ -21,12 +21,13 @@ from contextlib import contextmanager
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .retry import retry_if_transient
+from .queueing import queue_task
+from .retry import RETRY_DELAYS_S, retry_if_transient
 
 log = logging.getLogger(__name__)
 
@@ -108,3 +109,27 @@ def job_task(task, *, model, pk: int, run: Callable[[], object], fail: Callable[
 
 def _finished(model, pk: int) -> None:
     model.objects.filter(pk=pk).update(task_starts=0)
+
+
+def range_task(task, *, model, pk: int, apply: Callable[[], str], fail: Callable[[str], None], close_task: str):
+    """Run one member range of a job spread over workers (a Reward past actions run, a big group action).
+
+    `apply()` posts the range in one transaction and answers "done", "last" (it completed the job) or "skipped";
+    the range that completes the job queues `close_task` (the job's final step, with `pk`). A database error (a
+    deadlock, a key met with another range's, a dropped connection) retries this range alone, later; anything else
+    ends the job as failed through `fail(reason)`. Beats on the job's row while it runs.
+    """
+    with heartbeat(model, pk):
+        try:
+            outcome = apply()
+        except Exception as exc:
+            attempt = task.request.retries
+            if isinstance(exc, DatabaseError) and attempt < len(RETRY_DELAYS_S):
+                log.warning("%s %s: a range again in %ss: %s", model.__name__, pk, RETRY_DELAYS_S[attempt], exc)
+                raise task.retry(exc=exc, countdown=RETRY_DELAYS_S[attempt], max_retries=len(RETRY_DELAYS_S)) from exc
+            log.exception("%s %s: a range stopped", model.__name__, pk)
+            fail(failure_reason(exc))
+            return "failed"
+    if outcome == "last":
+        queue_task(close_task, pk)
+    return outcome

@@ -12,13 +12,10 @@ not done again). The start and the undo run inside loyalty.background.job_task; 
 import logging
 
 from celery import shared_task
-from django.db import DatabaseError
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from loyalty.background import failure_reason, heartbeat, job_task
-from loyalty.queueing import queue_task
-from loyalty.retry import RETRY_DELAYS_S
+from loyalty.background import job_task, range_task
 
 from ..models import BackfillRange, BackfillRun, BackfillStatus
 from ..services.backfill import (
@@ -70,22 +67,16 @@ def backfill_range_task(self, range_id: int):
             % {"id": range_id, "n": BackfillRange.objects.get(pk=range_id).attempts - 1},
         )
         return "failed"
-    with heartbeat(BackfillRun, run_id):
-        try:
-            outcome = backfill_range_apply(range_id=range_id)
-        except Exception as exc:
-            # The range rolled back whole. A database error (a deadlock or a key met with another range's, a lock
-            # timeout, a dropped connection) is tried again later, on its own; anything else stops the run.
-            attempt = self.request.retries
-            if isinstance(exc, DatabaseError) and attempt < len(RETRY_DELAYS_S):
-                log.warning("Reward past actions range %s: again in %ss: %s", range_id, RETRY_DELAYS_S[attempt], exc)
-                raise self.retry(exc=exc, countdown=RETRY_DELAYS_S[attempt], max_retries=len(RETRY_DELAYS_S)) from exc
-            log.exception("Reward past actions range %s stopped", range_id)
-            _fail(run_id, _("The run stopped: %(reason)s. Resume credits the rest.") % {"reason": failure_reason(exc)})
-            return "failed"
-    if outcome == "last":
-        queue_task("imports.backfill_close", run_id)
-    return outcome
+    return range_task(
+        self,
+        model=BackfillRun,
+        pk=run_id,
+        apply=lambda: backfill_range_apply(range_id=range_id),
+        fail=lambda reason: _fail(
+            run_id, _("The run stopped: %(reason)s. Resume credits the rest.") % {"reason": reason}
+        ),
+        close_task="imports.backfill_close",
+    )
 
 
 @shared_task(name="imports.backfill_close", bind=True, **JOB)

@@ -3,16 +3,13 @@
 import logging
 
 from celery import shared_task
-from django.db import DatabaseError
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from ..background import failure_reason, heartbeat, job_task
+from ..background import job_task, range_task
 from ..models import GroupAction, GroupActionRange, JobStatus
-from ..queueing import queue_task
-from ..retry import RETRY_DELAYS_S
 from ..services.groups import (
     group_action_close,
     group_action_range_apply,
@@ -64,19 +61,14 @@ def group_action_range_task(self, range_id: int):
     if not group_action_range_start(range_id=range_id):
         _fail(action_id, _("Stopped: a range of members started too many times without finishing. Resume retries."))
         return "failed"
-    with heartbeat(GroupAction, action_id):
-        try:
-            outcome = group_action_range_apply(range_id=range_id)
-        except Exception as exc:
-            attempt = self.request.retries
-            if isinstance(exc, DatabaseError) and attempt < len(RETRY_DELAYS_S):
-                raise self.retry(exc=exc, countdown=RETRY_DELAYS_S[attempt], max_retries=len(RETRY_DELAYS_S)) from exc
-            log.exception("Group action range %s stopped", range_id)
-            _fail(action_id, _("Stopped: %(reason)s. Resume posts the rest.") % {"reason": failure_reason(exc)})
-            return "failed"
-    if outcome == "last":
-        queue_task("loyalty.group_action_close", action_id)
-    return outcome
+    return range_task(
+        self,
+        model=GroupAction,
+        pk=action_id,
+        apply=lambda: group_action_range_apply(range_id=range_id),
+        fail=lambda reason: _fail(action_id, _("Stopped: %(reason)s. Resume posts the rest.") % {"reason": reason}),
+        close_task="loyalty.group_action_close",
+    )
 
 
 @shared_task(name="loyalty.group_action_close", bind=True, **JOB)
