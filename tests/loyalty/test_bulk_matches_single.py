@@ -450,3 +450,22 @@ def test_an_entry_moved_twice_in_one_batch_moves_once(tiers):
     assert result.refused == [(1, f"Entry #{pending.pk} is active, not pending.")]
     ann.refresh_from_db()
     assert (ann.available_points, ann.pending_points) == (50, 0)
+
+
+def test_an_earning_rejected_twice_in_one_batch_takes_its_pending_take_back_once(tiers):
+    """Found on PostgreSQL: the take-back of an earning rejected twice was staged twice and the batch failed."""
+    ann = member_create(email="rejected-twice@eq.example")
+    earning = points_earn(
+        member=ann, points=80, reason="order", actor=SYSTEM, source="order", hold_until=_hold(True)
+    ).entry
+    entry_take_back(entry=earning, points=30, reason="refund", actor=SYSTEM, idempotency_key=None)
+    result = entries_post_bulk(
+        postings=[Move(earning.pk, REJECT, "fraud"), Move(earning.pk, REJECT, "fraud again")],
+        actor=SYSTEM,
+        source="admin",
+    )
+    assert result.refused == [(1, f"Entry #{earning.pk} is rejected, not pending.")]
+    take_back = LedgerEntry.objects.get(takes_back=earning)
+    assert take_back.status == EntryStatus.REJECTED
+    ann.refresh_from_db()
+    assert (ann.available_points, ann.pending_points) == (0, 0)
