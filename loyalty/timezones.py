@@ -20,6 +20,9 @@ from django.conf import settings
 from django.utils import timezone
 
 CACHE_SECONDS = 60
+# The years a date the program is given may fall in (a file's, a store's, a page's or a command's): both Python and
+# the database hold them, in any time zone, with room for a day on either side.
+FIRST_YEAR, LAST_YEAR = 1900, 2100
 _cache = {"zone": None, "read_at": 0.0}  # shared by the process's threads
 _held = threading.local()
 
@@ -60,6 +63,13 @@ def store_timezone_held():
 def forget_store_timezone(**_kwargs) -> None:
     """Read the zone again next time (connected to ProgramSettings' post_save)."""
     _cache["zone"] = None
+
+
+def day_refusal(day: date) -> str | None:
+    """Why a day given by a person cannot be used (None when it can): outside FIRST_YEAR..LAST_YEAR."""
+    if FIRST_YEAR <= day.year <= LAST_YEAR:
+        return None
+    return f"{day.isoformat()} is outside the years {FIRST_YEAR} to {LAST_YEAR}."
 
 
 def store_today() -> date:

@@ -31,6 +31,7 @@ from decimal import Decimal, InvalidOperation
 
 from loyalty.models import Store
 from loyalty.services.orders import OrderFacts, RefundFacts
+from loyalty.timezones import FIRST_YEAR, LAST_YEAR
 
 # The largest amount an order or a refund can hold (loyalty.Order.total: 14 digits, 2 after the point). Points are
 # at most 999,999.9999 a unit of it, so what it earns fits the ledger's 64-bit points too.
@@ -71,7 +72,6 @@ WOO_FINANCIAL_STATUS = {
 
 
 # The years a date may have: both Python and the database hold them whatever the offset.
-FIRST_YEAR, LAST_YEAR = 1900, 2100
 
 
 class PayloadError(ValueError):

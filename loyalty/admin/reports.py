@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy
 
 from ..models import LiabilityReport
 from ..selectors_liability import liability_csv_rows, liability_on
-from ..timezones import store_today
+from ..timezones import day_refusal, store_today
 
 PERMISSION = "loyalty.view_liabilityreport"
 
@@ -49,9 +49,12 @@ class LiabilityReportAdmin(admin.ModelAdmin):
         day = store_today()
         if text:
             try:
-                day = date.fromisoformat(text)
+                asked = date.fromisoformat(text)
             except ValueError:
                 error = gettext_lazy("“%(text)s” is not a date: write it as YYYY-MM-DD.") % {"text": text}
+            else:
+                error = day_refusal(asked)
+                day = day if error else asked
         report = liability_on(day)
         if request.GET.get("format") == "csv" and not error:
             response = HttpResponse(content_type="text/csv; charset=utf-8")

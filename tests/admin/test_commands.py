@@ -105,3 +105,10 @@ def test_ledger_floor_has_the_ledgers_guards():
 def test_sizes_and_limits_below_one_are_refused_with_the_value_named(command, option, value):
     with pytest.raises(CommandError, match=f"argument {option}: .*{value}"):
         call_command(command, option, value)
+
+
+def test_expire_points_refuses_a_day_beyond_the_years_the_program_holds(db):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="outside the years 1900 to 2100"):
+        call_command("expire_points", "--dry-run", "--as-of", "9999-12-31")

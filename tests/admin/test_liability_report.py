@@ -111,3 +111,11 @@ def test_the_stored_expiry_schedule_equals_the_live_one(ledger):
     stored = liability_on()
     assert stored.expiring == live.expiring and stored.due == live.due
     assert sum(points for _month, points in stored.expiring) == 700
+
+
+@pytest.mark.parametrize("on", ["9999-12-31", "0001-01-01"])
+def test_a_date_beyond_the_years_the_program_holds_is_refused_not_a_500(manager_client, on):
+    page = manager_client.get(URL, {"on": on})
+    assert page.status_code == 200 and "is outside the years 1900 to 2100" in page.content.decode()
+    download = manager_client.get(URL, {"on": on, "format": "csv"})
+    assert download.status_code == 200 and "outside the years" in download.content.decode()

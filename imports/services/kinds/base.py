@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from loyalty.timezones import in_store_time
+from loyalty.timezones import FIRST_YEAR, LAST_YEAR, in_store_time
 
 from ..parsing import ImportFileError, RefusedRow
 
@@ -20,7 +20,6 @@ MAX_POINTS = 10**9
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # The years a date may have: both Python and the database hold them whatever the offset (9999-12-31 at -14:00 is
 # year 10000 in UTC, which PostgreSQL stores and Python cannot read back).
-FIRST_YEAR, LAST_YEAR = 1900, 2100
 # An id as a spreadsheet shows a long number it has cut to 15 digits: 6.54321E+12 (the sign is always written).
 SCIENTIFIC_ID = re.compile(r"^[+-]?\d+(?:[.,]\d+)?[eE][+-]\d+$")
 # Money: plain (1234, 1234.5, -12.00), a decimal comma (1234,50), or grouped in threes with the other mark as the

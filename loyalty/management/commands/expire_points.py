@@ -4,13 +4,17 @@ from django.core.management.base import BaseCommand, CommandError
 
 from loyalty.services.expiry import points_expire
 from loyalty.services.totals import ledger_days_refresh
+from loyalty.timezones import day_refusal
 
 
 def _day(text: str) -> date:
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise CommandError(f"--as-of {text!r} is not a date: write it as YYYY-MM-DD.") from None
+    if refusal := day_refusal(day):
+        raise CommandError(f"--as-of {refusal}")
+    return day
 
 
 class Command(BaseCommand):
