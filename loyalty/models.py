@@ -441,14 +441,25 @@ class PointsBatch(models.Model):
     of a member add up to the available balance (0 when it is below zero). Written only by the ledger service, in
     the transaction of the entry that made or spent them. A batch expires once: its remainder at the expiry run."""
 
-    member = models.ForeignKey(Member, on_delete=models.PROTECT, related_name="batches", db_index=False)
+    # The member and the expiring entry are copies of what the entry and the expiration say, written only by the
+    # ledger service beside them: no foreign-key check of their own (one per batch at every commit, a quarter of a
+    # bulk post's time); reconcile_ledger holds each to its entry (loyalty.selectors.batch_link_differences).
+    member = models.ForeignKey(
+        Member, on_delete=models.PROTECT, related_name="batches", db_index=False, db_constraint=False
+    )
     entry = models.OneToOneField(LedgerEntry, on_delete=models.PROTECT, related_name="batch")
     earned_at = models.DateTimeField(_("available since"), help_text=_("The expiry clock starts here."))
     points = models.BigIntegerField(_("points"))
     remaining = models.BigIntegerField(_("left"))
     expired_points = models.BigIntegerField(_("expired"), default=0)
     expiration_entry = models.ForeignKey(
-        LedgerEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+        LedgerEntry,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
 
     class Meta:

@@ -6,6 +6,8 @@ from django.db import connection
 
 from tiers.rules import tier_for_sql, tier_table
 
+from .models import EntryKind
+
 
 @dataclass
 class Difference:
@@ -55,6 +57,8 @@ def ledger_differences(limit: int = 1000) -> list[Difference]:
                 found.append(Difference(mid, email, figure, cached, ledger))
     if len(found) < limit:
         found += batch_differences(limit=limit - len(found))
+    if len(found) < limit:
+        found += batch_link_differences(limit=limit - len(found))
     return found
 
 
@@ -74,3 +78,26 @@ def batch_differences(limit: int = 1000) -> list[Difference]:
     with connection.cursor() as cur:
         cur.execute(sql, [limit])
         return [Difference(mid, email, "open batches", open_, spendable) for mid, email, open_, spendable in cur]
+
+
+def batch_link_differences(limit: int = 1000) -> list[Difference]:
+    """Batches whose copies disagree with the ledger: a batch's member must be its entry's member, and the entry
+    that expired it must be an expiration of that member (the batch table keeps no foreign key for either; see
+    loyalty.models.PointsBatch). Each is reported on the batch's member, as "batch's member" (cached: the batch's
+    member id, ledger: its entry's) or "batch's expiring entry" (cached: that entry's id, ledger: None, as no
+    expiration of the member has it)."""
+    sql = f"""
+        SELECT b.member_id, COALESCE(m.email, ''), 'batch''s member', b.member_id, e.member_id
+        FROM loyalty_pointsbatch b JOIN loyalty_ledgerentry e ON e.id = b.entry_id
+        LEFT JOIN loyalty_member m ON m.id = b.member_id
+        WHERE e.member_id <> b.member_id
+        UNION ALL
+        SELECT b.member_id, COALESCE(m.email, ''), 'batch''s expiring entry', b.expiration_entry_id, NULL
+        FROM loyalty_pointsbatch b LEFT JOIN loyalty_member m ON m.id = b.member_id
+        WHERE b.expiration_entry_id IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM loyalty_ledgerentry x WHERE x.id = b.expiration_entry_id AND x.member_id = b.member_id
+            AND x.kind = '{EntryKind.EXPIRATION}')
+        LIMIT %s"""
+    with connection.cursor() as cur:
+        cur.execute(sql, [limit])
+        return [Difference(*row) for row in cur.fetchall()]

@@ -141,15 +141,8 @@ def stage_batches(*, stage: str, new_state: int, now, active_rows: str) -> None:
     """The bulk path: the stage's rows that make points active (`active_rows`, an SQL condition over the stage's
     columns) open and spend batches, in posting order, as entry_batches would one by one. Runs before the members'
     figures are moved (their available balance is still the one before the batch)."""
-    _exec(f"DROP TABLE IF EXISTS {EVENTS}")
-    _exec(
-        f"""CREATE TEMP TABLE {EVENTS} AS
-            SELECT seq, member_id, entry_id, points, kind, CASE WHEN op = 'post' THEN at END AS at FROM {stage}
-            WHERE state = {new_state} AND {active_rows}"""
-    )
-    _exec(f"CREATE INDEX {EVENTS}_member ON {EVENTS} (member_id, seq)")
-    if connection.vendor == "postgresql":
-        _exec(f"ANALYZE {EVENTS}")
+    events = f"""SELECT seq, member_id, entry_id, points, kind, CASE WHEN op = 'post' THEN at END AS at FROM {stage}
+                 WHERE state = {new_state} AND {active_rows}"""
     _exec("DROP TABLE IF EXISTS ledger_stage_batch_members")
     # Per member: how the batch treats it. 1: only credits on a balance not below zero (each batch holds its points);
     # 2: one debit alone (one window over the member's open batches); 3: anything else (replayed in order).
@@ -159,22 +152,33 @@ def stage_batches(*, stage: str, new_state: int, now, active_rows: str) -> None:
                    CASE WHEN SUM(CASE WHEN e.points < 0 THEN 1 ELSE 0 END) = 0 AND MIN(m.available_points) >= 0
                         THEN 1
                         WHEN COUNT(*) = 1 AND MIN(e.points) < 0 THEN 2 ELSE 3 END AS road
-            FROM {EVENTS} e JOIN loyalty_member m ON m.id = e.member_id GROUP BY e.member_id"""
+            FROM ({events}) e JOIN loyalty_member m ON m.id = e.member_id GROUP BY e.member_id"""
     )
     _exec("CREATE INDEX ledger_stage_batch_members_road ON ledger_stage_batch_members (member_id, road)")
+    # The common batch (earnings, credits) is road 1 alone: its batches go straight from the stage, in posting order,
+    # without copying its rows aside first.
     _exec(
         f"""INSERT INTO loyalty_pointsbatch (member_id, entry_id, earned_at, points, remaining, expired_points)
-            SELECT e.member_id, e.entry_id, COALESCE(e.at, %s), e.points, e.points, 0 FROM {EVENTS} e
+            SELECT e.member_id, e.entry_id, COALESCE(e.at, %s), e.points, e.points, 0 FROM ({events}) e
             WHERE e.member_id IN (SELECT member_id FROM ledger_stage_batch_members WHERE road = 1)
             ORDER BY e.seq""",
         [now],
     )
-    _spend_single_debits()
-    replayed = [r[0] for r in _rows("SELECT member_id FROM ledger_stage_batch_members WHERE road = 3 ORDER BY 1")]
-    if replayed:
-        _replay(replayed, now)
+    if _rows("SELECT EXISTS (SELECT 1 FROM ledger_stage_batch_members WHERE road <> 1)")[0][0]:
+        _exec(f"DROP TABLE IF EXISTS {EVENTS}")
+        _exec(
+            f"""CREATE TEMP TABLE {EVENTS} AS SELECT * FROM ({events}) e
+                WHERE e.member_id IN (SELECT member_id FROM ledger_stage_batch_members WHERE road <> 1)"""
+        )
+        _exec(f"CREATE INDEX {EVENTS}_member ON {EVENTS} (member_id, seq)")
+        if connection.vendor == "postgresql":
+            _exec(f"ANALYZE {EVENTS}")
+        _spend_single_debits()
+        replayed = [r[0] for r in _rows("SELECT member_id FROM ledger_stage_batch_members WHERE road = 3 ORDER BY 1")]
+        if replayed:
+            _replay(replayed, now)
+        _exec(f"DROP TABLE {EVENTS}")
     _exec("DROP TABLE ledger_stage_batch_members")
-    _exec(f"DROP TABLE {EVENTS}")
 
 
 def _spend_single_debits() -> None:

@@ -1,5 +1,6 @@
 """seed_demo builds a program whose ledger reconciles; the bench commands print their JSON on the last line."""
 
+import itertools
 import json
 from io import StringIO
 
@@ -8,8 +9,8 @@ from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
 
-from devtools.bench_floor import FLOOR_TABLE, ledger_write_floor_s
-from loyalty.models import EntryKind, LedgerEntry, Member, RFMSegment
+from devtools.bench_floor import BATCH_FLOOR_TABLE, FLOOR_TABLE, ledger_write_floor_s
+from loyalty.models import EntryKind, LedgerEntry, Member, PointsBatch, RFMSegment
 
 pytestmark = pytest.mark.django_db
 
@@ -81,11 +82,13 @@ def test_bench_ledger_posts_every_entry_and_reconciles():
 def test_ledger_floor_has_the_ledgers_guards():
     """The floor is only a floor if its table checks what the ledger checks: here, an unknown member."""
     ids = [m.pk for m in Member.objects.bulk_create([Member(email=f"floor{n}@example.com") for n in range(3)])]
-    for required_only in (False, True):
-        assert ledger_write_floor_s(ids, 30, required_only=required_only) > 0
+    for required_only, with_batches in itertools.product((False, True), (False, True)):
+        options = {"required_only": required_only, "with_batches": with_batches}
+        assert ledger_write_floor_s(ids, 30, **options) > 0
         with pytest.raises(IntegrityError):  # a member id that does not exist fails the foreign key at commit
-            ledger_write_floor_s([max(ids) + 1000], 1, required_only=required_only)
-    assert FLOOR_TABLE not in connection.introspection.table_names()
+            ledger_write_floor_s([max(ids) + 1000], 1, **options)
+    assert not {FLOOR_TABLE, BATCH_FLOOR_TABLE} & set(connection.introspection.table_names())
+    assert not PointsBatch.objects.exists()
     assert not LedgerEntry.objects.filter(reason="floor").exists()
     with transaction.atomic(), pytest.raises(RuntimeError, match="transaction of its own"):
         ledger_write_floor_s(ids, 1)  # its commit is part of what it measures

@@ -302,3 +302,22 @@ def test_the_bulk_reversal_of_a_partly_expired_earning_matches_the_single_one(ti
     ann.refresh_from_db()
     assert ann.available_points == 10 and _remaining(ann) == [0, 10]
     assert ledger_differences() == []
+
+
+@pytest.mark.django_db
+def test_reconcile_holds_a_batchs_member_and_expiring_entry_to_the_ledger(tiers):
+    """The batch table keeps no foreign key for its member or its expiring entry: reconcile_ledger checks both."""
+    ann = member_create(email="ann@example.com")
+    bob = member_create(email="bob@example.com")
+    earning = _earn(ann, 100)
+    other = _earn(bob, 50)
+    assert ledger_differences() == []
+    batch = PointsBatch.objects.get(entry=earning)
+    PointsBatch.objects.filter(pk=batch.pk).update(member_id=bob.pk)
+    found = ledger_differences()
+    assert any(d.figure == "batch's member" and d.cached == bob.pk and d.ledger == ann.pk for d in found)
+    PointsBatch.objects.filter(pk=batch.pk).update(member_id=ann.pk, expiration_entry_id=other.pk)
+    found = ledger_differences()
+    assert [(d.member_id, d.figure, d.cached) for d in found] == [(ann.pk, "batch's expiring entry", other.pk)]
+    PointsBatch.objects.filter(pk=batch.pk).update(expiration_entry_id=None)
+    assert ledger_differences() == []
