@@ -15,6 +15,7 @@ from django.db import connection
 
 from .. import rules
 from ..models import EntryKind, PointsBatch
+from ..profiling import step
 from .tables import fill_table
 
 ORDER_SQL = "earned_at, id"  # rules.BATCH_ORDER
@@ -143,6 +144,29 @@ def stage_batches(*, stage: str, new_state: int, now, active_rows: str) -> None:
     figures are moved (their available balance is still the one before the batch)."""
     events = f"""SELECT seq, member_id, entry_id, points, kind, CASE WHEN op = 'post' THEN at END AS at FROM {stage}
                  WHERE state = {new_state} AND {active_rows}"""
+    with step("batches"):
+        _open_new_batches(events, now)
+    if _rows("SELECT EXISTS (SELECT 1 FROM ledger_stage_batch_members WHERE road <> 1)")[0][0]:
+        with step("batch_spends"):
+            _exec(f"DROP TABLE IF EXISTS {EVENTS}")
+            _exec(
+                f"""CREATE TEMP TABLE {EVENTS} AS SELECT * FROM ({events}) e
+                    WHERE e.member_id IN (SELECT member_id FROM ledger_stage_batch_members WHERE road <> 1)"""
+            )
+            _exec(f"CREATE INDEX {EVENTS}_member ON {EVENTS} (member_id, seq)")
+            if connection.vendor == "postgresql":
+                _exec(f"ANALYZE {EVENTS}")
+        _spend_single_debits()
+        replayed = [r[0] for r in _rows("SELECT member_id FROM ledger_stage_batch_members WHERE road = 3 ORDER BY 1")]
+        if replayed:
+            with step("batch_replays"):
+                _replay(replayed, now)
+        _exec(f"DROP TABLE {EVENTS}")
+    _exec("DROP TABLE ledger_stage_batch_members")
+
+
+def _open_new_batches(events: str, now) -> None:
+    """Sort the members into roads (below), and open the batches of road 1 straight from the stage."""
     _exec("DROP TABLE IF EXISTS ledger_stage_batch_members")
     # Per member: how the batch treats it. 1: only credits on a balance not below zero (each batch holds its points);
     # 2: one debit alone (one window over the member's open batches); 3: anything else (replayed in order).
@@ -164,33 +188,24 @@ def stage_batches(*, stage: str, new_state: int, now, active_rows: str) -> None:
             ORDER BY e.seq""",
         [now],
     )
-    if _rows("SELECT EXISTS (SELECT 1 FROM ledger_stage_batch_members WHERE road <> 1)")[0][0]:
-        _exec(f"DROP TABLE IF EXISTS {EVENTS}")
-        _exec(
-            f"""CREATE TEMP TABLE {EVENTS} AS SELECT * FROM ({events}) e
-                WHERE e.member_id IN (SELECT member_id FROM ledger_stage_batch_members WHERE road <> 1)"""
-        )
-        _exec(f"CREATE INDEX {EVENTS}_member ON {EVENTS} (member_id, seq)")
-        if connection.vendor == "postgresql":
-            _exec(f"ANALYZE {EVENTS}")
-        _spend_single_debits()
-        replayed = [r[0] for r in _rows("SELECT member_id FROM ledger_stage_batch_members WHERE road = 3 ORDER BY 1")]
-        if replayed:
-            _replay(replayed, now)
-        _exec(f"DROP TABLE {EVENTS}")
-    _exec("DROP TABLE ledger_stage_batch_members")
 
 
 def _spend_single_debits() -> None:
     """Members whose only row is a debit: rules.allocate_debit_sql over a window of their open batches. Driven from
     the debits, so each member's open batches are read from the (member, earned_at, id) index in spending order, not
     by scanning every batch of the program."""
+    with step("batch_spends"):
+        _find_takes()
+    with step("batch_updates"):
+        _take()
+
+
+def _find_takes() -> None:
     if connection.vendor == "postgresql":
         _exec("ANALYZE ledger_stage_batch_members")
     window = f"PARTITION BY b.member_id ORDER BY {_order('b')} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING"
     before = f"CAST(COALESCE(SUM(b.remaining) OVER ({window}), 0) AS bigint)"
     take = rules.allocate_debit_sql(remaining="b.remaining", before="b.before", amount="b.amount")
-    expiration = f"'{EntryKind.EXPIRATION}'"
     # What each batch gives first (a small table), then one update by primary key.
     _exec("DROP TABLE IF EXISTS ledger_stage_batch_takes")
     _exec(
@@ -204,6 +219,10 @@ def _spend_single_debits() -> None:
     )
     if connection.vendor == "postgresql":
         _exec("ANALYZE ledger_stage_batch_takes")
+
+
+def _take() -> None:
+    expiration = f"'{EntryKind.EXPIRATION}'"
     _exec(
         f"""UPDATE loyalty_pointsbatch SET remaining = loyalty_pointsbatch.remaining - x.take,
                 expired_points = loyalty_pointsbatch.expired_points

@@ -380,13 +380,12 @@ def _apply(*, actor, source, source_ref, policy, action, keys_new_unless_prefix=
     with step("entries"):
         _insert_entries(actor=actor, source=source, source_ref=source_ref, now=now)
         _move_statuses(actor=actor, now=now)
-    with step("batches"):
-        stage_batches(
-            stage=_STAGE,
-            new_state=_NEW,
-            now=now,
-            active_rows=f"((op = '{_POST}' AND status = 'active') OR op = '{ACTIVATE}')",
-        )
+    stage_batches(  # its steps: batches, batch_spends, batch_replays
+        stage=_STAGE,
+        new_state=_NEW,
+        now=now,
+        active_rows=f"((op = '{_POST}' AND status = 'active') OR op = '{ACTIVATE}')",
+    )
     with step("entries"):
         _insert_shortfalls(now)
         _disable_reversed_coupons(now)

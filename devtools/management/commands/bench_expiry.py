@@ -29,6 +29,7 @@ from loyalty import charts
 from loyalty.actors import SystemActor
 from loyalty.management.arguments import positive_int
 from loyalty.models import EntryKind, ProgramSettings
+from loyalty.profiling import rounded, step_profile
 from loyalty.selectors import ledger_differences
 from loyalty.selectors_liability import dashboard_figures, liability_on
 from loyalty.services import PostingsQuery, entries_post_bulk
@@ -61,7 +62,8 @@ class Command(BaseCommand):
         self.stdout.write(f"made {members:,} members with {entries_per_member} entries each in {made_s:.1f}s")
 
         dry_run_s, dry = _timed(lambda: points_expire(dry_run=True))
-        run_s, run = _timed(points_expire)
+        with step_profile() as steps:
+            run_s, run = _timed(points_expire)
         self.stdout.write(f"dry run: {dry.summary()} in {dry_run_s:.2f}s")
         self.stdout.write(f"run:     {run.summary()} in {run_s:.2f}s")
         member_ids = list(range(lo, hi + 1))
@@ -84,6 +86,8 @@ class Command(BaseCommand):
             "dashboard_ms": dashboard_ms,
             "daily_totals_s": round(daily_totals_s, 3),
             "reconciles": reconciles,
+            # Seconds by step of the run (loyalty/profiling.py): the bulk path's steps, batch_* the batches it spends.
+            "profile_run_s": rounded(steps, run_s),
             "goal_run_vs_floor": 2.0,
             "goal_page_ms": 500,
             "load_average_1m": os.getloadavg()[0],
