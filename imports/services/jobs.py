@@ -469,10 +469,10 @@ def _member_spans(ready: str, size: int) -> list[tuple[int, int, int]]:
         (int(lo), int(hi), int(rows))
         for lo, hi, rows in sql.rows(
             f"""SELECT MIN(member_id), MAX(member_id), SUM(n) FROM (
-                    SELECT member_id, n, CAST(SUM(n) OVER (ORDER BY member_id) AS bigint) - n AS before
+                    SELECT member_id, n, CAST(SUM(n) OVER (ORDER BY member_id) AS bigint) - n AS rows_before
                     FROM (SELECT member_id, COUNT(*) AS n FROM {ready} WHERE problem IS NULL GROUP BY member_id) m
                 ) s
-                GROUP BY before / {int(size)} ORDER BY MIN(member_id)"""
+                GROUP BY rows_before / {int(size)} ORDER BY MIN(member_id)"""
         )
     ]
 

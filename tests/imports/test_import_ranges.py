@@ -23,7 +23,16 @@ from imports.services.jobs import (
 )
 from imports.services.kinds import KINDS
 from imports.tasks.import_job import apply_import_job, import_range_task
-from loyalty.models import EntrySource, LedgerEntry, Member, ProgramSettings, StaffDailyTotal
+from loyalty.models import (
+    EarnRule,
+    EarnRuleKind,
+    EntrySource,
+    LedgerEntry,
+    Member,
+    ProgramSettings,
+    RewardToken,
+    StaffDailyTotal,
+)
 from loyalty.selectors import ledger_differences
 from tests.factories import MemberFactory
 from tests.imports.helpers import checked
@@ -314,3 +323,39 @@ def test_members_and_orders_imports_stay_in_one_task(members, small_ranges):
     job.refresh_from_db()
     assert job.status == ImportStatus.APPLIED and job.applied == 12
     assert not ImportRange.objects.exists()
+
+
+def test_a_split_tokens_import_leaves_what_the_same_file_applied_in_one_task_leaves(members, settings):
+    rule = EarnRule.objects.create(name="Referral", kind=EarnRuleKind.CONVERSION, points=250)
+    for n, member in enumerate(Member.objects.order_by("pk")):
+        for k in range(3):
+            RewardToken.objects.create(token=f"T{n}-{k}", member=member, earn_rule=rule if k else None)
+    # Two tokens a member closed (with a sale amount, or the default rule), one rejected before it was ever credited
+    # (half the members), a token nobody has, a token twice.
+    rows = [f"T{n}-{k},closed,,{10 * n + k}.00" for n in range(8) for k in (0, 1)]
+    rows += [f"T{n}-2,rejected,," for n in range(0, 8, 2)] + ["T99-0,closed,,", "T1-0,closed,,"]
+    text = "token,status,email,amount\n" + "\n".join(rows) + "\n"
+
+    def outcome(job):
+        tokens = sorted(RewardToken.objects.values_list("token", "status", "amount"))
+        return _outcome(job) | {"tokens": tokens}
+
+    with transaction.atomic():
+        settings.IMPORT_RANGE_ROWS = 10_000
+        whole = _apply_through_the_task_as(text, kind="tokens")
+        assert not whole.ranges.exists()
+        expected = outcome(whole)
+        transaction.set_rollback(True)
+    settings.IMPORT_RANGE_ROWS = 4
+    job = _apply_through_the_task_as(text, kind="tokens")
+    assert job.ranges.count() > 3 and not job.ranges.filter(done=False).exists()
+    assert outcome(job) == expected
+    assert expected["counters"]["applied"] == 20 and expected["counters"]["failed"] == 2
+    assert ledger_differences() == []
+
+
+def _apply_through_the_task_as(text: str, *, kind: str) -> ImportJob:
+    job = checked(text, kind=kind, reason="Spring")
+    apply_import_job.delay(job.pk)
+    job.refresh_from_db()
+    return job
