@@ -427,6 +427,7 @@ def _apply_ranges(job: ImportJob, kind, ctx: Context, *, spread: bool) -> Import
     job.ranges.filter(done=False).update(attempts=0)
     pending = list(job.ranges.filter(done=False).order_by("lo").values_list("pk", flat=True))
     if not pending:
+        # Every range is done (its final step did not run), or no row applies (every one has a problem): finish here.
         return import_job_close(job_id=job.pk)
     if spread:
         for range_id in pending:
@@ -456,9 +457,6 @@ def _split(job: ImportJob, kind, ctx: Context) -> None:
         if sum(rows for _lo, _hi, rows in spans) != applying:
             # Kind.splittable promises every row without a problem has its member: one without would be lost.
             raise RuntimeError(f"{kind.name} rows without a member cannot be applied in member ranges")
-        if not spans:
-            # Nothing applies (every row has a problem): one empty range, so the job is still finished by its ranges.
-            spans = [(0, 0, 0)]
         ImportRange.objects.bulk_create([ImportRange(job=job, lo=lo, hi=hi, rows=rows) for lo, hi, rows in spans])
 
 

@@ -359,3 +359,10 @@ def _apply_through_the_task_as(text: str, *, kind: str) -> ImportJob:
     apply_import_job.delay(job.pk)
     job.refresh_from_db()
     return job
+
+
+def test_a_big_file_whose_every_row_has_a_problem_ends_applied_with_nothing_applied(members, small_ranges):
+    job = _apply_through_the_task("email,points\n" + "".join(f"nobody{i}@shop.example,5\n" for i in range(12)))
+    assert job.status == ImportStatus.APPLIED
+    assert (job.total, job.problems, job.applied, job.failed, job.progress) == (12, 12, 0, 12, 12)
+    assert not job.ranges.exists() and not import_sql.table_exists(job.ready_table)
