@@ -204,6 +204,9 @@ JOB_SILENT_SECONDS = env.int("JOB_SILENT_SECONDS", default=600)
 JOB_MAX_STARTS = env.int("JOB_MAX_STARTS", default=5)
 # Rows applied per transaction; progress is written between chunks and a resumed apply restarts at a chunk boundary.
 IMPORT_CHUNK_ROWS = env.int("IMPORT_CHUNK_ROWS", default=100_000)
+# A points or tokens import of more rows than this applies in member ranges of about this many rows, each a Celery task
+# of its own (any worker takes it); smaller ones, and members and orders imports, apply in chunks in one task.
+IMPORT_RANGE_ROWS = env.int("IMPORT_RANGE_ROWS", default=200_000)
 # Reward past actions: member ids per range; each range is a Celery task of its own (any worker takes it).
 BACKFILL_RANGE_MEMBERS = env.int("BACKFILL_RANGE_MEMBERS", default=50_000)
 # Group actions on more members than this run their ranges of 5,000 members as Celery tasks of their own.

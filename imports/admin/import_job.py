@@ -115,10 +115,7 @@ class ImportJobAdmin(admin.ModelAdmin):
             ),
             "can_undo": request.user.has_perm(UNDO_PERMISSION)
             and KINDS[job.kind].undoable
-            and (
-                job.status == ImportStatus.APPLIED
-                or (job.status == ImportStatus.FAILED and job.applied_through_row > 0)
-            ),
+            and (job.status == ImportStatus.APPLIED or (job.status == ImportStatus.FAILED and job.has_applied_rows)),
             "status_url": reverse("admin:imports_importjob_status", args=[job.pk]),
         }
         return TemplateResponse(request, "admin/imports/importjob/job.html", context)

@@ -7,7 +7,7 @@ from django.utils.translation import gettext_lazy as _
 
 from loyalty.models import CHANGE_KIND_CHOICES
 
-__all__ = ["ImportJob", "ImportKind", "ImportRowProblem", "ImportStatus"]
+__all__ = ["ImportJob", "ImportKind", "ImportRange", "ImportRowProblem", "ImportStatus"]
 
 
 class ImportKind(models.TextChoices):
@@ -145,6 +145,45 @@ class ImportJob(models.Model):
     def rows_table(self) -> str:
         """The job's own staging table of parsed rows, kept between the check and the apply."""
         return f"imports_job_rows_{int(self.pk)}"
+
+    @property
+    def ready_table(self) -> str:
+        """The job's checked rows, kept in a table of its own while its member ranges apply (any worker reads it)."""
+        return f"import_ready_{int(self.pk)}"
+
+    @property
+    def has_applied_rows(self) -> bool:
+        """Whether some of the job's rows are applied: a chunk committed, or a member range is done."""
+        return self.applied_through_row > 0 or self.ranges.filter(done=True).exists()
+
+
+class ImportRange(models.Model):
+    """One member-id range of a big job's checked rows (lo..hi inclusive): a task of its own (any worker takes it),
+    applied in one transaction, its members' rows in file order.
+
+    `done` commits with the range's entries, so a range redelivered or queued twice posts nothing twice and counts
+    once; the job's counters and progress are the sums over its done ranges. `rows` is the number of checked rows
+    without a problem in the range when the job was split (the range checks it still finds them). `attempts` counts
+    the deliveries that started it (a range whose worker keeps dying fails the job after settings.JOB_MAX_STARTS)."""
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="ranges")
+    lo = models.BigIntegerField()
+    hi = models.BigIntegerField()
+    done = models.BooleanField(default=False)
+    attempts = models.PositiveIntegerField(default=0)
+    rows = models.BigIntegerField(default=0)
+    applied = models.BigIntegerField(default=0)
+    skipped = models.BigIntegerField(default=0)
+    points_credited = models.BigIntegerField(default=0)
+    points_debited = models.BigIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "lo"], name="import_range_once")]
+        ordering = ["job", "lo"]
+
+    def __str__(self):
+        return f"CSV import #{self.job_id}: members {self.lo}-{self.hi}"
 
 
 class ImportRowProblem(models.Model):

@@ -41,6 +41,7 @@ from loyalty.services.orders import earnable_amount_sql, refunded_earnable_sql
 from loyalty.services.staff import staff_policy
 
 from ..models import BackfillRange, BackfillRun, BackfillStatus
+from .sql import check_constraints_now
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +384,7 @@ def backfill_range_apply(*, range_id: int) -> str:
         signups = sum(n for rule_id, n in result.posted_by_rule.items() if rule_id in signup_rules)
         if own_transaction and _pg():
             with step("checks"):
-                _check_constraints_now()
+                check_constraints_now()
         with step("progress"):
             BackfillRange.objects.filter(pk=span.pk).update(
                 done=True,
@@ -460,19 +461,6 @@ def _roomy_sorts() -> None:
     if _pg():
         with connection.cursor() as cur:
             cur.execute("SET LOCAL work_mem = '256MB'")
-
-
-def _check_constraints_now() -> None:
-    """Run the range's deferred foreign-key checks now (only in a transaction of the range's own: a caller's
-    transaction keeps its constraints deferred).
-
-    Ranges on several workers meet last on the run's row: a range holds that row's lock until it commits, and a
-    commit first runs the deferred checks of every row the range wrote (seconds for half a million entries). Run
-    before the run's row is locked, the checks of two ranges go side by side instead of one range's queueing behind
-    the other's.
-    """
-    with connection.cursor() as cur:
-        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
 
 # ---------------------------------------------------------------------------------------------------------------

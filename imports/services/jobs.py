@@ -1,18 +1,27 @@
-"""CSV upload jobs: create, check (the preview), apply in chunks, undo. Called by the admin, the tasks and import_csv.
+"""CSV upload jobs: create, check (the preview), apply in chunks or member ranges, undo. Called by the admin, the
+tasks and import_csv.
 
 The parsed rows live in the job's own table (imports_job_rows_<id>, UNLOGGED on PostgreSQL) from the check until the
 apply ends, so applying does not parse the file again. Every apply re-checks the rows against the database (members
 may have changed since the preview), then applies them chunk by chunk; each chunk commits with the job's counters and
 the last row it covered, so a redelivered task resumes after it, and the rows' idempotency keys make a repeat harmless.
+
+A big job (more than settings.IMPORT_RANGE_ROWS rows) of a kind whose every applying row has its member when checked
+(points, tokens: Kind.splittable) is split instead into member ranges (ImportRange), as Reward past actions runs are:
+its checked rows go to a table of the job's own (import_ready_<id>) that any worker reads, each range is a Celery
+task of its own (imports.import_range) applying its members' rows in file order in one transaction, the job's
+counters are the sums over its done ranges, and the range that completes the job queues its final step
+(imports.import_close).
 """
 
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connection, transaction
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -25,7 +34,7 @@ from loyalty.services.staff import staff_policy
 from loyalty.services.tables import fill_table
 from loyalty.timezones import store_timezone_held
 
-from ..models import ImportJob, ImportKind, ImportRowProblem, ImportStatus
+from ..models import ImportJob, ImportKind, ImportRange, ImportRowProblem, ImportStatus
 from . import sql
 from .errors_file import write_error_file
 from .kinds import KINDS, READY, Context
@@ -56,6 +65,12 @@ def chunk_rows() -> int:
     rows over 200,000 members: apply 147 s with 100,000-row chunks, 114 s with 500,000), a smaller one shows
     progress more often."""
     return getattr(settings, "IMPORT_CHUNK_ROWS", 100_000)
+
+
+def range_rows() -> int:
+    """Above this many rows (setting IMPORT_RANGE_ROWS), a splittable job applies in member ranges of about this many
+    rows each, one Celery task and one transaction per range."""
+    return int(getattr(settings, "IMPORT_RANGE_ROWS", 200_000))
 
 
 def max_upload_bytes() -> int:
@@ -238,14 +253,14 @@ def _record_check_problems(job: ImportJob, kind, ctx: Context, *, preview: bool 
         sql.execute(
             f"""INSERT INTO imports_importrowproblem (job_id, row_number, column_name, reason, phase)
                 SELECT %s, row_no, COALESCE(problem_column, ''), SUBSTR(problem, 1, 500), 'check'
-                FROM {READY} WHERE problem IS NOT NULL ORDER BY row_no""",
+                FROM {ctx.ready} WHERE problem IS NOT NULL ORDER BY row_no""",
             [job.pk],
         )
     total, problems, already = sql.rows(
         f"""SELECT COUNT(*), COALESCE(SUM(CASE WHEN problem IS NOT NULL THEN 1 ELSE 0 END), 0),
                    COALESCE(SUM(CASE WHEN problem IS NULL AND {kind.already_applied_sql(ctx) if preview else "1 = 0"}
                                 THEN 1 ELSE 0 END), 0)
-            FROM {READY} x"""
+            FROM {ctx.ready} x"""
     )[0]
     return {
         "total": total,
@@ -264,6 +279,7 @@ def _first_problems(job: ImportJob) -> list[dict]:
 
 def _fail(job: ImportJob, message: str) -> ImportJob:
     sql.drop_table(job.rows_table)
+    sql.drop_table(job.ready_table)
     ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.FAILED, error=message, finished_at=timezone.now())
     job.refresh_from_db()
     return job
@@ -292,8 +308,14 @@ def import_job_start_apply(*, job: ImportJob, actor=None) -> bool:
     )
 
 
-def import_job_apply(*, job_id: int) -> ImportJob:
-    """Apply a checked job in chunks; safe to run again (a redelivered task, "Resume") at any point."""
+def import_job_apply(*, job_id: int, spread: bool = False) -> ImportJob:
+    """Apply a checked job in chunks, or a big one in member ranges; safe to run again (a redelivered task, "Resume")
+    at any point.
+
+    A job of a splittable kind with more than settings.IMPORT_RANGE_ROWS rows (and none applied in chunks yet) is
+    split into member ranges (_apply_ranges): spread=True (the job's Celery task) queues one task per range not done,
+    spread=False applies them here, one after another, and finishes the job (import_csv, the bench, the tests).
+    """
     job = ImportJob.objects.get(pk=job_id)
     if job.status == ImportStatus.CHECKED:
         import_job_start_apply(job=job)
@@ -302,6 +324,8 @@ def import_job_apply(*, job_id: int) -> ImportJob:
         return job
     kind = KINDS[job.kind]
     ctx = _context(job)
+    if job.ranges.exists() or (kind.splittable and job.applied_through_row == 0 and job.total > range_rows()):
+        return _apply_ranges(job, kind, ctx, spread=spread)
     try:
         if not sql.table_exists(job.rows_table):
             with step("parse"):
@@ -381,6 +405,177 @@ def _chunk_end(lo: int, size: int) -> int | None:
     return end
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Apply in member ranges (a big job of a splittable kind)
+
+
+def _apply_ranges(job: ImportJob, kind, ctx: Context, *, spread: bool) -> ImportJob:
+    """Split the job into member ranges once (its first run), then apply the ranges not done: queued one task each
+    (spread) or here, one after another. A redelivered or resumed run keeps the ranges done and the rows as they were
+    checked when the job was split (each range was made from them), and queues the others again; a range queued twice
+    posts nothing twice (its row lock and its `done` mark, committed with its entries, and the rows' keys)."""
+    try:
+        if not job.ranges.exists():
+            if not sql.table_exists(job.rows_table):
+                with step("parse"):
+                    _parse_into_rows_table(job, kind)
+            with step("check"):
+                _split(job, kind, ctx)
+    except ImportFileError as exc:
+        return _fail(job, str(exc))
+    # A resumed range starts its count of deliveries again (they were counted against the worker that died).
+    job.ranges.filter(done=False).update(attempts=0)
+    pending = list(job.ranges.filter(done=False).order_by("lo").values_list("pk", flat=True))
+    if not pending:
+        # Every range is done (its final step did not run), or no row applies (every one has a problem): finish here.
+        return import_job_close(job_id=job.pk)
+    if spread:
+        for range_id in pending:
+            queue_task("imports.import_range", range_id)
+        job.refresh_from_db()
+        return job
+    for range_id in pending:
+        import_range_apply(range_id=range_id)
+    return import_job_close(job_id=job.pk)
+
+
+def _split(job: ImportJob, kind, ctx: Context) -> None:
+    """Check the rows into the job's own ready table and cut it into member ranges of about IMPORT_RANGE_ROWS rows
+    (a member's rows all in one range), all in one transaction: the table, the check's problems, the job's counts and
+    its ranges exist together or not at all."""
+    ctx.ready = job.ready_table
+    with transaction.atomic():
+        counts = _resolve(job, kind, ctx, preview=False)
+        # The ranges read their members' rows by member, in file order.
+        sql.execute(f"CREATE INDEX {ctx.ready}_member ON {ctx.ready} (member_id, row_no)")
+        if sql.is_postgres():
+            sql.execute(f"ANALYZE {ctx.ready}")
+        refused = (job.preview_totals or {}).get("refused", 0)
+        ImportJob.objects.filter(pk=job.pk).update(problems=counts["problems"] + refused, total=counts["total"])
+        spans = _member_spans(ctx.ready, range_rows())
+        applying = sql.one(f"SELECT COUNT(*) FROM {ctx.ready} WHERE problem IS NULL")
+        if sum(rows for _lo, _hi, rows in spans) != applying:
+            # Kind.splittable promises every row without a problem has its member: one without would be lost.
+            raise RuntimeError(f"{kind.name} rows without a member cannot be applied in member ranges")
+        ImportRange.objects.bulk_create([ImportRange(job=job, lo=lo, hi=hi, rows=rows) for lo, hi, rows in spans])
+
+
+def _member_spans(ready: str, size: int) -> list[tuple[int, int, int]]:
+    """(first member id, last member id, rows) of consecutive members holding about `size` rows without a problem:
+    a member goes to the range in which its first row falls, so a range holds at most `size` rows plus one member's."""
+    return [
+        (int(lo), int(hi), int(rows))
+        for lo, hi, rows in sql.rows(
+            f"""SELECT MIN(member_id), MAX(member_id), SUM(n) FROM (
+                    SELECT member_id, n, CAST(SUM(n) OVER (ORDER BY member_id) AS bigint) - n AS rows_before
+                    FROM (SELECT member_id, COUNT(*) AS n FROM {ready} WHERE problem IS NULL GROUP BY member_id) m
+                ) s
+                GROUP BY rows_before / {int(size)} ORDER BY MIN(member_id)"""
+        )
+    ]
+
+
+def import_range_start(*, range_id: int) -> bool:
+    """Count a delivery of the range (committed at once, so a worker killed mid-range leaves its mark). False when
+    the range has been delivered more than settings.JOB_MAX_STARTS times: the job then fails with that reason."""
+    ImportRange.objects.filter(pk=range_id, done=False).update(attempts=F("attempts") + 1)
+    attempts = ImportRange.objects.filter(pk=range_id).values_list("attempts", flat=True).first() or 0
+    return attempts <= settings.JOB_MAX_STARTS
+
+
+def import_range_apply(*, range_id: int) -> str:
+    """Apply one member range in one transaction, its members' rows in file order through the kind's apply_chunk:
+    "done" (this call applied it), "last" (and it was the job's last range not done), "skipped" (already done, or the
+    job is no longer applying: failed, undoing). ImportJobError when the range's checked rows are gone (an UNLOGGED
+    table after a database crash): the job then fails and Undo reverses what its other ranges applied."""
+    own_transaction = not connection.in_atomic_block
+    with transaction.atomic():
+        # A second delivery of the same range waits here for the first to commit, then finds it done.
+        span = ImportRange.objects.select_for_update().filter(pk=range_id).first()
+        if span is None or span.done:
+            return "skipped"
+        job = ImportJob.objects.select_related("applied_by", "created_by").get(pk=span.job_id)
+        if job.status != ImportStatus.APPLYING:
+            return "skipped"
+        kind = KINDS[job.kind]
+        ctx = _context(job)
+        ctx.ready = job.ready_table
+        sql.tune_transaction()
+        members = (span.lo, span.hi)
+        if not sql.table_exists(ctx.ready) or span.rows != sql.one(
+            f"SELECT COUNT(*) FROM {ctx.ready} WHERE problem IS NULL AND member_id BETWEEN %s AND %s", members
+        ):
+            raise ImportJobError(
+                _(
+                    "the checked rows of members %(lo)s to %(hi)s are gone (the database restarted while the import "
+                    "was applying): undo the import and upload the file again"
+                )
+                % {"lo": span.lo, "hi": span.hi}
+            )
+        # Nothing of a range not done is on the ledger (its entries commit with its mark): only another upload of
+        # the same file can have posted its rows' own keys.
+        ctx.file_keys_new = not _same_file_started_elsewhere(job)
+        last_row = sql.one(f"SELECT COALESCE(MAX(row_no), 0) FROM {ctx.ready}")
+        result = kind.apply_chunk(ctx, 0, last_row, members=members)
+        if own_transaction and sql.is_postgres():
+            with step("checks"):
+                sql.check_constraints_now()
+        with step("progress"):
+            ImportRange.objects.filter(pk=span.pk).update(
+                done=True,
+                finished_at=timezone.now(),
+                applied=result.applied,
+                skipped=result.skipped,
+                points_credited=result.points_credited,
+                points_debited=result.points_debited,
+            )
+            # The ranges meet last on the job's row: one at a time, each sums the done ranges, so exactly one of them
+            # sees none left and queues the final step. An undo asked for meanwhile (a failed job) has moved the job
+            # on under this lock: the range then commits nothing, so the undo sees every entry it has to reverse.
+            status = ImportJob.objects.select_for_update().filter(pk=job.pk).values_list("status", flat=True).first()
+            if status != ImportStatus.APPLYING:
+                transaction.set_rollback(True)
+                return "skipped"
+            progress = _range_progress(job)
+            ImportJob.objects.filter(pk=job.pk).update(**progress.counters)
+    return "last" if progress.all_done else "done"
+
+
+@dataclass
+class RangeProgress:
+    counters: dict
+    all_done: bool
+
+
+def _range_progress(job: ImportJob) -> RangeProgress:
+    """The job's counters and progress: the sums over its done ranges."""
+    done = Q(done=True)
+    sums = job.ranges.aggregate(
+        n_total=Count("pk"),
+        n_done=Count("pk", filter=done),
+        applied=Sum("applied", filter=done),
+        skipped=Sum("skipped", filter=done),
+        points_credited=Sum("points_credited", filter=done),
+        points_debited=Sum("points_debited", filter=done),
+        progress=Sum("rows", filter=done),
+    )
+    counters = {name: sums[name] or 0 for name in ("applied", "skipped", "points_credited", "points_debited")}
+    return RangeProgress(counters | {"progress": sums["progress"] or 0}, sums["n_done"] == sums["n_total"])
+
+
+def import_job_close(*, job_id: int) -> ImportJob:
+    """A split job's final step, once every range is done (safe to run twice): the job's summary, its error file,
+    and its tables dropped (_finish)."""
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job_id)
+        if job.status == ImportStatus.APPLYING and not job.ranges.filter(done=False).exists():
+            ImportJob.objects.filter(pk=job.pk).update(**_range_progress(job).counters)
+            with step("finish"):
+                _finish(job, KINDS[job.kind])
+    job.refresh_from_db()
+    return job
+
+
 def _finish(job: ImportJob, kind) -> None:
     job.refresh_from_db()
     if kind.name in (ImportKind.POINTS, ImportKind.TOKENS):
@@ -405,6 +600,7 @@ def _finish(job: ImportJob, kind) -> None:
         first_problems=_first_problems(job),
     )
     sql.drop_table(READY)
+    sql.drop_table(job.ready_table)
     sql.drop_table(job.rows_table)
     job.refresh_from_db()
     write_error_file(job)
@@ -465,8 +661,11 @@ def import_job_start_undo(*, job: ImportJob, actor=None, reason: str = "") -> No
         )
     if job.status == ImportStatus.UNDOING:
         return
+    # A failed job is undoable once some of its rows applied: a chunk committed, or a member range is done.
     undoable = ImportJob.objects.filter(pk=job.pk).filter(
-        Q(status=ImportStatus.APPLIED) | Q(status=ImportStatus.FAILED, applied_through_row__gt=0)
+        Q(status=ImportStatus.APPLIED)
+        | Q(status=ImportStatus.FAILED, applied_through_row__gt=0)
+        | Q(status=ImportStatus.FAILED, pk__in=ImportRange.objects.filter(done=True).values("job_id"))
     )
     if not undoable.update(
         status=ImportStatus.UNDOING,
@@ -498,6 +697,9 @@ def import_job_undo(*, job_id: int, actor=None, reason: str = "") -> ImportJob:
         job.refresh_from_db()
     if job.status != ImportStatus.UNDOING:
         return job
+    # An undone job never applies again: its tables (left by an apply that failed) go.
+    sql.drop_table(job.ready_table)
+    sql.drop_table(job.rows_table)
     reason = reason or job.undo_reason
     actor = actor or job.undo_requested_by or job.created_by or SystemActor(f"CSV import #{job.pk}: undo")
     text = _("Undo of CSV import #%(id)s") % {"id": job.pk}

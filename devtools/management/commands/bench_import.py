@@ -5,6 +5,7 @@ Writes to the database it runs on (members bench*@bench.example and their entrie
 
 import csv
 import json
+import os
 import random
 import tempfile
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files import File
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -23,6 +24,7 @@ from imports.models import ImportStatus
 from imports.services import sql
 from imports.services.jobs import chunk_rows as chunk_rows_setting
 from imports.services.jobs import import_job_apply, import_job_check, import_job_create
+from imports.services.jobs import range_rows as range_rows_setting
 from loyalty.management.arguments import positive_int
 from loyalty.models import Member
 from loyalty.profiling import rounded, step_profile
@@ -58,11 +60,26 @@ class Command(BaseCommand):
         parser.add_argument(
             "--chunk-rows", type=positive_int, help="Rows per apply chunk (default: IMPORT_CHUNK_ROWS)."
         )
+        parser.add_argument(
+            "--range-rows",
+            type=positive_int,
+            help="Rows per member range: a file of more rows applies in member ranges (default: IMPORT_RANGE_ROWS).",
+        )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=0,
+            help="0: apply in this process (a split file's ranges one after another), profiled by step; N: start N "
+            "Celery worker processes (configured broker) and time the apply's tasks on them.",
+        )
 
-    def handle(self, *args, rows, members, sample, seed, chunk_rows, **options):
+    def handle(self, *args, rows, members, sample, seed, chunk_rows, range_rows, workers, **options):
         load_at_start = _load_average()
         if chunk_rows:
             settings.IMPORT_CHUNK_ROWS = chunk_rows
+        if range_rows:
+            settings.IMPORT_RANGE_ROWS = range_rows
+        self.workers = workers
         self._ensure_tiers()
         self._ensure_members(members)
         with tempfile.TemporaryDirectory() as tmp:
@@ -108,6 +125,11 @@ class Command(BaseCommand):
             "peak_rss_mb_whole_run": peak_rss_mb(),
             "applied": ours["applied"],
             "chunk_rows": chunk_rows_setting(),
+            # Member ranges the apply was split into (0: chunks in one task; see IMPORT_RANGE_ROWS), and the worker
+            # processes that took them (0: this process, one range after another).
+            "ranges": ours["ranges"],
+            "range_rows": range_rows_setting(),
+            "workers": workers,
             "load_average_at_start": load_at_start,
             "load_average_at_end": _load_average(),
         }
@@ -182,22 +204,70 @@ class Command(BaseCommand):
             with path.open("rb") as handle:
                 job = import_job_create(kind="points", upload=File(handle, name=path.name), reason="bench_import")
             job = import_job_check(job_id=job.pk)
-        checked = time.perf_counter()
-        with step_profile() as apply_steps:
-            job = import_job_apply(job_id=job.pk)
-        finished = time.perf_counter()
+        check_s = time.perf_counter() - started
+        if self.workers:
+            # Timed from the queueing of the apply: the workers' start is not the import's time.
+            job, apply_s = self._apply_on_workers(job)
+            apply_steps = {}
+        else:
+            began = time.perf_counter()
+            with step_profile() as apply_steps:
+                job = import_job_apply(job_id=job.pk)
+            apply_s = time.perf_counter() - began
         if job.status != ImportStatus.APPLIED or job.applied != rows:
             self.stderr.write(f"Import #{job.pk} ended {job.status} with {job.applied} of {rows} rows applied.")
         return {
-            "check_s": round(checked - started, 3),
-            "apply_s": round(finished - checked, 3),
-            "total_s": round(finished - started, 3),
+            "check_s": round(check_s, 3),
+            "apply_s": round(apply_s, 3),
+            "total_s": round(check_s + apply_s, 3),
             "applied": job.applied,
+            "ranges": job.ranges.count(),
             # Seconds by step (loyalty/profiling.py): the check's parse and check, the apply's re-check, and the bulk
             # path's stage, resolve, lock, entries, tiers, balances and each chunk's commit (checks).
-            "profile_check": rounded(check_steps, checked - started),
-            "profile_apply": rounded(apply_steps, finished - checked),
+            "profile_check": rounded(check_steps, check_s),
+            "profile_apply": rounded(apply_steps, apply_s) if apply_steps else None,
         }
+
+    def _apply_on_workers(self, job):
+        """Start the worker processes on a queue of the bench's own, queue the apply, wait until the job ends.
+        Returns the job and the seconds from the queueing to its end (the workers' start is not timed)."""
+        from config.celery import app
+        from imports.tasks.import_job import apply_import_job
+
+        from .bench_webhooks import drop_queue, start_worker, stop
+
+        queue = f"bench-import-{uuid.uuid4().hex[:8]}"
+        env = dict(os.environ)
+        env.update(
+            CELERY_TASK_DEFAULT_QUEUE=queue,
+            CELERY_TASK_ALWAYS_EAGER="false",
+            IMPORT_RANGE_ROWS=str(range_rows_setting()),
+            IMPORT_CHUNK_ROWS=str(chunk_rows_setting()),
+            MEDIA_ROOT=str(settings.MEDIA_ROOT),
+            PYTHONUNBUFFERED="1",
+        )
+        log_dir = Path(settings.VAR_DIR) / "bench_import"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        app.conf.task_always_eager, app.conf.task_default_queue = False, queue
+        procs = [start_worker(env, 1, log_dir / f"worker-{queue}-{n}.log") for n in range(self.workers)]
+        try:
+            deadline = time.monotonic() + 120
+            while len(app.control.ping(timeout=1)) < self.workers:
+                if time.monotonic() > deadline or any(proc.poll() is not None for proc in procs):
+                    raise CommandError(f"the workers did not start; see {log_dir}")
+            began = time.perf_counter()
+            apply_import_job.delay(job.pk)
+            while True:
+                job.refresh_from_db()
+                if job.status not in (ImportStatus.CHECKED, ImportStatus.APPLYING):
+                    return job, time.perf_counter() - began
+                if any(proc.poll() is not None for proc in procs):
+                    raise CommandError(f"a worker exited early; see {log_dir}")
+                time.sleep(0.1)
+        finally:
+            for proc in procs:
+                stop(proc)
+            drop_queue(queue)
 
     def _copy_floor(self, path: Path, rows: int) -> float:
         """The same file into a bare table: COPY on PostgreSQL; on SQLite, executemany of the parsed rows."""

@@ -11,6 +11,7 @@ from django.utils.translation import ngettext
 
 from loyalty.timezones import FIRST_YEAR, LAST_YEAR, in_store_time
 
+from .. import sql
 from ..parsing import ImportFileError, RefusedRow
 
 READY = "import_ready"
@@ -54,6 +55,9 @@ class Context:
     file_keys_new: bool = False
     # Whether a points file's adjustments count toward lifetime (the upload's answer; None: they do).
     counts_toward_lifetime: bool | None = None
+    # The table of the checked rows: the connection's own temporary one (READY), or the job's own table
+    # (ImportJob.ready_table) when the job is split into member ranges that any worker applies.
+    ready: str = READY
 
 
 class Kind:
@@ -67,6 +71,10 @@ class Kind:
     undoable = False
     # normalise() gives None, never "", for an empty cell, so its rows can go through sql.load_rows (CSV COPY).
     rows_without_empty_strings = False
+    # Whether a big job of this kind may be applied in member ranges (ImportRange): every row that applies has its
+    # member when checked (the ready table's member_id), so each belongs to exactly one range. Not so for members
+    # (a row may create its member) nor orders (a guest's order has none).
+    splittable = False
 
     def check_header(self, index: dict[str, int], repeated: list[str] = ()) -> None:
         """Fail the whole file at once, naming every missing column, or a column of this kind named twice (which of
@@ -115,18 +123,28 @@ class Kind:
         """Fill the ready table (row_no, ..., problem, problem_column) from the job's parsed rows."""
         raise NotImplementedError
 
+    def create_ready(self, ctx: Context, columns: tuple[tuple[str, str], ...]) -> None:
+        """(Re)create the ready table: temporary, or the job's own persistent one when it is split."""
+        sql.create_table(ctx.ready, columns, temp=ctx.ready == READY)
+
     def already_applied_sql(self, ctx: Context) -> str:
         """A condition on the ready table's alias `x`: the row is already applied."""
         return "1 = 0"
 
-    def apply_chunk(self, ctx: Context, lo: int, hi: int) -> ChunkResult:
+    def apply_chunk(self, ctx: Context, lo: int, hi: int, members: tuple[int, int] | None = None) -> ChunkResult:
+        """Apply the ready rows lo < row_no <= hi without a problem, in file order; `members` (lo, hi member ids,
+        inclusive) keeps only the rows of those members (one range of a split job, splittable kinds only)."""
         raise NotImplementedError
 
 
-def in_chunk(lo: int, hi: int, alias: str = "") -> str:
-    """The ready rows of one chunk that have no problem (lo and hi are row numbers, so safe to inline)."""
+def in_chunk(lo: int, hi: int, alias: str = "", members: tuple[int, int] | None = None) -> str:
+    """The ready rows of one chunk that have no problem, of the members in `members` when given (row numbers and
+    member ids are ints, so safe to inline)."""
     a = f"{alias}." if alias else ""
-    return f"{a}problem IS NULL AND {a}row_no > {int(lo)} AND {a}row_no <= {int(hi)}"
+    where = f"{a}problem IS NULL AND {a}row_no > {int(lo)} AND {a}row_no <= {int(hi)}"
+    if members is not None:
+        where += f" AND {a}member_id BETWEEN {int(members[0])} AND {int(members[1])}"
+    return where
 
 
 def clip(value: str, size: int = 40) -> str:

@@ -11,7 +11,7 @@ from tiers.rules import tier_for_sql, tier_table
 
 from .. import sql
 from ..parsing import RefusedRow
-from .base import READY, ChunkResult, Context, Kind, clip, email_problem, id_problem, in_chunk, moment
+from .base import ChunkResult, Context, Kind, clip, email_problem, id_problem, in_chunk, moment
 
 
 class MembersKind(Kind):
@@ -64,11 +64,9 @@ class MembersKind(Kind):
 
     def resolve(self, ctx: Context) -> None:
         rows = f"imports_job_rows_{ctx.job_id}"
-        sql.create_table(
-            READY, (*self.stage[:-2], ("member_id", "int"), ("unchanged", "int"), *self.stage[-2:]), temp=True
-        )
+        self.create_ready(ctx, (*self.stage[:-2], ("member_id", "int"), ("unchanged", "int"), *self.stage[-2:]))
         sql.execute(
-            f"""INSERT INTO {READY} (row_no, email, customer_id, first_name, last_name, signed_up_at, member_id,
+            f"""INSERT INTO {ctx.ready} (row_no, email, customer_id, first_name, last_name, signed_up_at, member_id,
                     unchanged, problem, problem_column)
             SELECT r.row_no, r.email, r.customer_id, r.first_name, r.last_name, r.signed_up_at, me.id,
                    CASE WHEN me.id IS NOT NULL
@@ -100,10 +98,10 @@ class MembersKind(Kind):
 
     def apply_chunk(self, ctx: Context, lo: int, hi: int) -> ChunkResult:
         rows = in_chunk(lo, hi)
-        skipped = sql.one(f"SELECT COUNT(*) FROM {READY} WHERE {rows} AND unchanged = 1")
+        skipped = sql.one(f"SELECT COUNT(*) FROM {ctx.ready} WHERE {rows} AND unchanged = 1")
         # A member the chunk's earlier rows created (or another writer did since the check) is updated, not doubled.
         sql.execute(
-            f"""UPDATE {READY} SET member_id = (SELECT m.id FROM loyalty_member m WHERE m.email = {READY}.email)
+            f"""UPDATE {ctx.ready} SET member_id = (SELECT m.id FROM loyalty_member m WHERE m.email = {ctx.ready}.email)
                 WHERE {rows} AND member_id IS NULL"""
         )
         updated = sql.execute(
@@ -111,7 +109,7 @@ class MembersKind(Kind):
                     first_name = COALESCE(x.first_name, loyalty_member.first_name),
                     last_name = COALESCE(x.last_name, loyalty_member.last_name),
                     signed_up_at = COALESCE(x.signed_up_at, loyalty_member.signed_up_at)
-                FROM {READY} x WHERE loyalty_member.id = x.member_id AND x.unchanged = 0
+                FROM {ctx.ready} x WHERE loyalty_member.id = x.member_id AND x.unchanged = 0
                     AND {in_chunk(lo, hi, "x")}"""
         )
         created = sql.execute(
@@ -119,7 +117,7 @@ class MembersKind(Kind):
                     available_points, pending_points, lifetime_points, tier_id, created_at)
                 SELECT email, customer_id, COALESCE(first_name, ''), COALESCE(last_name, ''), signed_up_at, 0, 0, 0,
                        {tier_for_sql("0", tier_table())}, %s
-                FROM {READY} WHERE {rows} AND member_id IS NULL ORDER BY row_no""",
+                FROM {ctx.ready} WHERE {rows} AND member_id IS NULL ORDER BY row_no""",
             [sql.adapt_datetime(timezone.now())],
         )
         return ChunkResult(applied=updated + created, skipped=skipped)

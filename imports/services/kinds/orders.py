@@ -12,7 +12,7 @@ from django.utils.translation import gettext as _
 
 from .. import sql
 from ..parsing import RefusedRow
-from .base import READY, ChunkResult, Context, Kind, amount, clip, email_problem, id_problem, in_chunk, moment
+from .base import ChunkResult, Context, Kind, amount, clip, email_problem, id_problem, in_chunk, moment
 
 CANCELLED = {"cancelled", "canceled", "voided"}
 
@@ -106,11 +106,9 @@ class OrdersKind(Kind):
 
     def resolve(self, ctx: Context) -> None:
         rows = f"imports_job_rows_{ctx.job_id}"
-        sql.create_table(
-            READY, (*self.stage[:-2], ("member_id", "int"), ("unchanged", "int"), *self.stage[-2:]), temp=True
-        )
+        self.create_ready(ctx, (*self.stage[:-2], ("member_id", "int"), ("unchanged", "int"), *self.stage[-2:]))
         sql.execute(
-            f"""INSERT INTO {READY} (row_no, order_id, email, customer_id, total, currency, financial_status,
+            f"""INSERT INTO {ctx.ready} (row_no, order_id, email, customer_id, total, currency, financial_status,
                     cancelled, tags, placed_at, subtotal, tax, shipping, member_id, unchanged, problem, problem_column)
             SELECT r.row_no, r.order_id, r.email, r.customer_id, r.total, r.currency, r.financial_status, r.cancelled,
                    r.tags, r.placed_at, r.subtotal, r.tax, r.shipping, COALESCE(me.id, mc.id),
@@ -140,7 +138,7 @@ class OrdersKind(Kind):
 
     def apply_chunk(self, ctx: Context, lo: int, hi: int) -> ChunkResult:
         rows = in_chunk(lo, hi)
-        skipped = sql.one(f"SELECT COUNT(*) FROM {READY} WHERE {rows} AND unchanged = 1")
+        skipped = sql.one(f"SELECT COUNT(*) FROM {ctx.ready} WHERE {rows} AND unchanged = 1")
         applied = sql.execute(
             f"""INSERT INTO loyalty_order (store, store_order_id, order_number, member_id, email, customer_id, total,
                     earnable_amount, tax_amount, shipping_amount, currency, financial_status, cancelled, tags,
@@ -149,7 +147,7 @@ class OrdersKind(Kind):
                        CAST(subtotal AS NUMERIC), CAST(COALESCE(tax, '0') AS NUMERIC),
                        CAST(COALESCE(shipping, '0') AS NUMERIC), currency, financial_status, cancelled, tags,
                        placed_at, %s, %s
-                FROM {READY} WHERE {rows} AND unchanged = 0 ORDER BY row_no
+                FROM {ctx.ready} WHERE {rows} AND unchanged = 0 ORDER BY row_no
                 ON CONFLICT (store, store_order_id) DO UPDATE SET member_id = excluded.member_id,
                     email = excluded.email, customer_id = excluded.customer_id, total = excluded.total,
                     earnable_amount = excluded.earnable_amount, tax_amount = excluded.tax_amount,

@@ -14,7 +14,7 @@ from loyalty.services import PostingsQuery, entries_post_bulk
 from ...models import ImportJob
 from .. import sql
 from ..parsing import RefusedRow
-from .base import READY, ChunkResult, Context, Kind, clip, id_problem, whole_number
+from .base import ChunkResult, Context, Kind, clip, id_problem, in_chunk, whole_number
 
 MAX_REFERENCE = 180
 MAX_REASON = LedgerEntry._meta.get_field("reason").max_length  # the entry's own limit: longer would fail the chunk
@@ -48,6 +48,7 @@ class PointsKind(Kind):
     )
     undoable = True
     rows_without_empty_strings = True
+    splittable = True  # a row without a member is a problem: every row that applies has its member
 
     def normalise(self, table, index, ctx: Context):
         """Rows for the job's table, with the cheap per-cell checks; members and duplicates are checked in SQL.
@@ -100,8 +101,8 @@ class PointsKind(Kind):
 
     def resolve(self, ctx: Context) -> None:
         rows = f"imports_job_rows_{ctx.job_id}"
-        sql.create_table(
-            READY,
+        self.create_ready(
+            ctx,
             (
                 ("row_no", "int"),
                 ("member_id", "int"),
@@ -111,10 +112,9 @@ class PointsKind(Kind):
                 ("problem", "text"),
                 ("problem_column", "text"),
             ),
-            temp=True,
         )
         sql.execute(
-            f"""INSERT INTO {READY} (row_no, member_id, points, reason, idem_key, problem, problem_column)
+            f"""INSERT INTO {ctx.ready} (row_no, member_id, points, reason, idem_key, problem, problem_column)
             SELECT r.row_no, COALESCE(me.id, mc.id), r.points, COALESCE(r.reason, %s),
                    CASE WHEN r.reference IS NOT NULL THEN 'import:ref:' || r.reference
                         ELSE 'import:' || %s || ':' || r.row_no END,
@@ -147,13 +147,14 @@ class PointsKind(Kind):
         # Only rows with a reference can be on the ledger: look those up, not a million file keys.
         return f"(SUBSTR(x.idem_key, 1, {len(REFERENCE_PREFIX)}) = '{REFERENCE_PREFIX}' AND {on_ledger})"
 
-    def _query(self, ctx: Context, lo: int, hi: int) -> PostingsQuery:
-        """The ready rows lo < row_no <= hi without a problem, as postings in file order."""
+    def _query(self, ctx: Context, lo: int, hi: int, members: tuple[int, int] | None = None) -> PostingsQuery:
+        """The ready rows lo < row_no <= hi without a problem (of the members lo..hi in `members` when given), as
+        postings in file order."""
         return PostingsQuery(
             sql=f"""SELECT row_no AS seq, member_id, points, reason, idem_key AS idempotency_key, 'active' AS status,
                            NULL AS hold_until, NULL AS earn_rule_id
-                    FROM {READY} WHERE problem IS NULL AND row_no > %s AND row_no <= %s""",
-            params=[lo, hi],
+                    FROM {ctx.ready} WHERE {in_chunk(lo, hi, members=members)}""",
+            params=[],
             kind=EntryKind.ADJUSTMENT,
             counts_toward_lifetime=ctx.counts_toward_lifetime,
         )
@@ -163,7 +164,7 @@ class PointsKind(Kind):
         path, actor, staff action and policy the apply uses, writing nothing."""
         from loyalty.services.previews import _dry
 
-        query = self._query(ctx, 0, sql.one(f"SELECT COALESCE(MAX(row_no), 0) FROM {READY}"))
+        query = self._query(ctx, 0, sql.one(f"SELECT COALESCE(MAX(row_no), 0) FROM {ctx.ready}"))
         # As the apply's first run: while no upload of this file has started applying, only references need a look
         # on the ledger (file_keys_may_be_on_ledger).
         new_unless = None if file_keys_may_be_on_ledger(ctx) else REFERENCE_PREFIX
@@ -180,8 +181,8 @@ class PointsKind(Kind):
             0,
         )
 
-    def apply_chunk(self, ctx: Context, lo: int, hi: int) -> ChunkResult:
-        query = self._query(ctx, lo, hi)
+    def apply_chunk(self, ctx: Context, lo: int, hi: int, members: tuple[int, int] | None = None) -> ChunkResult:
+        query = self._query(ctx, lo, hi, members)
         # The file's own keys are known new on a first run: only references need looking up on the ledger.
         chunk, _refused = post_postings(
             ctx, queries=[query], keys_new_unless_prefix=REFERENCE_PREFIX if ctx.file_keys_new else None

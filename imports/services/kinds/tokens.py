@@ -20,7 +20,7 @@ from loyalty.services.tokens import conversion_points
 
 from .. import sql
 from ..parsing import RefusedRow
-from .base import READY, ChunkResult, Context, Kind, amount, clip, id_problem, in_chunk
+from .base import ChunkResult, Context, Kind, amount, clip, id_problem, in_chunk
 from .points import post_postings
 
 CLOSED, REJECTED = TokenStatus.CLOSED.value, TokenStatus.REJECTED.value
@@ -40,6 +40,7 @@ class TokensKind(Kind):
         ("problem_column", "text"),
     )
     undoable = True
+    splittable = True  # a row without its token is a problem, and every token has its member
 
     def normalise(self, table, index, ctx: Context):
         for row, cells in self.cells(table, index):
@@ -68,8 +69,8 @@ class TokensKind(Kind):
         default_rule = (
             EarnRule.objects.filter(kind=EarnRuleKind.CONVERSION, active=True).order_by("pk").values_list("pk", flat=1)
         ).first()
-        sql.create_table(
-            READY,
+        self.create_ready(
+            ctx,
             (
                 ("row_no", "int"),
                 ("token", "text"),
@@ -84,10 +85,9 @@ class TokensKind(Kind):
                 ("problem", "text"),
                 ("problem_column", "text"),
             ),
-            temp=True,
         )
         sql.execute(
-            f"""INSERT INTO {READY} (row_no, token, token_id, member_id, status, amount, rule_id, credit_id,
+            f"""INSERT INTO {ctx.ready} (row_no, token, token_id, member_id, status, amount, rule_id, credit_id,
                     credit_status, token_status, problem, problem_column)
             SELECT r.row_no, r.token, t.id, t.member_id, r.status, r.amount, COALESCE(t.earn_rule_id, %s), e.id,
                    e.status, t.status,
@@ -122,11 +122,11 @@ class TokensKind(Kind):
     def already_applied_sql(self, ctx: Context) -> str:
         return "(x.token_status = x.status OR (x.status = 'closed' AND x.credit_id IS NOT NULL))"
 
-    def apply_chunk(self, ctx: Context, lo: int, hi: int) -> ChunkResult:
+    def apply_chunk(self, ctx: Context, lo: int, hi: int, members: tuple[int, int] | None = None) -> ChunkResult:
         found = sql.rows(
             f"""SELECT row_no, token, token_id, member_id, status, amount, rule_id, credit_id, credit_status,
                        token_status
-                FROM {READY} WHERE {in_chunk(lo, hi)} ORDER BY row_no"""
+                FROM {ctx.ready} WHERE {in_chunk(lo, hi, members=members)} ORDER BY row_no"""
         )
         earn_rules = {r.pk: r for r in EarnRule.objects.filter(pk__in={f[6] for f in found if f[6]})}
         default_hold = ProgramSettings.load().hold_days_default
