@@ -500,6 +500,17 @@ class LedgerDay(models.Model):
         return f"{self.day} {self.kind}"
 
 
+class LedgerDaysMark(models.Model):
+    """How far the stored daily totals reach (one row): every effect before `through` is in LedgerDay, none after;
+    readers sum only the ledger's effects from `through` on. Days before the mark's day are complete, the mark's own
+    day holds its effects up to the mark."""
+
+    through = models.DateTimeField()
+
+    def __str__(self):
+        return f"daily totals through {self.through:%Y-%m-%d %H:%M:%S}"
+
+
 class ExpiryClockDay(models.Model):
     """The open points by the day their expiry clock started, under one policy (`policy`: "after_earning:12:months"),
     summed by beat with the daily totals: the liability report's expiry schedule reads these few rows instead of

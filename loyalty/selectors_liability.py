@@ -1,8 +1,8 @@
 """The program's liability on a date, and the dashboard's figures: reads over the ledger's daily totals.
 
 Available and pending points on a date are sums of the ledger's effects up to the end of that day (store time zone):
-the daily totals beat keeps (LedgerDay) for the days stored, and the ledger itself for the days after (the last
-stored day may be partial, so it is summed again from the ledger). A past date is therefore exact. By tier: today,
+the daily totals beat keeps (LedgerDay) up to their mark, and the ledger itself after it (services/totals.py). A past
+date is therefore exact. By tier: today,
 the members' cached figures (always equal to the ledger's sums: reconcile_ledger proves it) in their current tier;
 a past date, each member's ledger sums at the end of that day in the tier their tier history gives for it. The expiry
 schedule is that of the open batches (as beat last summed them, hourly), under the policy in force (what will
@@ -20,9 +20,9 @@ from django.db.models import Count, Sum
 from tiers.models import Tier
 
 from . import rules
-from .models import EarnRule, EntryKind, ExpiryClockDay, LedgerDay, Member, Order, PointsBatch, ProgramSettings
+from .models import EarnRule, EntryKind, ExpiryClockDay, Member, Order, PointsBatch, ProgramSettings
 from .services.expiry import Policy, expiry_impact
-from .services.totals import ledger_day_rows, open_points_by_clock_day_now, stored_through
+from .services.totals import open_points_by_clock_day_now, totals_until
 from .timezones import day_after, day_start, store_timezone, store_today
 
 KIND_LABELS = {
@@ -80,20 +80,7 @@ def store_currency() -> str:
 
 def day_totals(until: date, since: date | None = None) -> dict[tuple, dict]:
     """{(day, kind, earn_rule_id): totals} for the days [since, until], exact: stored days, then the ledger."""
-    stored = stored_through()
-    rows: dict[tuple, dict] = {}
-    if stored is not None:
-        queryset = LedgerDay.objects.filter(day__lte=until, day__lt=stored)
-        if since is not None:
-            queryset = queryset.filter(day__gte=since)
-        for day in queryset.values("day", "kind", "earn_rule_id", "available", "pending", "credited", "debited"):
-            rows[(day["day"], day["kind"], day["earn_rule_id"])] = day
-    if stored is None or until >= stored:
-        start = stored if stored is not None else since
-        if since is not None and start is not None:
-            start = max(start, since)
-        rows.update(ledger_day_rows(start=day_start(start) if start else None, end=day_after(until)))
-    return rows
+    return totals_until(until, since=since)
 
 
 def liability_on(day: date | None = None) -> Liability:
@@ -102,23 +89,10 @@ def liability_on(day: date | None = None) -> Liability:
     report = Liability(on=day, point_value=program.point_value, currency=store_currency())
     rule_names = dict(EarnRule.objects.values_list("id", "name"))
     sources: dict[str, Line] = {}
-    # Totals by kind and way to earn, summed over days: one row per (kind, rule) instead of per day.
-    by_source: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
-    stored = stored_through()
-    if stored is not None:
-        for row in (
-            LedgerDay.objects.filter(day__lte=day, day__lt=stored)
-            .values("kind", "earn_rule_id")
-            .annotate(a=Sum("available"), p=Sum("pending"))
-            .order_by()
-        ):
-            by_source[(row["kind"], row["earn_rule_id"])][0] += int(row["a"] or 0)
-            by_source[(row["kind"], row["earn_rule_id"])][1] += int(row["p"] or 0)
-    if stored is None or day >= stored:
-        live = ledger_day_rows(start=day_start(stored) if stored else None, end=day_after(day))
-        for (_day, kind, rule), totals in live.items():
-            by_source[(kind, rule)][0] += totals["available"]
-            by_source[(kind, rule)][1] += totals["pending"]
+    # Totals by kind and way to earn, summed over the days: one row per (kind, rule) instead of per day.
+    by_source = {
+        key: (totals["available"], totals["pending"]) for key, totals in totals_until(day, by_day=False).items()
+    }
     for (kind, rule), (available, pending) in by_source.items():
         label = rule_names.get(rule, f"Way to earn #{rule}") if kind == EntryKind.EARN and rule else KIND_LABELS[kind]
         line = sources.setdefault(label, Line(label))
@@ -293,17 +267,9 @@ def dashboard_figures(*, weeks: int = 26) -> Dashboard:
 
 
 def _outstanding_before(start: date) -> int:
-    """Available plus pending points at the start of `start` (stored days only where they are complete)."""
-    stored = stored_through()
-    total = 0
-    if stored is not None:
-        agg = LedgerDay.objects.filter(day__lt=min(start, stored)).aggregate(a=Sum("available"), p=Sum("pending"))
-        total += int(agg["a"] or 0) + int(agg["p"] or 0)
-    if stored is None or stored < start:
-        begin = day_start(stored) if stored else None
-        for totals in ledger_day_rows(start=begin, end=day_start(start)).values():
-            total += totals["available"] + totals["pending"]
-    return total
+    """Available plus pending points at the start of `start`."""
+    totals = totals_until(start - timedelta(days=1), by_day=False).values()
+    return sum(t["available"] + t["pending"] for t in totals)
 
 
 def _health(today: date) -> tuple[dict[str, int], dict[str, int]]:

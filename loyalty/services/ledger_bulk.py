@@ -577,6 +577,7 @@ def _assign_entry_ids() -> None:
                         SELECT seq FROM {_STAGE} WHERE op = '{_POST}' AND entry_id IS NULL ORDER BY seq) o) x
                 WHERE {_STAGE}.seq = x.seq"""
         )
+        _entry_ids_in_posting_order()
         return
     # SQLite: the transaction holds the database's write lock, so the next ids are ours to take.
     top = _rows(
@@ -590,6 +591,26 @@ def _assign_entry_ids() -> None:
             WHERE {_STAGE}.seq = x.seq""",
         [top or 0],
     )
+
+
+def _entry_ids_in_posting_order() -> None:
+    """Rows staged by INSERT ... SELECT draw their ids in the order the SELECT yields them, which need not be posting
+    order (a reversal batch read the ledger in the order of its pages): found by one pass over the stage, such ids
+    are dealt out again, the smallest to the earliest posting, so the new entries keep the single path's order."""
+    post = f"op = '{_POST}' AND entry_id IS NOT NULL"
+    disordered = _rows(
+        f"""SELECT EXISTS (SELECT 1 FROM (SELECT entry_id, LAG(entry_id) OVER (ORDER BY seq) AS before
+                                          FROM {_STAGE} WHERE {post}) x WHERE x.before > x.entry_id)"""
+    )[0][0]
+    if disordered:
+        _exec(
+            f"""UPDATE {_STAGE} SET entry_id = r.id FROM (
+                    SELECT s.seq, i.entry_id AS id
+                    FROM (SELECT seq, ROW_NUMBER() OVER (ORDER BY seq) AS n FROM {_STAGE} WHERE {post}) s
+                    JOIN (SELECT entry_id, ROW_NUMBER() OVER (ORDER BY entry_id) AS n FROM {_STAGE} WHERE {post}) i
+                      ON i.n = s.n) r
+                WHERE {_STAGE}.seq = r.seq"""
+        )
 
 
 def _lifetime_rows_filter(alias: str = "s") -> str:

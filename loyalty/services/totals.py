@@ -3,13 +3,18 @@
 A day's totals are the effects that happened that day in the store's time zone, by entry kind and way to earn:
 an entry made active moves available points, an entry made pending moves pending points, and a pending entry moved
 later moves them again on the day it moved (to active: pending to available; rejected: out of pending). Summing the
-days up to a date gives that date's available and pending points exactly, as the ledger's own sums would. A refresh
-sums again the last stored day (it may have been partial) and every day after it; `ledger_day_rows` is the same sum
-over any window, which the report uses for the days not stored yet.
+days up to a date gives that date's available and pending points exactly, as the ledger's own sums would.
+
+The stored totals reach a mark (LedgerDaysMark): every effect before it is stored, none after, and readers sum the
+ledger only from the mark on (`totals_until`), a few minutes of entries after a refresh however big the day. A
+refresh sums again from the mark's day to a new mark, the latest moment no transaction still in flight can write
+before: entries carry the time their transaction took it, after that transaction began, so with the oldest open
+transaction's start (PostgreSQL's pg_stat_activity, less a margin for clocks) as the mark, nothing committed later
+can fall before it.
 """
 
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from django.db import connection, transaction
 from django.db.models import Case, F, IntegerField, Q, Sum, Value, When
@@ -18,8 +23,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from .. import rules
-from ..models import EntryKind, EntryStatus, ExpiryClockDay, LedgerDay, LedgerEntry, PointsBatch
-from ..timezones import day_start, store_timezone
+from ..models import EntryKind, EntryStatus, ExpiryClockDay, LedgerDay, LedgerDaysMark, LedgerEntry, PointsBatch
+from ..timezones import day_after, day_start, store_timezone
 from .expiry import Policy
 
 FIELDS = ("available", "pending", "credited", "debited", "entries")
@@ -71,29 +76,92 @@ def ledger_day_rows(start: datetime | None = None, end: datetime | None = None) 
     return dict(found)
 
 
-def _add(found, row) -> None:
-    totals = found[(row["day"], row["kind"], row["earn_rule_id"])]
+def _add(found, row, by_day: bool = True) -> None:
+    key = (row["kind"], row["earn_rule_id"])
+    totals = found[(row["day"], *key) if by_day else key]
     for name in FIELDS:
         totals[name] += int(row.get(name) or 0)
 
 
+# Seconds between the application's clock, which stamps entries, and the database's, which stamps transactions.
+CLOCK_MARGIN_S = 2
+# SQLite keeps no list of open transactions: its mark trails the refresh by this many seconds instead.
+SQLITE_MARK_LAG_S = 60
+
+
+def stored_mark() -> datetime | None:
+    """How far the stored daily totals reach (None: nothing stored yet, readers sum the ledger)."""
+    return LedgerDaysMark.objects.values_list("through", flat=True).first()
+
+
+def _safe_mark() -> datetime:
+    """The latest moment before which every effect is committed already. Read before the refresh's own transaction
+    (PostgreSQL keeps one view of pg_stat_activity per transaction); the application's one database role sees the
+    start of every transaction of its sessions there."""
+    now = timezone.now()
+    if connection.vendor != "postgresql":
+        return now - timedelta(seconds=SQLITE_MARK_LAG_S)
+    with connection.cursor() as cur:
+        cur.execute(
+            """SELECT MIN(xact_start) FROM pg_stat_activity
+               WHERE datname = current_database() AND pid <> pg_backend_pid()
+                 AND backend_type = 'client backend' AND xact_start IS NOT NULL"""
+        )
+        oldest = cur.fetchone()[0]
+    mark = now if oldest is None else min(now, oldest)
+    return mark - timedelta(seconds=CLOCK_MARGIN_S)
+
+
 def ledger_days_refresh(*, since: date | None = None) -> int:
-    """Sum the ledger's days again from the last stored day (or `since`) to now; returns the days written."""
-    last = LedgerDay.objects.order_by("-day").values_list("day", flat=True).first()
-    start_day = since or last
+    """Sum the ledger's days again from the stored mark's day (or `since`, if earlier) to a new mark; returns the days
+    written. Safe to run at any time and twice at once (the mark's row is locked)."""
+    mark = _safe_mark()
+    zone = store_timezone()
     with transaction.atomic():
+        held = LedgerDaysMark.objects.select_for_update().first()
+        days = [d for d in (since, held and held.through.astimezone(zone).date(), mark.astimezone(zone).date()) if d]
+        # A mark earlier than the last one (a long transaction is open) sums again from its own day.
+        start_day = min(days) if held or since else None
         if start_day is None:
-            rows = ledger_day_rows()
+            rows = ledger_day_rows(end=mark)
             LedgerDay.objects.all().delete()
         else:
-            rows = ledger_day_rows(start=day_start(start_day))
+            rows = ledger_day_rows(start=day_start(start_day), end=mark)
             LedgerDay.objects.filter(day__gte=start_day).delete()
         LedgerDay.objects.bulk_create(
             [LedgerDay(day=day, kind=kind, earn_rule_id=rule, **totals) for (day, kind, rule), totals in rows.items()],
             batch_size=2000,
         )
+        LedgerDaysMark.objects.update_or_create(pk=1, defaults={"through": mark})
     expiry_clock_days_refresh()
     return len({key[0] for key in rows})
+
+
+def totals_until(until: date, *, since: date | None = None, by_day: bool = True) -> dict[tuple, dict]:
+    """The effects of the days [since, until] (from the start when since is None), exact: the stored totals, and
+    the ledger's own from the mark on. by_day: {(day, kind, earn_rule_id): totals}; else {(kind, earn_rule_id):
+    totals} summed over the days (the stored part summed by the database)."""
+    mark = stored_mark()
+    found: dict[tuple, dict] = defaultdict(lambda: dict.fromkeys(FIELDS, 0))
+    start = None
+    if mark is not None:
+        stored = LedgerDay.objects.filter(day__lte=until)
+        if since is not None:
+            stored = stored.filter(day__gte=since)
+        if by_day:
+            rows = stored.values("day", "kind", "earn_rule_id", *FIELDS)
+        else:
+            rows = stored.values("kind", "earn_rule_id").annotate(**{f: Sum(f) for f in FIELDS}).order_by()
+        for row in rows:
+            _add(found, row, by_day)
+        start = mark
+    if since is not None:
+        start = day_start(since) if start is None else max(start, day_start(since))
+    end = day_after(until)
+    if start is None or start < end:
+        for (day, kind, rule), totals in ledger_day_rows(start=start, end=end).items():
+            _add(found, {"day": day, "kind": kind, "earn_rule_id": rule, **totals}, by_day)
+    return dict(found)
 
 
 def open_points_by_clock_day_now(policy: Policy) -> list[tuple[date, int]]:
@@ -150,6 +218,14 @@ def expiry_clock_days_refresh() -> int:
     return len(rows)
 
 
-def stored_through() -> date | None:
-    """The last day the stored totals reach (that day may be partial: readers sum it again from the ledger)."""
-    return LedgerDay.objects.order_by("-day").values_list("day", flat=True).first()
+def after_expiry_run(posted: int) -> None:
+    """After an expiry run that posted `posted` expirations (the nightly job, `expire_points`): vacuum the batch
+    table, whose open-batches index the run has just filled with closed batches (until vacuumed, every read of
+    what is due walks them: 130 ms instead of 1 ms after a run over 200,000 members), then bring the daily totals
+    and the expiry schedule up to date. Outside a transaction only, as VACUUM requires."""
+    if not posted:
+        return
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        with connection.cursor() as cur:
+            cur.execute(f"VACUUM (ANALYZE) {PointsBatch._meta.db_table}")
+    ledger_days_refresh()

@@ -57,11 +57,13 @@ def expire_points_daily():
     """Expire what is due today (keyed per member and day: a retried or repeated run posts nothing twice), then
     bring the dashboard's daily totals up to date."""
     from ..services.expiry import points_expire
-    from ..services.totals import ledger_days_refresh
+    from ..services.totals import after_expiry_run, ledger_days_refresh
 
     run = points_expire()
     log.info("expiry run: %s", run.summary())
-    ledger_days_refresh()
+    after_expiry_run(run.posted)
+    if not run.posted:
+        ledger_days_refresh()
     return run.posted
 
 

@@ -50,7 +50,16 @@ def test_liability_today_adds_up_by_tier_and_by_source(ledger):
     assert {line.label: line.available for line in report.by_source}["Redemptions"] == -200
 
 
-def test_a_past_date_is_exact_whether_or_not_the_days_are_stored(ledger):
+@pytest.fixture
+def mark_now(monkeypatch):
+    """Refreshes store everything up to their own moment (no margin for clocks, no lag on SQLite)."""
+    from loyalty.services import totals
+
+    monkeypatch.setattr(totals, "CLOCK_MARGIN_S", 0)
+    monkeypatch.setattr(totals, "SQLITE_MARK_LAG_S", 0)
+
+
+def test_a_past_date_is_exact_whether_or_not_the_days_are_stored(ledger, mark_now):
     yesterday = store_today() - timedelta(days=1)
     assert liability_on(yesterday).total == 0
     ledger_days_refresh()
@@ -119,3 +128,44 @@ def test_a_date_beyond_the_years_the_program_holds_is_refused_not_a_500(manager_
     assert page.status_code == 200 and "is outside the years 1900 to 2100" in page.content.decode()
     download = manager_client.get(URL, {"on": on, "format": "csv"})
     assert download.status_code == 200 and "outside the years" in download.content.decode()
+
+
+def test_entries_after_the_stored_mark_count_once(ledger, mark_now):
+    """The stored totals reach a mark; what came after it is summed from the ledger, once, until the next refresh."""
+    ann, bob = ledger
+    ledger_days_refresh()
+    assert LedgerDay.objects.filter(day=store_today()).exists()
+    before = (liability_on().available, liability_on().pending, dashboard_figures().outstanding[-1])
+    assert before == (700, 50, 750)
+    points_earn(member=ann, points=40, reason="order", actor=SYSTEM, source="order")
+    points_adjust(member=bob, points=-30, reason="fix", actor=SYSTEM)
+    for _refresh in range(2):
+        report, board = liability_on(), dashboard_figures()
+        assert (report.available, report.pending) == (710, 50)
+        assert board.outstanding[-1] == 760 and board.issued[-1] == 1040
+        assert sum(line.available for line in report.by_source) == 710
+        ledger_days_refresh()
+    assert liability_on(store_today() - timedelta(days=1)).total == 0
+
+
+@pytest.mark.postgres  # PostgreSQL lists the open transactions
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_still_open_holds_the_mark_back(tiers, mark_now):
+    """An entry stamped inside a transaction that commits after the refresh must land after the mark, not before."""
+    from django.db import connection
+
+    from loyalty.services.totals import stored_mark
+
+    other = connection.get_new_connection(connection.get_connection_params())
+    try:
+        with other.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("SELECT now()")
+            started = cur.fetchone()[0]
+        ledger_days_refresh()
+        assert stored_mark() <= started
+    finally:
+        other.rollback()
+        other.close()
+    ledger_days_refresh()
+    assert stored_mark() > started

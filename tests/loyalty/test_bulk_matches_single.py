@@ -383,6 +383,36 @@ def _assert_preview_is_apply(preview, result, ranks_before) -> None:
     policy="allow",
     as_agent=False,
 )
+@example(  # found on PostgreSQL: a reversal batch drew its entry ids in the order it read the ledger, not by entry
+    batches=[
+        ("reward", 0, False),
+        ("reward", 0, True),
+        (
+            "post",
+            [("reject", 33), ("earn", 0, 491, None, False), ("set", 0, 360, None, True), ("earn", 1, 107, None, True)],
+        ),
+        (
+            "post",
+            [
+                ("reject", 1),
+                ("adjust", 2, 355, "k2", None),
+                ("set", 0, 293, None, None),
+                ("adjust", 2, -348, None, False),
+                ("approve", 31),
+                ("earn", 0, 491, None, False),
+                ("reject", 18),
+                ("reject", 35),
+            ],
+        ),
+        ("take_back", 20, 243),
+        ("reward", 1, True),
+        ("release", None),
+        ("reverse", [18, 10, 0, 7]),
+        ("reward", 2, False),
+    ],
+    policy="forbid",
+    as_agent=False,
+)
 def test_bulk_and_single_give_identical_ledgers(batches, policy, as_agent):
     TierFactory(name="Bronze", threshold=0)
     TierFactory(name="Silver", threshold=500)

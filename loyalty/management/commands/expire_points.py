@@ -3,7 +3,7 @@ from datetime import date
 from django.core.management.base import BaseCommand, CommandError
 
 from loyalty.services.expiry import points_expire
-from loyalty.services.totals import ledger_days_refresh
+from loyalty.services.totals import after_expiry_run
 from loyalty.timezones import day_refusal
 
 
@@ -30,5 +30,4 @@ class Command(BaseCommand):
     def handle(self, *args, dry_run, as_of, **options):
         run = points_expire(as_of=_day(as_of) if as_of else None, dry_run=dry_run)
         self.stdout.write(run.summary())
-        if run.posted:
-            ledger_days_refresh()  # the dashboard's totals and the report's expiry schedule follow at once
+        after_expiry_run(run.posted)  # the dashboard's totals and the report's expiry schedule follow at once
