@@ -20,6 +20,7 @@ from ..forms import ApproveForm, EntryReasonForm
 from ..ids import record_id
 from ..models import EntryKind, EntryStatus, LedgerEntry
 from ..services import entry_approve, entry_reject, entry_reverse
+from ..services.entry_previews import entries_preview
 from ..tasks.admin_actions import entries_action_preview
 from . import jobs
 from .action_pages import (
@@ -40,7 +41,6 @@ from .action_pages import (
     warn_resubmitted,
 )
 from .display import status_text
-from .entry_preview import preview_entries
 from .members import change_url, label_order_sources, source_link
 from .refusals import MissingPermission
 
@@ -226,7 +226,7 @@ class LedgerEntryAdmin(ExportPermission, QuickRowsMixin, admin.ModelAdmin):
             )
             return None
         if not form.is_valid():
-            outcomes = preview_entries(entries, action, actor=request.user)
+            outcomes = entries_preview(entries, action, actor=request.user)
             summary = across_summary(title) if across else picked_summary(title, outcomes)
             # "Select all": the background job's own bulk call in dry-run gives the effect on every matching entry.
             sections = (
