@@ -503,9 +503,11 @@ class LedgerDay(models.Model):
 class LedgerDaysMark(models.Model):
     """How far the stored daily totals reach (one row): every effect before `through` is in LedgerDay, none after;
     readers sum only the ledger's effects from `through` on. Days before the mark's day are complete, the mark's own
-    day holds its effects up to the mark."""
+    day holds its effects up to the mark. `zone`: the store time zone the stored days are days of (under another,
+    readers ignore them and the next refresh sums every day again)."""
 
     through = models.DateTimeField()
+    zone = models.CharField(max_length=64, default="")
 
     def __str__(self):
         return f"daily totals through {self.through:%Y-%m-%d %H:%M:%S}"

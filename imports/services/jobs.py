@@ -327,7 +327,7 @@ def import_job_apply(*, job_id: int, spread: bool = False) -> ImportJob:
     if job.ranges.exists() or (kind.splittable and job.applied_through_row == 0 and job.total > range_rows()):
         return _apply_ranges(job, kind, ctx, spread=spread)
     try:
-        if not sql.table_exists(job.rows_table):
+        if _rows_table_lost(job):
             with step("parse"):
                 _parse_into_rows_table(job, kind)
         with step("check"):
@@ -342,6 +342,12 @@ def import_job_apply(*, job_id: int, spread: bool = False) -> ImportJob:
         _finish(job, kind)
     job.refresh_from_db()
     return job
+
+
+def _rows_table_lost(job: ImportJob) -> bool:
+    """Whether the job's parsed rows must be parsed again from its stored file: their table is gone, or empty (a
+    checked file has rows, and PostgreSQL brings an UNLOGGED table back empty when it recovers from a crash)."""
+    return not sql.table_exists(job.rows_table) or not sql.one(f"SELECT EXISTS (SELECT 1 FROM {job.rows_table})")
 
 
 def _apply_chunks(job: ImportJob, kind, ctx: Context) -> None:
@@ -416,15 +422,24 @@ def _apply_ranges(job: ImportJob, kind, ctx: Context, *, spread: bool) -> Import
     posts nothing twice (its row lock and its `done` mark, committed with its entries, and the rows' keys)."""
     try:
         if not job.ranges.exists():
-            if not sql.table_exists(job.rows_table):
-                with step("parse"):
-                    _parse_into_rows_table(job, kind)
-            with step("check"):
-                _split(job, kind, ctx)
+            # Under the job's row lock: a second apply task on the job (Apply pressed twice, a redelivery) waits
+            # here, then finds the ranges made and splits nothing. Without it, its check would drop and make the
+            # job's ready table again under the ranges already running, then fail the job on their unique key.
+            with transaction.atomic():
+                locked = ImportJob.objects.select_for_update().get(pk=job.pk)
+                if locked.status == ImportStatus.APPLYING and not locked.ranges.exists():
+                    if _rows_table_lost(job):
+                        with step("parse"):
+                            _parse_into_rows_table(job, kind)
+                    with step("check"):
+                        _split(job, kind, ctx)
     except ImportFileError as exc:
         return _fail(job, str(exc))
-    # A resumed range starts its count of deliveries again (they were counted against the worker that died).
-    job.ranges.filter(done=False).update(attempts=0)
+    job.refresh_from_db()
+    if job.status != ImportStatus.APPLYING:
+        return job
+    # The ranges keep their count of deliveries: only a person's Resume starts it again (import_ranges_restart), so a
+    # range whose worker keeps dying fails the job however often the sweep queues the job again.
     pending = list(job.ranges.filter(done=False).order_by("lo").values_list("pk", flat=True))
     if not pending:
         # Every range is done (its final step did not run), or no row applies (every one has a problem): finish here.
@@ -617,14 +632,23 @@ def import_job_fail(*, job_id: int, message: str) -> None:
 def import_job_resume(*, job: ImportJob) -> bool:
     """Make a stopped apply (stuck in applying after a crash, or failed after its check) ready to run again."""
     if job.status == ImportStatus.APPLYING:
+        import_ranges_restart(job_id=job.pk)
         return True
     if job.status == ImportStatus.FAILED and job.checked_at and not job.undo_started_at:
-        return bool(
-            ImportJob.objects.filter(pk=job.pk, status=ImportStatus.FAILED).update(
-                status=ImportStatus.APPLYING, error="", task_starts=0, started_at=job.started_at or timezone.now()
-            )
+        resumed = ImportJob.objects.filter(pk=job.pk, status=ImportStatus.FAILED).update(
+            status=ImportStatus.APPLYING, error="", task_starts=0, started_at=job.started_at or timezone.now()
         )
+        if resumed:
+            import_ranges_restart(job_id=job.pk)
+        return bool(resumed)
     return False
+
+
+def import_ranges_restart(*, job_id: int) -> None:
+    """A person's Resume: the job's ranges not done start their count of deliveries again (those counted were
+    against workers that died). The sweep and a redelivered apply keep the count, so a range whose worker keeps
+    dying fails the job after settings.JOB_MAX_STARTS deliveries however often the job is queued again."""
+    ImportRange.objects.filter(job_id=job_id, done=False).update(attempts=0)
 
 
 def import_job_request_apply(*, job: ImportJob, resume: bool = False, actor=None) -> bool:

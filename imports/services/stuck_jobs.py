@@ -23,6 +23,7 @@ from django.utils import timezone
 from loyalty.models import GroupAction, JobStatus
 
 from ..models import BackfillRun, BackfillStatus, ImportJob, ImportStatus
+from .jobs import import_ranges_restart
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,8 @@ def job_resume(*, kind: str, pk: int) -> str | None:
         elif job.status not in statuses:
             return None
         model.objects.filter(pk=pk).update(task_starts=0, heartbeat_at=timezone.now())
+        if kind == "import":
+            import_ranges_restart(job_id=pk)
         task_name = task_for(job.status)
         transaction.on_commit(lambda: _send(kind, task_name, pk))
     return STEP[task_name]

@@ -87,11 +87,17 @@ def _add(found, row, by_day: bool = True) -> None:
 CLOCK_MARGIN_S = 2
 # SQLite keeps no list of open transactions: its mark trails the refresh by this many seconds instead.
 SQLITE_MARK_LAG_S = 60
+# The key of PostgreSQL's advisory lock one refresh of the daily totals holds at a time.
+REFRESH_LOCK = 7_215_339_001
 
 
 def stored_mark() -> datetime | None:
-    """How far the stored daily totals reach (None: nothing stored yet, readers sum the ledger)."""
-    return LedgerDaysMark.objects.values_list("through", flat=True).first()
+    """How far the stored daily totals reach (None: nothing stored yet, or stored under another store time zone than
+    today's: readers sum the ledger until the next refresh sums every day again)."""
+    found = LedgerDaysMark.objects.values_list("through", "zone").first()
+    if found is None or found[1] != store_timezone().key:
+        return None
+    return found[0]
 
 
 def _safe_mark() -> datetime:
@@ -114,14 +120,25 @@ def _safe_mark() -> datetime:
 
 def ledger_days_refresh(*, since: date | None = None) -> int:
     """Sum the ledger's days again from the stored mark's day (or `since`, if earlier) to a new mark; returns the days
-    written. Safe to run at any time and twice at once (the mark's row is locked)."""
+    written. Safe to run at any time and twice at once (one refresh at a time: a lock of the database's own on
+    PostgreSQL, taken even when no mark is stored yet; SQLite lets one writer at a time).
+
+    The stored days are days of the store's time zone: under another zone than the mark's, every day is summed again.
+    """
     mark = _safe_mark()
     zone = store_timezone()
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # The mark's row cannot be the lock: before the first refresh there is none to lock, and two first
+            # refreshes would each store every day.
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", [REFRESH_LOCK])
         held = LedgerDaysMark.objects.select_for_update().first()
+        if held is not None and held.zone != zone.key:
+            held = None  # the stored days are another zone's days: none of them holds
         days = [d for d in (since, held and held.through.astimezone(zone).date(), mark.astimezone(zone).date()) if d]
         # A mark earlier than the last one (a long transaction is open) sums again from its own day.
-        start_day = min(days) if held or since else None
+        start_day = min(days) if held else None
         if start_day is None:
             rows = ledger_day_rows(end=mark)
             LedgerDay.objects.all().delete()
@@ -132,7 +149,7 @@ def ledger_days_refresh(*, since: date | None = None) -> int:
             [LedgerDay(day=day, kind=kind, earn_rule_id=rule, **totals) for (day, kind, rule), totals in rows.items()],
             batch_size=2000,
         )
-        LedgerDaysMark.objects.update_or_create(pk=1, defaults={"through": mark})
+        LedgerDaysMark.objects.update_or_create(pk=1, defaults={"through": mark, "zone": zone.key})
     expiry_clock_days_refresh()
     return len({key[0] for key in rows})
 
@@ -141,20 +158,11 @@ def totals_until(until: date, *, since: date | None = None, by_day: bool = True)
     """The effects of the days [since, until] (from the start when since is None), exact: the stored totals, and
     the ledger's own from the mark on. by_day: {(day, kind, earn_rule_id): totals}; else {(kind, earn_rule_id):
     totals} summed over the days (the stored part summed by the database)."""
-    mark = stored_mark()
+    mark, rows = _stored_rows(until, since=since, by_day=by_day)
     found: dict[tuple, dict] = defaultdict(lambda: dict.fromkeys(FIELDS, 0))
-    start = None
-    if mark is not None:
-        stored = LedgerDay.objects.filter(day__lte=until)
-        if since is not None:
-            stored = stored.filter(day__gte=since)
-        if by_day:
-            rows = stored.values("day", "kind", "earn_rule_id", *FIELDS)
-        else:
-            rows = stored.values("kind", "earn_rule_id").annotate(**{f: Sum(f) for f in FIELDS}).order_by()
-        for row in rows:
-            _add(found, row, by_day)
-        start = mark
+    for row in rows:
+        _add(found, row, by_day)
+    start = mark
     if since is not None:
         start = day_start(since) if start is None else max(start, day_start(since))
     end = day_after(until)
@@ -162,6 +170,28 @@ def totals_until(until: date, *, since: date | None = None, by_day: bool = True)
         for (day, kind, rule), totals in ledger_day_rows(start=start, end=end).items():
             _add(found, {"day": day, "kind": kind, "earn_rule_id": rule, **totals}, by_day)
     return dict(found)
+
+
+def _stored_rows(until: date, *, since: date | None, by_day: bool) -> tuple[datetime | None, list[dict]]:
+    """The stored mark and the stored rows of the days [since, until], read as of one refresh.
+
+    The mark and the rows are two statements, and a refresh may commit between them: the rows would then reach the
+    new mark while the ledger is summed from the old one (the effects between the two counted twice, or missed when
+    the new mark is the earlier one). A refresh writes its rows and its mark together, so rows read between two
+    readings of the same mark are that mark's; else they are read again."""
+    while True:
+        mark = stored_mark()
+        if mark is None:
+            return None, []
+        stored = LedgerDay.objects.filter(day__lte=until)
+        if since is not None:
+            stored = stored.filter(day__gte=since)
+        if by_day:
+            rows = list(stored.values("day", "kind", "earn_rule_id", *FIELDS))
+        else:
+            rows = list(stored.values("kind", "earn_rule_id").annotate(**{f: Sum(f) for f in FIELDS}).order_by())
+        if stored_mark() == mark:
+            return mark, rows
 
 
 def open_points_by_clock_day_now(policy: Policy) -> list[tuple[date, int]]:

@@ -169,3 +169,94 @@ def test_a_transaction_still_open_holds_the_mark_back(tiers, mark_now):
         other.close()
     ledger_days_refresh()
     assert stored_mark() > started
+
+
+def test_a_refresh_that_commits_while_the_report_reads_counts_nothing_twice(ledger, mark_now, monkeypatch):
+    """The report reads the mark, then the stored rows: a refresh committing between the two moves both. Rows of the
+    new mark summed with the ledger from the old one would count the entries between the two marks twice."""
+    from loyalty.services import totals
+
+    ann, _bob = ledger
+    ledger_days_refresh()
+    points_earn(member=ann, points=40, reason="order", actor=SYSTEM, source="order")
+    real, refreshed = totals.stored_mark, []
+
+    def the_mark_then_a_refresh():
+        mark = real()
+        if not refreshed:
+            refreshed.append(mark)
+            ledger_days_refresh()  # another process's refresh, committed right after the report read the mark
+        return mark
+
+    monkeypatch.setattr(totals, "stored_mark", the_mark_then_a_refresh)
+    report = liability_on()
+    assert refreshed, "the refresh ran between the mark and the rows"
+    assert sum(line.available for line in report.by_source) == 740
+    assert sum(line.pending for line in report.by_source) == 50
+
+
+def test_a_new_store_time_zone_sums_every_day_again_in_it(ledger, mark_now):
+    """Stored days are days of the zone they were summed in. Twelve hours behind UTC, then fourteen ahead: every
+    moment of the ledger falls on a later day in the new zone, so a refresh that kept the old zone's days before the
+    mark's would count the day's entries on both days."""
+    from loyalty.timezones import forget_store_timezone
+
+    def store_zone(name):
+        ProgramSettings.objects.filter(pk=1).update(store_time_zone=name)
+        forget_store_timezone()
+
+    store_zone("Etc/GMT+12")
+    ledger_days_refresh()
+    report = liability_on()
+    assert (sum(line.available for line in report.by_source), sum(line.pending for line in report.by_source)) == (
+        700,
+        50,
+    )
+    store_zone("Pacific/Kiritimati")
+    for _refresh in range(2):  # before the next refresh (the stored days do not hold), and after it
+        report = liability_on()
+        assert sum(line.available for line in report.by_source) == 700
+        assert sum(line.pending for line in report.by_source) == 50
+        assert dashboard_figures().outstanding[-1] == 750
+        ledger_days_refresh()
+    assert not LedgerDay.objects.filter(day__lt=store_today()).exists(), "no day of the old zone is kept"
+
+
+@pytest.mark.postgres  # SQLite lets one writer at a time
+@pytest.mark.django_db(transaction=True)
+def test_two_first_refreshes_at_once_store_each_day_once(tiers, mark_now, monkeypatch):
+    """Before the first refresh there is no mark to lock (after the migration that made it, say): two refreshes
+    at once must still take turns, not both store every day."""
+    import threading
+
+    from django.db import connection
+
+    from tests.side_by_side import SideBySide
+
+    ann = member_create(email="ann@example.com")
+    points_earn(member=ann, points=700, reason="order", actor=SYSTEM, source="order")
+    real, together, errors = LedgerDay.objects.bulk_create, SideBySide(), []
+
+    def storing_side_by_side(*args, **kwargs):
+        together.meet()  # both refreshes past their delete at once, unless one waits for the other
+        return real(*args, **kwargs)
+
+    def refresh():
+        try:
+            ledger_days_refresh()
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    monkeypatch.setattr(LedgerDay.objects, "bulk_create", storing_side_by_side)
+    threads = [threading.Thread(target=refresh) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    monkeypatch.undo()
+    assert errors == []
+    days = list(LedgerDay.objects.values_list("day", "kind", "earn_rule_id"))
+    assert len(days) == len(set(days)), "each day's totals stored once"
+    assert sum(line.available for line in liability_on().by_source) == 700

@@ -366,3 +366,90 @@ def test_a_big_file_whose_every_row_has_a_problem_ends_applied_with_nothing_appl
     assert job.status == ImportStatus.APPLIED
     assert (job.total, job.problems, job.applied, job.failed, job.progress) == (12, 12, 0, 12, 12)
     assert not job.ranges.exists() and not import_sql.table_exists(job.ready_table)
+
+
+@pytest.mark.postgres  # two workers' transactions side by side; SQLite lets one writer at a time
+@pytest.mark.django_db(transaction=True)
+def test_two_apply_tasks_at_once_split_the_job_once_and_fail_nothing(members, small_ranges, monkeypatch):
+    """Apply pressed twice (or a redelivered task) queues the job's apply twice, and two workers take it at once:
+    the second waits for the first's split, then finds the ranges made, instead of making the job's ready table
+    again under them and failing the job on their unique key."""
+    import threading
+
+    from django.db import connection
+
+    from tests.side_by_side import SideBySide
+
+    queued, errors = [], []
+    monkeypatch.setattr(jobs, "queue_task", lambda name, *args: queued.append((name, *args)))
+    job = checked(_file(), reason="Spring")
+    assert import_job_start_apply(job=job)
+    real, together = jobs._resolve, SideBySide()
+
+    def checking_side_by_side(*args, **kwargs):
+        together.meet()  # both applies inside their split at once, unless one waits for the other
+        return real(*args, **kwargs)
+
+    def apply():
+        try:
+            jobs.import_job_apply(job_id=job.pk, spread=True)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    monkeypatch.setattr(jobs, "_resolve", checking_side_by_side)
+    threads = [threading.Thread(target=apply) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    job.refresh_from_db()
+    assert job.status == ImportStatus.APPLYING and job.ranges.count() > 3
+    assert import_sql.one(f"SELECT COUNT(*) FROM {job.ready_table}") == job.total
+    for _name, range_id in queued:  # every range queued by both: each posts once
+        import_range_task.apply(args=[range_id])
+    job.refresh_from_db()
+    assert job.status == ImportStatus.APPLIED
+    entries = LedgerEntry.objects.filter(source=EntrySource.IMPORT, source_ref=job.pk)
+    assert entries.count() == entries.values("idempotency_key").distinct().count() == job.applied
+    assert ledger_differences() == []
+
+
+def test_a_range_whose_worker_keeps_dying_fails_the_job_however_often_the_sweep_queues_it(
+    members, small_ranges, monkeypatch, settings
+):
+    """Each delivery of a range counts itself before it works; a worker killed in it (out of memory) leaves the job
+    silent, and the sweep queues the job's apply again. Those applies must not start the count again, or the range
+    would take down a worker every sweep for ever instead of failing the job after JOB_MAX_STARTS deliveries."""
+    queued = []
+    monkeypatch.setattr(jobs, "queue_task", lambda name, *args: queued.append((name, *args)))
+    job = checked(_file(), reason="Spring")
+    apply_import_job.delay(job.pk)
+    first = queued[0][1]
+    for _death in range(settings.JOB_MAX_STARTS):
+        assert jobs.import_range_start(range_id=first)  # a delivery counted, then its worker killed
+        apply_import_job.delay(job.pk)  # what the sweep queues once the job is silent
+    assert import_range_task.apply(args=[first]).get() == "failed"
+    job.refresh_from_db()
+    assert job.status == ImportStatus.FAILED and f"started {settings.JOB_MAX_STARTS} times" in job.error
+    assert not LedgerEntry.objects.filter(source=EntrySource.IMPORT, source_ref=job.pk).exists()
+    # A person's Resume starts the count again.
+    assert import_job_resume(job=job)
+    assert ImportRange.objects.get(pk=first).attempts == 0
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["in one task", "in member ranges"])
+def test_parsed_rows_lost_in_a_database_crash_are_parsed_again_from_the_file(members, settings, split):
+    """The parsed rows' table is UNLOGGED on PostgreSQL: recovering from a crash, the database brings it back empty.
+    The apply parses the stored file again, instead of checking no rows and calling the job applied."""
+    settings.IMPORT_RANGE_ROWS = RANGE_ROWS if split else 10_000
+    job = checked(_file(), reason="Spring")
+    import_sql.execute(f"DELETE FROM {job.rows_table}")  # what crash recovery leaves of an UNLOGGED table
+    apply_import_job.delay(job.pk)
+    job.refresh_from_db()
+    assert job.ranges.exists() == split
+    assert (job.status, job.total, job.applied, job.failed) == (ImportStatus.APPLIED, 37, 34, 3)
+    assert LedgerEntry.objects.filter(source=EntrySource.IMPORT, source_ref=job.pk).count() == 34
+    assert ledger_differences() == []
