@@ -30,7 +30,7 @@ from loyalty.models import EntryKind, EntrySource, EntryStatus, LedgerEntry
 from loyalty.profiling import add as profile_add
 from loyalty.profiling import profiling, step
 from loyalty.queueing import queue_task
-from loyalty.services.staff import staff_policy
+from loyalty.services.staff import daily_total_holds, staff_policy
 from loyalty.services.tables import fill_table
 from loyalty.timezones import store_timezone_held
 
@@ -324,7 +324,7 @@ def import_job_apply(*, job_id: int, spread: bool = False) -> ImportJob:
         return job
     kind = KINDS[job.kind]
     ctx = _context(job)
-    if job.ranges.exists() or (kind.splittable and job.applied_through_row == 0 and job.total > range_rows()):
+    if job.ranges.exists() or _splits(job, kind, ctx):
         return _apply_ranges(job, kind, ctx, spread=spread)
     try:
         if _rows_table_lost(job):
@@ -413,6 +413,15 @@ def _chunk_end(lo: int, size: int) -> int | None:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Apply in member ranges (a big job of a splittable kind)
+
+
+def _splits(job: ImportJob, kind, ctx: Context) -> bool:
+    """A big job of a splittable kind splits, unless a chunk has applied already or its actor is held to a daily
+    total: the ranges run in member order, in parallel, and the total would refuse other rows than the file's order
+    (and the preview) does."""
+    if not (kind.splittable and job.applied_through_row == 0 and job.total > range_rows()):
+        return False
+    return not daily_total_holds(ctx.actor)
 
 
 def _apply_ranges(job: ImportJob, kind, ctx: Context, *, spread: bool) -> ImportJob:

@@ -108,6 +108,14 @@ def staff_policy(actor, action: str | None, *, program: ProgramSettings | None =
     return policy
 
 
+def daily_total_holds(actor) -> bool:
+    """Whether the program's daily total holds for `actor` (a support agent, with a daily total set): then which of
+    their changes it refuses depends on the order they are made in, so their big jobs keep one order (a file's)."""
+    if isinstance(actor, SystemActor) or actor is None or actor.has_perm(UNLIMITED_PERMISSION):
+        return False
+    return ProgramSettings.load().support_agent_daily_limit is not None
+
+
 def staff_refusal(actor, action: str, points: int) -> str | None:
     """What a form can tell at once, before queueing work: why moving `points` for one member would be refused
     (no permission, over a support agent's limit or daily total), or None. The ledger checks again as it posts."""
