@@ -89,6 +89,7 @@ CLOCK_MARGIN_S = 2
 SQLITE_MARK_LAG_S = 60
 # The key of PostgreSQL's advisory lock one refresh of the daily totals holds at a time.
 REFRESH_LOCK = 7_215_339_001
+CLOCK_DAYS_LOCK = 7_215_339_002  # the expiry schedule's refresh
 
 
 def stored_mark() -> datetime | None:
@@ -128,11 +129,9 @@ def ledger_days_refresh(*, since: date | None = None) -> int:
     mark = _safe_mark()
     zone = store_timezone()
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            # The mark's row cannot be the lock: before the first refresh there is none to lock, and two first
-            # refreshes would each store every day.
-            with connection.cursor() as cur:
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", [REFRESH_LOCK])
+        # The mark's row cannot be the lock: before the first refresh there is none to lock, and two first
+        # refreshes would each store every day.
+        _lock_database(REFRESH_LOCK)
         held = LedgerDaysMark.objects.select_for_update().first()
         if held is not None and held.zone != zone.key:
             held = None  # the stored days are another zone's days: none of them holds
@@ -236,6 +235,9 @@ def expiry_clock_days_refresh() -> int:
     rows = open_points_by_clock_day_now(policy)
     now = timezone.now()
     with transaction.atomic():
+        # One at a time (the nightly run's refresh and beat's hourly one may meet): two would each delete the old
+        # rows and insert theirs, and the schedule would count every day twice.
+        _lock_database(CLOCK_DAYS_LOCK)
         ExpiryClockDay.objects.all().delete()
         ExpiryClockDay.objects.bulk_create(
             [
@@ -259,3 +261,10 @@ def after_expiry_run(posted: int) -> None:
         with connection.cursor() as cur:
             cur.execute(f"VACUUM (ANALYZE) {PointsBatch._meta.db_table}")
     ledger_days_refresh()
+
+
+def _lock_database(key: int) -> None:
+    """Hold PostgreSQL's advisory lock `key` until the transaction ends (SQLite lets one writer at a time anyway)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", [key])

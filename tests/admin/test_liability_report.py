@@ -260,3 +260,45 @@ def test_two_first_refreshes_at_once_store_each_day_once(tiers, mark_now, monkey
     days = list(LedgerDay.objects.values_list("day", "kind", "earn_rule_id"))
     assert len(days) == len(set(days)), "each day's totals stored once"
     assert sum(line.available for line in liability_on().by_source) == 700
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_expiry_schedule_refreshes_at_once_store_each_day_once(tiers, monkeypatch):
+    """The nightly run's refresh and beat's hourly one may meet: the schedule must not count a day twice."""
+    import threading
+
+    from django.db import connection
+
+    from loyalty.models import ExpiryClockDay
+    from loyalty.services.totals import expiry_clock_days_refresh
+    from tests.side_by_side import SideBySide
+
+    ProgramSettings.load()
+    ProgramSettings.objects.filter(pk=1).update(expiry_policy="after_earning", expiry_period=2, expiry_unit="months")
+    ann = member_create(email="ann@example.com")
+    points_earn(member=ann, points=700, reason="order", actor=SYSTEM, source="order")
+    real, together, errors = ExpiryClockDay.objects.bulk_create, SideBySide(), []
+
+    def storing_side_by_side(*args, **kwargs):
+        together.meet()  # both refreshes past their delete at once, unless one waits for the other
+        return real(*args, **kwargs)
+
+    def refresh():
+        try:
+            expiry_clock_days_refresh()
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    monkeypatch.setattr(ExpiryClockDay.objects, "bulk_create", storing_side_by_side)
+    threads = [threading.Thread(target=refresh) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    monkeypatch.undo()
+    assert errors == []
+    assert sum(ExpiryClockDay.objects.values_list("points", flat=True)) == 700
+    assert sum(points for _month, points in liability_on().expiring) == 700
