@@ -224,39 +224,13 @@ def test_a_new_store_time_zone_sums_every_day_again_in_it(ledger, mark_now):
 
 @pytest.mark.postgres  # SQLite lets one writer at a time
 @pytest.mark.django_db(transaction=True)
-def test_two_first_refreshes_at_once_store_each_day_once(tiers, mark_now, monkeypatch):
+def test_two_first_refreshes_at_once_store_each_day_once(tiers, mark_now):
     """Before the first refresh there is no mark to lock (after the migration that made it, say): two refreshes
     at once must still take turns, not both store every day."""
-    import threading
-
-    from django.db import connection
-
-    from tests.side_by_side import SideBySide
 
     ann = member_create(email="ann@example.com")
     points_earn(member=ann, points=700, reason="order", actor=SYSTEM, source="order")
-    real, together, errors = LedgerDay.objects.bulk_create, SideBySide(), []
-
-    def storing_side_by_side(*args, **kwargs):
-        together.meet()  # both refreshes past their delete at once, unless one waits for the other
-        return real(*args, **kwargs)
-
-    def refresh():
-        try:
-            ledger_days_refresh()
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    monkeypatch.setattr(LedgerDay.objects, "bulk_create", storing_side_by_side)
-    threads = [threading.Thread(target=refresh) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    monkeypatch.undo()
-    assert errors == []
+    assert _two_at_once(LedgerDay.objects, ledger_days_refresh) == []
     days = list(LedgerDay.objects.values_list("day", "kind", "earn_rule_id"))
     assert len(days) == len(set(days)), "each day's totals stored once"
     assert sum(line.available for line in liability_on().by_source) == 700
@@ -264,41 +238,51 @@ def test_two_first_refreshes_at_once_store_each_day_once(tiers, mark_now, monkey
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_two_expiry_schedule_refreshes_at_once_store_each_day_once(tiers, monkeypatch):
+def test_two_expiry_schedule_refreshes_at_once_store_each_day_once(tiers):
     """The nightly run's refresh and beat's hourly one may meet: the schedule must not count a day twice."""
-    import threading
-
-    from django.db import connection
 
     from loyalty.models import ExpiryClockDay
     from loyalty.services.totals import expiry_clock_days_refresh
-    from tests.side_by_side import SideBySide
 
     ProgramSettings.load()
     ProgramSettings.objects.filter(pk=1).update(expiry_policy="after_earning", expiry_period=2, expiry_unit="months")
     ann = member_create(email="ann@example.com")
     points_earn(member=ann, points=700, reason="order", actor=SYSTEM, source="order")
-    real, together, errors = ExpiryClockDay.objects.bulk_create, SideBySide(), []
+    assert _two_at_once(ExpiryClockDay.objects, expiry_clock_days_refresh) == []
+    assert sum(ExpiryClockDay.objects.values_list("points", flat=True)) == 700
+    assert sum(points for _month, points in liability_on().expiring) == 700
+
+
+def _two_at_once(manager, refresh) -> list:
+    """Run `refresh` in two threads that meet at its bulk_create into `manager` (each past its delete), unless one
+    waits for the other's lock; returns the errors they raised."""
+    import threading
+
+    from django.db import connection
+
+    from tests.side_by_side import SideBySide
+
+    real, together, errors = manager.bulk_create, SideBySide(), []
 
     def storing_side_by_side(*args, **kwargs):
-        together.meet()  # both refreshes past their delete at once, unless one waits for the other
+        together.meet()
         return real(*args, **kwargs)
 
-    def refresh():
+    def one():
         try:
-            expiry_clock_days_refresh()
+            refresh()
         except Exception as exc:
             errors.append(exc)
         finally:
             connection.close()
 
-    monkeypatch.setattr(ExpiryClockDay.objects, "bulk_create", storing_side_by_side)
-    threads = [threading.Thread(target=refresh) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    monkeypatch.undo()
-    assert errors == []
-    assert sum(ExpiryClockDay.objects.values_list("points", flat=True)) == 700
-    assert sum(points for _month, points in liability_on().expiring) == 700
+    manager.bulk_create = storing_side_by_side
+    try:
+        threads = [threading.Thread(target=one) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        del manager.bulk_create  # the manager's own method again
+    return errors
