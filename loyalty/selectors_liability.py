@@ -78,11 +78,6 @@ def store_currency() -> str:
     return Order.objects.order_by("-placed_at").values_list("currency", flat=True).first() or "USD"
 
 
-def day_totals(until: date, since: date | None = None) -> dict[tuple, dict]:
-    """{(day, kind, earn_rule_id): totals} for the days [since, until], exact: stored days, then the ledger."""
-    return totals_until(until, since=since)
-
-
 def liability_on(day: date | None = None) -> Liability:
     day = day or store_today()
     program = ProgramSettings.load()
@@ -238,7 +233,7 @@ def dashboard_figures(*, weeks: int = 26) -> Dashboard:
     rule_names = dict(EarnRule.objects.values_list("id", "name"))
     weekly_change = [0] * weeks
     sources: dict[str, int] = defaultdict(int)
-    for (day, kind, rule), totals in day_totals(today, since=start).items():
+    for (day, kind, rule), totals in totals_until(today, since=start).items():
         week = (day - start).days // 7
         if not 0 <= week < weeks:
             continue

@@ -5,6 +5,8 @@ import io
 
 from django.db import connection
 
+from loyalty.services.tables import execute, rows  # noqa: F401  (the import's callers use sql.execute, sql.rows)
+
 # Rows sent per COPY write (PostgreSQL) or per executemany (SQLite): big enough that the per-call cost vanishes,
 # small enough that a block stays a few MB whatever the file's size.
 BLOCK_ROWS = 20_000
@@ -41,22 +43,10 @@ def check_constraints_now() -> None:
     execute("SET CONSTRAINTS ALL IMMEDIATE")
 
 
-def execute(sql: str, params=None) -> int:
-    with connection.cursor() as cur:
-        cur.execute(sql, params or [])
-        return cur.rowcount
-
-
 def executemany(sql: str, param_rows: list) -> None:
     if param_rows:
         with connection.cursor() as cur:
             cur.executemany(sql, param_rows)
-
-
-def rows(sql: str, params=None) -> list[tuple]:
-    with connection.cursor() as cur:
-        cur.execute(sql, params or [])
-        return cur.fetchall()
 
 
 def one(sql: str, params=None):

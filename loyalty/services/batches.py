@@ -16,7 +16,9 @@ from django.db import connection
 from .. import rules
 from ..models import EntryKind, PointsBatch
 from ..profiling import step
+from .tables import execute as _exec
 from .tables import fill_table
+from .tables import rows as _rows
 
 ORDER_SQL = "earned_at, id"  # rules.BATCH_ORDER
 
@@ -121,18 +123,6 @@ def _write_changes(batch_lists) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 # The bulk path
-
-
-def _exec(sql: str, params=None) -> int:
-    with connection.cursor() as cur:
-        cur.execute(sql, params or [])
-        return cur.rowcount
-
-
-def _rows(sql: str, params=None) -> list[tuple]:
-    with connection.cursor() as cur:
-        cur.execute(sql, params or [])
-        return cur.fetchall()
 
 
 EVENTS = "ledger_stage_batch_events"

@@ -37,14 +37,9 @@ def entries_preview(entries, action: str, *, actor, policy: str | None = None) -
     permission, per-action limit and daily total hold row by row, as when they confirm); policy: the negative-balance
     policy of a reversal (the program's when None). Raises nothing for a refused row: its sentence is its outcome.
     """
-    outcomes = []
     with transaction.atomic():
-        savepoint = transaction.savepoint()
-        try:
-            for entry in sorted(entries, key=lambda e: e.pk):
-                outcomes.append(_outcome(entry, action, actor, policy))
-        finally:
-            transaction.savepoint_rollback(savepoint)
+        outcomes = [_outcome(entry, action, actor, policy) for entry in sorted(entries, key=lambda e: e.pk)]
+        transaction.set_rollback(True)  # everything the block posted goes; an error rolls it back as well
     return outcomes
 
 

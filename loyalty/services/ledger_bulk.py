@@ -35,7 +35,9 @@ from ..rules import RELATIVE, SET_TO
 from .batches import stage_batches
 from .ledger import policy_or_default
 from .staff import StaffPolicy, staff_policy
+from .tables import execute as _exec
 from .tables import fill_table
+from .tables import rows as _rows
 
 _STAGE = "ledger_stage"
 
@@ -169,18 +171,6 @@ class MemberAfter:
 
 def _is_postgres() -> bool:
     return connection.vendor == "postgresql"
-
-
-def _exec(sql: str, params=None) -> int:
-    with connection.cursor() as cur:
-        cur.execute(sql, params or [])
-        return cur.rowcount
-
-
-def _rows(sql: str, params=None) -> list[tuple]:
-    with connection.cursor() as cur:
-        cur.execute(sql, params or [])
-        return cur.fetchall()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Loading many rows into a table from Python, the fastest way each database offers (shared by the ledger's bulk
-path, its batches and the import's parse)."""
+"""Raw SQL for the set-based writers (the ledger's bulk path, its batches, the import's tables): a statement, its
+rows, and loading many rows from Python the fastest way each database offers."""
 
 from django.db import connection
 
@@ -22,3 +22,17 @@ def fill_table(table: str, columns: tuple[str, ...], rows) -> None:
                 batch.clear()
         if batch:
             cur.executemany(sql, batch)
+
+
+def execute(sql: str, params=None) -> int:
+    """Run one statement; returns the rows it touched."""
+    with connection.cursor() as cur:
+        cur.execute(sql, params or [])
+        return cur.rowcount
+
+
+def rows(sql: str, params=None) -> list[tuple]:
+    """Run one query; returns its rows."""
+    with connection.cursor() as cur:
+        cur.execute(sql, params or [])
+        return cur.fetchall()

@@ -61,9 +61,7 @@ def expire_points_daily():
 
     run = points_expire()
     log.info("expiry run: %s", run.summary())
-    after_expiry_run(run.posted)
-    if not run.posted:
-        ledger_days_refresh()
+    after_expiry_run() if run.posted else ledger_days_refresh()
     return run.posted
 
 

@@ -70,7 +70,7 @@ class Command(BaseCommand):
         member_ids = list(range(lo, hi + 1))
         floor_s = ledger_write_floor_s(member_ids, max(run.posted, 1))
         # What the nightly job does after a run: the batch table vacuumed, the daily totals brought up to date.
-        daily_totals_s, _days = _timed(lambda: after_expiry_run(run.posted))
+        daily_totals_s, _days = _timed(after_expiry_run)
         report_ms = _median_ms(liability_on)
         dashboard_ms = _median_ms(_dashboard)
         reconciles = not ledger_differences(limit=10)

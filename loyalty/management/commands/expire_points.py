@@ -30,4 +30,5 @@ class Command(BaseCommand):
     def handle(self, *args, dry_run, as_of, **options):
         run = points_expire(as_of=_day(as_of) if as_of else None, dry_run=dry_run)
         self.stdout.write(run.summary())
-        after_expiry_run(run.posted)  # the dashboard's totals and the report's expiry schedule follow at once
+        if run.posted:
+            after_expiry_run()  # the dashboard's totals and the report's expiry schedule follow at once
