@@ -133,3 +133,11 @@ def range_task(task, *, model, pk: int, apply: Callable[[], str], fail: Callable
     if outcome == "last":
         queue_task(close_task, pk)
     return outcome
+
+
+def range_delivery_counted(range_model, range_id: int) -> bool:
+    """Count a delivery of a job's member range (any model with `done` and `attempts`), committed at once so a
+    worker killed mid-range leaves its mark. False past settings.JOB_MAX_STARTS deliveries: the job then fails."""
+    range_model.objects.filter(pk=range_id, done=False).update(attempts=F("attempts") + 1)
+    attempts = range_model.objects.filter(pk=range_id).values_list("attempts", flat=True).first() or 0
+    return attempts <= settings.JOB_MAX_STARTS

@@ -26,11 +26,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Max, Q, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from loyalty.actors import SystemActor
+from loyalty.background import range_delivery_counted
 from loyalty.errors import LoyaltyError
 from loyalty.keys import credited_sql, order_earning_key_sql, signup_earning_key_sql
 from loyalty.models import EarnRule, EarnRuleKind, EntryKind, EntrySource, LedgerEntry, ProgramSettings
@@ -360,9 +361,7 @@ def _progress(run: BackfillRun) -> dict:
 def backfill_range_start(*, range_id: int) -> bool:
     """Count a delivery of the range (committed at once, so a worker killed mid-range leaves its mark). False when
     the range has been delivered more than settings.JOB_MAX_STARTS times: the run then fails with that reason."""
-    BackfillRange.objects.filter(pk=range_id, done=False).update(attempts=F("attempts") + 1)
-    attempts = BackfillRange.objects.filter(pk=range_id).values_list("attempts", flat=True).first() or 0
-    return attempts <= settings.JOB_MAX_STARTS
+    return range_delivery_counted(BackfillRange, range_id)
 
 
 def backfill_range_apply(*, range_id: int) -> str:

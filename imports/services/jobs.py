@@ -26,6 +26,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from loyalty.actors import SystemActor
+from loyalty.background import range_delivery_counted
 from loyalty.models import EntryKind, EntrySource, EntryStatus, LedgerEntry
 from loyalty.profiling import add as profile_add
 from loyalty.profiling import profiling, step
@@ -502,9 +503,7 @@ def _member_spans(ready: str, size: int) -> list[tuple[int, int, int]]:
 def import_range_start(*, range_id: int) -> bool:
     """Count a delivery of the range (committed at once, so a worker killed mid-range leaves its mark). False when
     the range has been delivered more than settings.JOB_MAX_STARTS times: the job then fails with that reason."""
-    ImportRange.objects.filter(pk=range_id, done=False).update(attempts=F("attempts") + 1)
-    attempts = ImportRange.objects.filter(pk=range_id).values_list("attempts", flat=True).first() or 0
-    return attempts <= settings.JOB_MAX_STARTS
+    return range_delivery_counted(ImportRange, range_id)
 
 
 def import_range_apply(*, range_id: int) -> str:

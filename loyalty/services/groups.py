@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..actors import SystemActor
+from ..background import range_delivery_counted
 from ..errors import LoyaltyError
 from ..models import (
     CustomerGroup,
@@ -201,9 +202,7 @@ def _progress(action: GroupAction) -> dict:
 
 def group_action_range_start(*, range_id: int) -> bool:
     """Count a delivery of the range (committed at once); False past settings.JOB_MAX_STARTS deliveries."""
-    GroupActionRange.objects.filter(pk=range_id, done=False).update(attempts=F("attempts") + 1)
-    attempts = GroupActionRange.objects.filter(pk=range_id).values_list("attempts", flat=True).first() or 0
-    return attempts <= settings.JOB_MAX_STARTS
+    return range_delivery_counted(GroupActionRange, range_id)
 
 
 def group_action_range_apply(*, range_id: int) -> str:
