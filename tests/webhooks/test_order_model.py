@@ -566,6 +566,8 @@ def test_orders_as_stores_send_them_match_the_model(store, program, order_rule):
     run = settings(
         max_examples=30,
         stateful_step_count=20,
+        # The same 30 stories on every run: the checks below of what they covered cannot then fail by chance.
+        derandomize=True,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )(OrderStories).TestCase
@@ -573,7 +575,7 @@ def test_orders_as_stores_send_them_match_the_model(store, program, order_rule):
     run().runTest()
     seen = OrderStories.seen
     print(dict(seen))  # shown with pytest -s: what the stories did
-    # The stories did what they are for (over 30 stories of up to 20 steps each, all but certain).
+    # The stories did what they are for (30 stories of up to 20 steps each).
     deliveries = sum(n for kind, n in seen.items() if "/" in kind or "." in kind)
     assert deliveries >= 100
     assert seen["edited up"] + seen["edited down"] > 0
