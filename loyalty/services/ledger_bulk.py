@@ -264,8 +264,19 @@ def _stage_moves(select: str, params) -> None:
                    (SELECT s.reason FROM {_STAGE} s WHERE s.op = '{REJECT}' AND s.entry_id = t.takes_back_id
                     ORDER BY s.seq LIMIT 1), t.id
             FROM loyalty_ledgerentry t
-            WHERE t.takes_back_id IN (SELECT entry_id FROM {_STAGE} WHERE op = '{REJECT}') AND t.status = 'pending'
-              AND NOT EXISTS (SELECT 1 FROM {_STAGE} x WHERE x.entry_id = t.id)"""
+            WHERE t.takes_back_id IN (SELECT s.entry_id FROM {_STAGE} s JOIN loyalty_ledgerentry e ON e.id = s.entry_id
+                                      WHERE s.op = '{REJECT}' AND e.status = 'pending')
+              AND t.status = 'pending' AND NOT EXISTS (SELECT 1 FROM {_STAGE} x WHERE x.entry_id = t.id)"""
+    )
+
+
+def _keep_take_backs_of_rejected_earnings() -> None:
+    """A take-back staged with its earning's reject moves only if that reject does: when the batch refuses it (an
+    earlier row approved the earning), the single path leaves the take-back pending, and so does this."""
+    _exec(
+        f"""DELETE FROM {_STAGE} WHERE op = '{REJECT}' AND seq < 0 AND NOT EXISTS (
+                SELECT 1 FROM {_STAGE} s JOIN loyalty_ledgerentry t ON t.takes_back_id = s.entry_id
+                WHERE t.id = {_STAGE}.entry_id AND s.op = '{REJECT}' AND s.seq >= 0 AND s.state = {_NEW})"""
     )
 
 
@@ -356,6 +367,7 @@ def _apply(*, actor, source, source_ref, policy, action, keys_new_unless_prefix=
         staff = staff_policy(actor, action)
         _mark_moves_no_longer_pending()
         _resolve_sequentially(_members_needing_order(policy, staff), policy, staff)
+        _keep_take_backs_of_rejected_earnings()
         table = tier_table()
     if dry_run:
         with step("preview"):

@@ -413,6 +413,27 @@ def _assert_preview_is_apply(preview, result, ranks_before) -> None:
     policy="forbid",
     as_agent=False,
 )
+@example(  # found on PostgreSQL: rejecting an earning approved earlier is refused, and its pending take-back stays
+    batches=[
+        ("post", [("adjust", 0, 1, None, None), ("earn", 0, 1, None, True), ("adjust", 0, 1, None, None)]),
+        ("take_back", 16, 1),
+        ("post", [("adjust", 0, 259, None, None), ("adjust", 0, 616, None, None)]),
+        ("post", [("approve", 13), ("adjust", 0, 1, None, None), ("adjust", 0, 1, None, None)]),
+        ("post", [("adjust", 0, 1, None, None)]),
+        ("post", [("reject", 16)]),
+    ],
+    policy="forbid",
+    as_agent=False,
+)
+@example(  # the same in one batch: the earning approved, then its reject refused, the take-back left pending
+    batches=[
+        ("post", [("adjust", 0, 1, None, None), ("earn", 0, 1, None, True), ("adjust", 0, 1, None, None)]),
+        ("take_back", 16, 1),
+        ("post", [("approve", 4), ("reject", 4)]),
+    ],
+    policy="forbid",
+    as_agent=False,
+)
 def test_bulk_and_single_give_identical_ledgers(batches, policy, as_agent):
     TierFactory(name="Bronze", threshold=0)
     TierFactory(name="Silver", threshold=500)
