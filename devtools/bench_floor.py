@@ -39,7 +39,7 @@ REQUIRED_INDEXES = {
     # The batch table's: its key, its entry (one batch per credit) and the order debits spend batches in.
     "loyalty_pointsbatch_pkey",
     "loyalty_pointsbatch_entry_id_key",
-    "batch_member_order",
+    "batch_member_through",
 }
 
 
@@ -68,9 +68,10 @@ def ledger_write_floor_s(
             cur.execute(_fill_sql(count), [member_ids] if connection.vendor == "postgresql" else [])
             if with_batches:
                 cur.execute(
-                    f"""INSERT INTO {BATCH_FLOOR_TABLE} (member_id, entry_id, earned_at, points, remaining,
-                            expired_points)
-                        SELECT member_id, id, created_at, points, points, 0 FROM {FLOOR_TABLE} ORDER BY id"""
+                    f"""INSERT INTO {BATCH_FLOOR_TABLE} (member_id, entry_id, earned_at, points, through)
+                        SELECT member_id, id, created_at, points,
+                               SUM(points) OVER (PARTITION BY member_id ORDER BY id ROWS UNBOUNDED PRECEDING)
+                        FROM {FLOOR_TABLE} ORDER BY id"""
                 )
         return time.perf_counter() - start
     finally:

@@ -245,6 +245,9 @@ class Member(models.Model):
     available_points = models.BigIntegerField(_("available"), default=0, editable=False)
     pending_points = models.BigIntegerField(_("pending"), default=0, editable=False)
     lifetime_points = models.BigIntegerField(_("lifetime"), default=0, editable=False)
+    # All the points the member's batches were ever opened with (the last batch's `through`): with the available
+    # balance it says how far spending has reached (loyalty.rules.batch_spent), so no debit writes to a batch.
+    batched_points = models.BigIntegerField(_("batched"), default=0, db_default=0, editable=False)
     # The (tier, -id) index below serves tier lookups; a second index on tier alone would only slow balance updates.
     tier = models.ForeignKey(
         "tiers.Tier",
@@ -382,6 +385,9 @@ class LedgerEntry(models.Model):
         related_name="+",
         db_index=False,
     )
+    # An expiration's end on its member's line of batches (the member's spent points after it): it took the points
+    # of the batches between spent_through + points (points is negative) and spent_through (loyalty.models.PointsBatch).
+    spent_through = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("ledger entry")
@@ -436,47 +442,41 @@ class LedgerEntry(models.Model):
 
 
 class PointsBatch(models.Model):
-    """Points that became available together (an active earning, a credit adjustment, a credit reversal), with what is
-    left of them. Every debit spends the earliest batches first (loyalty.rules.allocate_debit); the open remainders
-    of a member add up to the available balance (0 when it is below zero). Written only by the ledger service, in
-    the transaction of the entry that made or spent them. A batch expires once: its remainder at the expiry run."""
+    """Points that became available together (an active earning, a credit adjustment, a credit reversal), written
+    once, by the ledger service, in the transaction of the entry that made them active, and never changed.
 
-    # The member and the expiring entry are copies of what the entry and the expiration say, written only by the
-    # ledger service beside them: no foreign-key check of their own (one per batch at every commit, a quarter of a
-    # bulk post's time); reconcile_ledger holds each to its entry (loyalty.selectors.batch_link_differences).
+    A member's batches stand end to end in spending order (loyalty.rules.BATCH_ORDER): `through` is the member's
+    batched points up to and including this batch. Spending (every active debit) moves one figure, the member's spent
+    points (rules.batch_spent), along that line, so what is left of a batch is the part of it beyond that figure
+    (rules.batch_remaining) and the earliest batches are spent first without a write to any of them. An expiration
+    records where its span of the line ends (LedgerEntry.spent_through): what it took from each batch is the overlap.
+    """
+
+    # The member is a copy of what the entry says, written only by the ledger service beside it: no foreign-key check
+    # of its own (one per batch at every commit, a quarter of a bulk post's time); reconcile_ledger holds it to its
+    # entry (loyalty.selectors.batch_link_differences).
     member = models.ForeignKey(
         Member, on_delete=models.PROTECT, related_name="batches", db_index=False, db_constraint=False
     )
     entry = models.OneToOneField(LedgerEntry, on_delete=models.PROTECT, related_name="batch")
     earned_at = models.DateTimeField(_("available since"), help_text=_("The expiry clock starts here."))
     points = models.BigIntegerField(_("points"))
-    remaining = models.BigIntegerField(_("left"))
-    expired_points = models.BigIntegerField(_("expired"), default=0)
-    expiration_entry = models.ForeignKey(
-        LedgerEntry,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        db_index=False,
-        db_constraint=False,
-    )
+    through = models.BigIntegerField(_("batched through"))
 
     class Meta:
         verbose_name = _("points batch")
         verbose_name_plural = _("points batches")
         constraints = [
             models.CheckConstraint(condition=models.Q(points__gt=0), name="batch_points_positive"),
-            models.CheckConstraint(condition=models.Q(remaining__gte=0), name="batch_remaining_not_negative"),
-            models.CheckConstraint(condition=models.Q(remaining__lte=models.F("points")), name="batch_remaining_le"),
+            models.CheckConstraint(condition=models.Q(through__gte=models.F("points")), name="batch_through_ge_points"),
+            models.UniqueConstraint(fields=["member", "through"], name="batch_member_through"),
         ]
         indexes = [
-            models.Index(fields=["member", "earned_at", "id"], name="batch_member_order"),
-            models.Index(fields=["earned_at", "member"], condition=models.Q(remaining__gt=0), name="batch_open_earned"),
+            models.Index(fields=["member", "earned_at"], name="batch_member_earned"),
         ]
 
     def __str__(self):
-        return f"{self.remaining} of {self.points} (entry #{self.entry_id})"
+        return f"{self.points} points (entry #{self.entry_id})"
 
 
 class LedgerDay(models.Model):

@@ -300,11 +300,17 @@ def daily_refusal(*, moved: int, moved_today: int, daily_limit: int | None) -> s
 #
 # Every active credit (an earning, a credit adjustment, a reversal that gives points back) is a batch; every active
 # debit spends the earliest batches first. One policy holds for the whole program, so a batch's expiry date follows
-# the day it became available, and "earliest-expiring first" is "earliest available first": batches are spent in
-# (earned_at, batch id) order whatever the policy, and a change of policy never reorders them.
+# the day it became available, and "earliest-expiring first" is "earliest available first": batches are spent in the
+# order they became available whatever the policy, and a change of policy never reorders them.
+#
+# A member's batches stand end to end on a line, in that order: a batch covers (through - points, through]. Spending
+# moves one figure along the line, the member's spent points: every active debit pushes it by its points, credits
+# leave it (batch_spent). What is left of a batch is the part of it beyond that figure (batch_remaining), so the
+# earliest are spent first, a remainder never goes below 0, a credit on a balance below zero repays the debt before it
+# can be spent, and the open remainders add up to the available balance (0 when it is below zero).
 
 EXPIRY_NONE, EXPIRY_AFTER_EARNING, EXPIRY_INACTIVITY = "none", "after_earning", "inactivity"
-BATCH_ORDER = ("earned_at", "id")  # the spending order on every path: available since, then made first
+BATCH_ORDER = ("through",)  # the spending order on every path: the order batches became available in
 
 
 def add_period(day, *, period: int, unit: str):
@@ -362,26 +368,42 @@ def _minus_months(day, months: int):
     return day.replace(year=year, month=month, day=min(day.day, _days_in_month(year, month)))
 
 
-def credit_remainder(*, points: int, available_after: int) -> int:
-    """What a new batch holds: its points, less what repays a balance below zero ("allow": later credits pay the debt
-    back first). Never below 0."""
-    return max(0, min(points, available_after))
+def batch_spent(*, batched: int, available: int) -> int:
+    """How far spending has reached on a member's line of batches (points): all the points their batches were opened
+    with, less what is available. Only active debits move it (each by its points); a credit raises both."""
+    return batched - available
 
 
-def allocate_debit(remainders: list[int], amount: int) -> list[int]:
-    """What a debit of `amount` points (a positive number) takes from each open batch, given their remainders in
-    spending order (BATCH_ORDER): the earliest first, each down to 0 at most. What no batch holds is a balance below
-    zero (policy "allow") and takes nothing. The SQL form is allocate_debit_sql."""
-    takes = []
-    for remaining in remainders:
-        take = max(0, min(remaining, amount))
-        takes.append(take)
-        amount -= take
-    return takes
+def batch_spent_sql(member: str) -> str:
+    """batch_spent of a loyalty_member row aliased `member`, as SQL."""
+    return f"({member}.batched_points - {member}.available_points)"
 
 
-def allocate_debit_sql(*, remaining: str, before: str, amount: str) -> str:
-    """allocate_debit for one batch as SQL: `before` is the sum of the remainders of the member's batches ahead of it
-    in spending order (a window sum, 0 for the first), `amount` the debit (positive)."""
-    left = f"({amount} - {before})"
-    return f"(CASE WHEN {left} <= 0 THEN 0 WHEN {remaining} < {left} THEN {remaining} ELSE {left} END)"
+def batch_remaining(*, through: int, points: int, spent: int) -> int:
+    """What is left of a batch (points) once the member's spending has reached `spent`: 0 when spending passed its
+    end, all of it when spending has not reached its start."""
+    return max(0, min(points, through - spent))
+
+
+def batch_remaining_sql(*, through: str, points: str, spent: str) -> str:
+    """batch_remaining as SQL."""
+    return (
+        f"(CASE WHEN {through} - {spent} <= 0 THEN 0 WHEN {through} - {spent} > {points} THEN {points} "
+        f"ELSE {through} - {spent} END)"
+    )
+
+
+def span_overlap(*, through: int, points: int, span_end: int, span_points: int) -> int:
+    """What of a batch (its end `through`, `points` long) lies in a span of the line that ends at `span_end` and is
+    `span_points` long (an expiration's: LedgerEntry.spent_through and the points it took)."""
+    return max(0, min(through, span_end) - max(through - points, span_end - span_points))
+
+
+def span_overlap_sql(*, through: str, points: str, span_end: str, span_points: str) -> str:
+    """span_overlap as SQL."""
+    end = f"(CASE WHEN {through} < {span_end} THEN {through} ELSE {span_end} END)"
+    start = (
+        f"(CASE WHEN {through} - {points} > {span_end} - {span_points} THEN {through} - {points} "
+        f"ELSE {span_end} - {span_points} END)"
+    )
+    return f"(CASE WHEN {end} - {start} > 0 THEN {end} - {start} ELSE 0 END)"

@@ -63,40 +63,52 @@ def ledger_differences(limit: int = 1000) -> list[Difference]:
 
 
 def batch_differences(limit: int = 1000) -> list[Difference]:
-    """Members whose open batches do not add up to what they can spend: the ledger's available balance, or 0 when it
-    is below zero (a debt is repaid by the next credits, which then open smaller batches)."""
-    sql = """
-        SELECT m.id, m.email, COALESCE(b.open, 0),
-               CASE WHEN COALESCE(s.available, 0) > 0 THEN COALESCE(s.available, 0) ELSE 0 END
-        FROM loyalty_member m
-        LEFT JOIN (SELECT member_id, SUM(points) AS available FROM loyalty_ledgerentry
-                   WHERE status = 'active' GROUP BY member_id) s ON s.member_id = m.id
-        LEFT JOIN (SELECT member_id, SUM(remaining) AS open FROM loyalty_pointsbatch GROUP BY member_id) b
+    """Members whose line of batches (loyalty.models.PointsBatch) disagrees with the ledger: "batched points" (the
+    member's cached figure against the ledger's active credits, each of which opened a batch of its points),
+    "batches" (what the batches hold against the same), and "line of batches" (the first batch that does not start
+    where the one before it ended: cached, its start; ledger, the end before it). With the line whole and the cached
+    figures right, what is left of the batches adds up to the available balance (0 when it is below zero)."""
+    credits = """SELECT member_id, SUM(points) AS total FROM loyalty_ledgerentry
+                 WHERE status = 'active' AND points > 0 GROUP BY member_id"""
+    sql = f"""
+        SELECT m.id, m.email, 'batched points', m.batched_points, COALESCE(c.total, 0)
+        FROM loyalty_member m LEFT JOIN ({credits}) c ON c.member_id = m.id
+        WHERE m.batched_points <> COALESCE(c.total, 0)
+        UNION ALL
+        SELECT m.id, m.email, 'batches', COALESCE(b.total, 0), COALESCE(c.total, 0)
+        FROM loyalty_member m LEFT JOIN ({credits}) c ON c.member_id = m.id
+        LEFT JOIN (SELECT member_id, SUM(points) AS total FROM loyalty_pointsbatch GROUP BY member_id) b
                ON b.member_id = m.id
-        WHERE COALESCE(b.open, 0) <> CASE WHEN COALESCE(s.available, 0) > 0 THEN COALESCE(s.available, 0) ELSE 0 END
-        ORDER BY m.id LIMIT %s"""
+        WHERE COALESCE(b.total, 0) <> COALESCE(c.total, 0)
+        UNION ALL
+        SELECT l.member_id, COALESCE(m.email, ''), 'line of batches', MIN(l.start), MIN(l.before)
+        FROM (SELECT member_id, through - points AS start,
+                     COALESCE(LAG(through) OVER (PARTITION BY member_id ORDER BY through), 0) AS before
+              FROM loyalty_pointsbatch) l
+        LEFT JOIN loyalty_member m ON m.id = l.member_id
+        WHERE l.start <> l.before GROUP BY l.member_id, m.email
+        ORDER BY 1 LIMIT %s"""
     with connection.cursor() as cur:
         cur.execute(sql, [limit])
-        return [Difference(mid, email, "open batches", open_, spendable) for mid, email, open_, spendable in cur]
+        return [Difference(*row) for row in cur.fetchall()]
 
 
 def batch_link_differences(limit: int = 1000) -> list[Difference]:
-    """Batches whose copies disagree with the ledger: a batch's member must be its entry's member, and the entry
-    that expired it must be an expiration of that member (the batch table keeps no foreign key for either; see
-    loyalty.models.PointsBatch). Each is reported on the batch's member, as "batch's member" (cached: the batch's
-    member id, ledger: its entry's) or "batch's expiring entry" (cached: that entry's id, ledger: None, as no
-    expiration of the member has it)."""
+    """Batches and expirations whose copies disagree with the ledger: a batch's member must be its entry's member
+    (the batch table keeps no foreign key for it; see loyalty.models.PointsBatch), reported as "batch's member"
+    (cached: the batch's member id, ledger: its entry's); an active expiration must say where its span of the line
+    of batches ends, within the line, reported as "expiration's span" (cached: its end, ledger: the member's batched
+    points)."""
     sql = f"""
         SELECT b.member_id, COALESCE(m.email, ''), 'batch''s member', b.member_id, e.member_id
         FROM loyalty_pointsbatch b JOIN loyalty_ledgerentry e ON e.id = b.entry_id
         LEFT JOIN loyalty_member m ON m.id = b.member_id
         WHERE e.member_id <> b.member_id
         UNION ALL
-        SELECT b.member_id, COALESCE(m.email, ''), 'batch''s expiring entry', b.expiration_entry_id, NULL
-        FROM loyalty_pointsbatch b LEFT JOIN loyalty_member m ON m.id = b.member_id
-        WHERE b.expiration_entry_id IS NOT NULL AND NOT EXISTS (
-            SELECT 1 FROM loyalty_ledgerentry x WHERE x.id = b.expiration_entry_id AND x.member_id = b.member_id
-            AND x.kind = '{EntryKind.EXPIRATION}')
+        SELECT x.member_id, m.email, 'expiration''s span', x.spent_through, m.batched_points
+        FROM loyalty_ledgerentry x JOIN loyalty_member m ON m.id = x.member_id
+        WHERE x.kind = '{EntryKind.EXPIRATION}' AND x.status = 'active' AND (
+            x.spent_through IS NULL OR x.spent_through + x.points < 0 OR x.spent_through > m.batched_points)
         LIMIT %s"""
     with connection.cursor() as cur:
         cur.execute(sql, [limit])

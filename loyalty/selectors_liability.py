@@ -21,6 +21,7 @@ from tiers.models import Tier
 
 from . import rules
 from .models import EarnRule, EntryKind, ExpiryClockDay, Member, Order, PointsBatch, ProgramSettings
+from .services.batches import open_batches
 from .services.expiry import Policy
 from .services.totals import open_points_by_clock_day_now, totals_until
 from .timezones import day_after, day_start, store_timezone, store_today
@@ -301,6 +302,7 @@ def expiring_members_sql(days: int) -> tuple[str, list] | None:
 @dataclass
 class BatchRow:
     batch: PointsBatch
+    remaining: int
     expires_on: date | None
 
 
@@ -315,7 +317,7 @@ def member_expiry(member) -> MemberExpiry:
     """A member's open batches, earliest first, with the day each expires, and what expires in the next 30 days."""
     policy = Policy.of()
     zone = store_timezone()
-    batches = list(PointsBatch.objects.filter(member=member, remaining__gt=0).order_by(*rules.BATCH_ORDER)[:200])
+    batches = open_batches(member, limit=200)
     if policy.policy == rules.EXPIRY_INACTIVITY:
         last = PointsBatch.objects.filter(member=member).order_by("-earned_at").values_list("earned_at", flat=True)
         redeemed = (
@@ -325,11 +327,11 @@ def member_expiry(member) -> MemberExpiry:
         )
         moments = [t for t in (last.first(), redeemed.first()) if t is not None]
         clock = max(moments).astimezone(zone).date() if moments else None
-        rows = [BatchRow(b, policy.expires_on(clock)) for b in batches]
+        rows = [BatchRow(b, left, policy.expires_on(clock)) for b, left in batches]
     else:
-        rows = [BatchRow(b, policy.expires_on(b.earned_at.astimezone(zone).date())) for b in batches]
+        rows = [BatchRow(b, left, policy.expires_on(b.earned_at.astimezone(zone).date())) for b, left in batches]
     horizon = store_today() + timedelta(days=30)
-    soon = sum(r.batch.remaining for r in rows if r.expires_on is not None and r.expires_on <= horizon)
+    soon = sum(r.remaining for r in rows if r.expires_on is not None and r.expires_on <= horizon)
     return MemberExpiry(policy=policy.describe(), batches=rows, expiring_30_days=soon)
 
 

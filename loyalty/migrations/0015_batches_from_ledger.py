@@ -1,10 +1,10 @@
 """Earned batches for a ledger written before batches existed: each member's active entries replayed in the order
-they became active (loyalty.rules: credit_remainder, allocate_debit), so open remainders add up to the available
-balance from the first day. Entries that expired before (none posted any) need no care."""
+they became active (credits open batches, less what repays a balance below zero; debits spend the earliest first),
+so open remainders add up to the available balance from the first day. Entries that expired before (none posted any)
+need no care. The rules are written out here as they stood then: migration 0023 moved batches to a line of spent
+points, and this migration must replay the same way whatever the rulebook says later."""
 
 from django.db import migrations
-
-from loyalty import rules
 
 CHUNK = 20_000  # members per read: memory stays flat on a big ledger
 
@@ -45,11 +45,14 @@ def _batches(rows) -> list[list]:
             member, available, batches = member_id, 0, []
         available += points
         if points > 0:
-            remaining = rules.credit_remainder(points=points, available_after=available)
+            remaining = max(0, min(points, available))
             batches.append([member_id, entry_id, at, points, remaining, 0, None])
             continue
         open_batches = [b for b in batches if b[4] > 0]
-        for batch, take in zip(open_batches, rules.allocate_debit([b[4] for b in open_batches], -points)):
+        amount = -points
+        for batch in open_batches:
+            take = max(0, min(batch[4], amount))
+            amount -= take
             batch[4] -= take
             if kind == "expiration":
                 batch[5] += take

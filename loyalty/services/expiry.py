@@ -4,8 +4,9 @@ What expires is the rulebook's (loyalty.rules: expires_on, last_clock_day): unde
 whose expiry day has come; under "inactivity", every open batch of a member whose last activity (the latest batch
 opened, or the latest redemption) is the period old. A run posts one `expiration` entry per member through the
 ledger's bulk path, keyed by member and day (loyalty.keys.expiration_key), so a second run of the day posts nothing;
-the bulk path spends the member's earliest batches first, which are exactly the expired ones, and records on each
-batch what expired of it and by which entry. An expiration never counts toward lifetime, so it never lowers a tier.
+the bulk path spends the member's earliest batches first, which are exactly the expired ones, and records on the
+entry where its span of the member's line of batches ends (what expired of each batch is its overlap with it). An
+expiration never counts toward lifetime, so it never lowers a tier.
 """
 
 from dataclasses import dataclass
@@ -58,25 +59,33 @@ class Policy:
 
 
 def due_sql(policy: Policy, as_of: date) -> tuple[str, list] | None:
-    """A SELECT of (member_id, points, batches): per member, the open batches that have expired by `as_of`'s run
-    (None when nothing can expire). The runs, the previews, the members list's filter and its export all read it."""
+    """A SELECT of (member_id, points): per member with points available, what has expired by `as_of`'s run (None
+    when nothing can expire). The runs, the previews, the members list's filter and its export all read it.
+
+    What expires is the start of the member's line of batches up to the first batch whose clock has not run out
+    (after earning), or all of it (inactivity), less what spending has already taken (rules.batch_spent)."""
     cutoff = policy.cutoff(as_of)
     if cutoff is None:
         return None
+    spent = rules.batch_spent_sql("m")
     if policy.policy == rules.EXPIRY_AFTER_EARNING:
+        # Batches stand in the order they became available; the first one still fresh ends what is due. One pass
+        # over the fresh batches (a join the planner can hash), not a lookup per member: 0.2 s against 0.5 s at
+        # 50,000 members.
         return (
-            """SELECT b.member_id, SUM(b.remaining) AS points, COUNT(*) AS batches FROM loyalty_pointsbatch b
-               WHERE b.remaining > 0 AND b.earned_at < %s GROUP BY b.member_id""",
+            f"""SELECT m.id AS member_id, COALESCE(f.start, m.batched_points) - {spent} AS points
+                FROM loyalty_member m LEFT JOIN (
+                    SELECT member_id, MIN(through - points) AS start FROM loyalty_pointsbatch
+                    WHERE earned_at >= %s GROUP BY member_id) f ON f.member_id = m.id
+                WHERE m.available_points > 0 AND COALESCE(f.start, m.batched_points) > {spent}""",
             [cutoff],
         )
     # Inactivity: nothing opened a batch and nothing was redeemed since the cutoff.
     return (
-        f"""SELECT o.member_id, o.points, o.batches FROM (
-                SELECT b.member_id, SUM(b.remaining) AS points, COUNT(*) AS batches FROM loyalty_pointsbatch b
-                WHERE b.remaining > 0 GROUP BY b.member_id) o
-            WHERE NOT EXISTS (SELECT 1 FROM loyalty_pointsbatch n WHERE n.member_id = o.member_id
-                              AND n.earned_at >= %s)
-              AND NOT EXISTS (SELECT 1 FROM loyalty_ledgerentry r WHERE r.member_id = o.member_id
+        f"""SELECT m.id AS member_id, m.available_points AS points FROM loyalty_member m
+            WHERE m.available_points > 0
+              AND NOT EXISTS (SELECT 1 FROM loyalty_pointsbatch n WHERE n.member_id = m.id AND n.earned_at >= %s)
+              AND NOT EXISTS (SELECT 1 FROM loyalty_ledgerentry r WHERE r.member_id = m.id
                               AND r.kind = '{EntryKind.REDEMPTION}' AND r.status = 'active' AND r.created_at >= %s)""",
         [cutoff, cutoff],
     )
@@ -141,10 +150,10 @@ def points_expire(*, as_of: date | None = None, dry_run: bool = False, actor=EXP
         run.members, run.points = expiry_impact(policy, as_of)
         return run
     sql, params = query
-    reason = f"Points expired on {as_of.isoformat()} ({policy.describe()}): "
+    reason = f"Points expired on {as_of.isoformat()} ({policy.describe()})"
     postings = PostingsQuery(
         sql=f"""SELECT d.member_id AS seq, d.member_id, -d.points AS points,
-                       %s || CAST(d.batches AS varchar(12)) || ' batch(es)' AS reason,
+                       %s AS reason,
                        {expiration_key_sql("d.member_id", as_of)} AS idempotency_key, 'active' AS status,
                        NULL AS hold_until, NULL AS earn_rule_id
                 FROM ({sql}) d""",

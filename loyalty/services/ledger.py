@@ -30,13 +30,12 @@ from ..models import (
     LedgerEntry,
     Member,
     NegativeBalancePolicy,
-    PointsBatch,
     ProgramSettings,
     Reward,
     Shortfall,
 )
 from ..rules import APPLY_TYPES, MAX_ACTION_POINTS, RELATIVE, SET_TO  # noqa: F401 - the services' public names
-from .batches import entry_batches
+from .batches import batch_expired, batch_open, expiration_spent_through
 from .staff import StaffPolicy, staff_policy
 
 COUPON_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -149,8 +148,15 @@ def _write_member(member: Member, *, lifetime_moved: bool, entry: LedgerEntry | 
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE loyalty_member SET available_points = %s, pending_points = %s, lifetime_points = %s, "
-            "tier_id = %s WHERE id = %s",
-            [member.available_points, member.pending_points, member.lifetime_points, tier_id, member.pk],
+            "batched_points = %s, tier_id = %s WHERE id = %s",
+            [
+                member.available_points,
+                member.pending_points,
+                member.lifetime_points,
+                member.batched_points,
+                tier_id,
+                member.pk,
+            ],
         )
     if tier_id != member.tier_id:
         TierChange.objects.create(
@@ -186,6 +192,8 @@ def _insert(member: Member, *, actor, points: int, kind: str, status: str, reaso
         **actor_fields(actor),
         **extra,
     )
+    if kind == EntryKind.EXPIRATION and status == EntryStatus.ACTIVE:
+        fields["spent_through"] = expiration_spent_through(member, points=points)
     if not key or not guard:  # nothing to collide on, or the caller handles a clash: no savepoint needed
         entry = LedgerEntry.objects.create(**fields)
     else:
@@ -196,17 +204,9 @@ def _insert(member: Member, *, actor, points: int, kind: str, status: str, reaso
             if LedgerEntry.objects.filter(idempotency_key=key).exists():
                 raise _AlreadyApplied(key) from None
             raise
-    available_before = member.available_points
     moved = _apply_to_balances(member, points=points, status=status, counts=counts)
-    if status == EntryStatus.ACTIVE:
-        entry_batches(
-            member_id=member.pk,
-            available_before=available_before,
-            entry_id=entry.pk,
-            points=points,
-            kind=kind,
-            at=entry.created_at,
-        )
+    if status == EntryStatus.ACTIVE and points > 0:
+        batch_open(member, entry_id=entry.pk, points=points, at=entry.created_at)
     _write_member(member, lifetime_moved=moved, entry=entry, reason=reason)
     return entry
 
@@ -452,15 +452,8 @@ def _move_status(member: Member, entry: LedgerEntry, *, to: str, actor, reason: 
     )
     entry.status = to
     _apply_to_balances(member, points=entry.points, status=EntryStatus.PENDING, counts=False, sign=-1)
-    if to == EntryStatus.ACTIVE:  # pending points start their expiry clock now
-        entry_batches(
-            member_id=member.pk,
-            available_before=member.available_points,
-            entry_id=entry.pk,
-            points=entry.points,
-            kind=entry.kind,
-            at=now,
-        )
+    if to == EntryStatus.ACTIVE and entry.points > 0:  # pending points start their expiry clock now
+        batch_open(member, entry_id=entry.pk, points=entry.points, at=now)
     moved = to == EntryStatus.ACTIVE and _apply_to_balances(
         member, points=entry.points, status=to, counts=entry.counts_toward_lifetime
     )
@@ -538,8 +531,7 @@ def _not_recovered(entry: LedgerEntry) -> int:
     """What an earning no longer owes besides its take-backs: the shortfalls recorded against it (points not taken
     back because they were spent) and the points of it that expired (gone already; never taken a second time)."""
     short = sum(Shortfall.objects.filter(entry=entry).values_list("points", flat=True), start=0)
-    expired = PointsBatch.objects.filter(entry=entry).values_list("expired_points", flat=True).first() or 0
-    return short + expired
+    return short + batch_expired(entry.pk)
 
 
 def entry_reverse(

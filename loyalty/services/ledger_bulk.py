@@ -32,7 +32,7 @@ from ..models import EntryKind, EntryStatus, NegativeBalancePolicy
 from ..profiling import add as profile_add
 from ..profiling import profiling, step
 from ..rules import RELATIVE, SET_TO
-from .batches import stage_batches
+from .batches import batch_expired_sql, batched_delta_sql, spent_after_sql, stage_batches
 from .ledger import policy_or_default
 from .staff import StaffPolicy, staff_policy
 from .tables import execute as _exec
@@ -46,6 +46,8 @@ _NEW, _ALREADY, _REFUSED, _NOTHING, _SHORT_ONLY = 0, 1, 2, 3, 4
 
 # Operations: post a new entry, or move a pending entry.
 _POST, ACTIVATE, REJECT = "post", "activate", "reject"
+# The stage's rows that make points active: a post of an active entry, or a pending entry moved to active.
+_ACTIVE_ROWS = f"((op = '{_POST}' AND status = 'active') OR op = '{ACTIVATE}')"
 
 _COLUMNS = (
     "seq",
@@ -382,12 +384,7 @@ def _apply(*, actor, source, source_ref, policy, action, keys_new_unless_prefix=
     with step("entries"):
         _insert_entries(actor=actor, source=source, source_ref=source_ref, now=now)
         _move_statuses(actor=actor, now=now)
-    stage_batches(  # its steps: batches, batch_spends, batch_replays
-        stage=_STAGE,
-        new_state=_NEW,
-        now=now,
-        active_rows=f"((op = '{_POST}' AND status = 'active') OR op = '{ACTIVATE}')",
-    )
+    stage_batches(stage=_STAGE, new_state=_NEW, now=now, active_rows=_ACTIVE_ROWS)
     with step("entries"):
         _insert_shortfalls(now)
         _disable_reversed_coupons(now)
@@ -727,14 +724,21 @@ def _members_after(table, limit: int = 200) -> list[MemberAfter]:
 
 def _insert_entries(*, actor, source: str, source_ref: int | None, now) -> None:
     who = actor_fields(actor)
+    # An expiration records where it ends on its member's line of batches (loyalty.services.batches).
+    spent, spent_join = "NULL", ""
+    if _rows(f"SELECT 1 FROM {_STAGE} WHERE state = {_NEW} AND kind = '{EntryKind.EXPIRATION}' LIMIT 1"):
+        spent = "x.spent_through"
+        spent_join = (
+            f"LEFT JOIN ({spent_after_sql(stage=_STAGE, new_state=_NEW, active_rows=_ACTIVE_ROWS)}) x ON x.seq = s.seq"
+        )
     _exec(
         f"""INSERT INTO loyalty_ledgerentry (id, member_id, points, kind, status, counts_toward_lifetime, reason,
                 actor_user_id, actor_system, source, source_ref, earn_rule_id, reverses_id, idempotency_key,
-                hold_until, created_at)
-            SELECT entry_id, member_id, points, kind, status, counts, reason, %s, %s, COALESCE(source, %s),
-                   COALESCE(source_ref, %s), earn_rule_id, reverses_id, idem_key,
-                   CASE WHEN status = 'pending' THEN hold_until END, COALESCE(at, %s)
-            FROM {_STAGE} WHERE state = {_NEW} AND op = '{_POST}' ORDER BY seq""",
+                hold_until, created_at, spent_through)
+            SELECT s.entry_id, s.member_id, s.points, s.kind, s.status, s.counts, s.reason, %s, %s,
+                   COALESCE(s.source, %s), COALESCE(s.source_ref, %s), s.earn_rule_id, s.reverses_id, s.idem_key,
+                   CASE WHEN s.status = 'pending' THEN s.hold_until END, COALESCE(s.at, %s), {spent}
+            FROM {_STAGE} s {spent_join} WHERE s.state = {_NEW} AND s.op = '{_POST}' ORDER BY s.seq""",
         [who["actor_user_id"], who["actor_system"], source, source_ref, now],
     )
 
@@ -787,7 +791,8 @@ def _balance_deltas() -> str:
             SUM(CASE WHEN op = '{_POST}' AND status = 'pending' THEN points
                      WHEN op <> '{_POST}' THEN -points ELSE 0 END) AS pending,
             SUM(CASE WHEN {_lifetime_rows_filter(_STAGE)} THEN points ELSE 0 END) AS lifetime,
-            MAX(CASE WHEN {_lifetime_rows_filter(_STAGE)} THEN 1 ELSE 0 END) AS moves_lifetime
+            MAX(CASE WHEN {_lifetime_rows_filter(_STAGE)} THEN 1 ELSE 0 END) AS moves_lifetime,
+            {batched_delta_sql(_ACTIVE_ROWS)} AS batched
         FROM {_STAGE} WHERE state = {_NEW} GROUP BY member_id"""
 
 
@@ -799,6 +804,7 @@ def _update_balances_and_tiers(table) -> None:
                 available_points = loyalty_member.available_points + d.available,
                 pending_points = loyalty_member.pending_points + d.pending,
                 lifetime_points = {new_lifetime},
+                batched_points = loyalty_member.batched_points + d.batched,
                 tier_id = CASE WHEN d.moves_lifetime = 1 THEN {tier_for_sql(new_lifetime, table)}
                                ELSE loyalty_member.tier_id END
             FROM ({_balance_deltas()}) d
@@ -913,10 +919,14 @@ def _stage_reversals(reason: str) -> None:
     chosen = "e.id IN (SELECT entry_id FROM ledger_stage_entries)"
     # What an earning no longer owes: its take-backs and the shortfalls recorded against it (rules.earning_owed).
     # Points of it that expired are gone already (ledger._not_recovered).
-    taken_back = """(COALESCE((SELECT -SUM(t.points) FROM loyalty_ledgerentry t
+    taken_back = (
+        """(COALESCE((SELECT -SUM(t.points) FROM loyalty_ledgerentry t
                                WHERE t.takes_back_id = e.id AND t.status <> 'rejected'), 0)
                      + COALESCE((SELECT SUM(s.points) FROM loyalty_shortfall s WHERE s.entry_id = e.id), 0)
-                     + COALESCE((SELECT b.expired_points FROM loyalty_pointsbatch b WHERE b.entry_id = e.id), 0))"""
+                     + """
+        + batch_expired_sql("e.id")
+        + ")"
+    )
     remaining = f"(e.points - CASE WHEN e.points > 0 THEN {taken_back} ELSE 0 END)"  # rules.reversal_remaining
     # Pending entries are rejected, with their pending take-backs (a pending take-back itself is a reversal: refused).
     _stage_moves(

@@ -275,11 +275,12 @@ def _snapshot(members):
             e.idempotency_key,
             index.get(e.reverses_id),
             index.get(e.takes_back_id),
+            e.spent_through,
         )
         for e in entries
     ]
     balances = [
-        (m.available_points, m.pending_points, m.lifetime_points, m.tier_id)
+        (m.available_points, m.pending_points, m.lifetime_points, m.batched_points, m.tier_id)
         for m in Member.objects.filter(pk__in=[m.pk for m in members]).order_by("id")
     ]
     changes = [
@@ -292,9 +293,9 @@ def _snapshot(members):
     ]
     coupons = [(by_member[c.member_id], c.points_spent, c.disabled) for c in Coupon.objects.order_by("id")]
     moved = sorted(StaffDailyTotal.objects.exclude(points=0).values_list("points", flat=True))
-    # Earned batches: each member's in the order they were opened, with what is left and what expired of each.
+    # Earned batches: each member's in the order they were opened, where each stands on the member's line.
     batches = [
-        (by_member[b.member_id], index.get(b.entry_id), b.points, b.remaining, b.expired_points)
+        (by_member[b.member_id], index.get(b.entry_id), b.points, b.through)
         for b in PointsBatch.objects.filter(member_id__in=by_member).order_by("member_id", "id")
     ]
     return rows, balances, changes, shortfalls, coupons, moved, batches

@@ -21,6 +21,7 @@ from loyalty.services import (
     points_earn,
     reward_give,
 )
+from loyalty.services.batches import batch_expired
 from loyalty.services.expiry import Policy, expiry_impact, points_expire
 from loyalty.services.members import member_create
 from loyalty.timezones import store_today
@@ -40,9 +41,11 @@ def _age(entry, days):
 
 
 def _remaining(member):
-    return list(
-        PointsBatch.objects.filter(member=member).order_by("earned_at", "id").values_list("remaining", flat=True)
-    )
+    """What is left of each of the member's batches, in spending order."""
+    member.refresh_from_db()
+    spent = rules.batch_spent(batched=member.batched_points, available=member.available_points)
+    batches = PointsBatch.objects.filter(member=member).order_by(*rules.BATCH_ORDER)
+    return [rules.batch_remaining(through=b.through, points=b.points, spent=spent) for b in batches]
 
 
 def _policy(policy, period=30, unit="days"):
@@ -54,11 +57,20 @@ def _policy(policy, period=30, unit="days"):
 # The rulebook
 
 
-def test_allocation_takes_the_earliest_batches_first_and_never_below_zero():
-    assert rules.allocate_debit([100, 50, 30], 120) == [100, 20, 0]
-    assert rules.allocate_debit([10, 0, 5], 40) == [10, 0, 5]  # the rest is a balance below zero
-    assert rules.credit_remainder(points=50, available_after=20) == 20  # 30 repaid a debt
-    assert rules.credit_remainder(points=50, available_after=-5) == 0
+def test_spending_takes_the_earliest_batches_first_and_never_below_zero():
+    line = [(100, 100), (150, 50), (180, 30)]  # (through, points): three batches end to end
+
+    def left(spent):
+        return [rules.batch_remaining(through=t, points=p, spent=spent) for t, p in line]
+
+    assert left(0) == [100, 50, 30]
+    assert left(120) == [0, 30, 30]  # a debit of 120 spanned two batches
+    assert left(220) == [0, 0, 0]  # 40 more than the batches hold: a balance below zero, nothing below 0
+    # A credit of 50 on a balance of -30 (spent 210 of 180): its batch (180, 230] holds 20, the rest repaid the debt.
+    assert rules.batch_remaining(through=230, points=50, spent=rules.batch_spent(batched=230, available=20)) == 20
+    # What an expiration's span (ending at 150, 110 long) took of each batch.
+    taken = [rules.span_overlap(through=t, points=p, span_end=150, span_points=110) for t, p in line]
+    assert taken == [60, 50, 0]
 
 
 def test_expiry_dates_by_policy():
@@ -112,7 +124,7 @@ def test_pending_points_open_their_batch_when_they_become_active(tiers):
     pending.refresh_from_db()
     batch = PointsBatch.objects.get(entry=pending)
     assert batch.earned_at == pending.status_changed_at > pending.created_at
-    assert batch.remaining == 80
+    assert _remaining(ann) == [80]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -136,8 +148,9 @@ def test_a_period_after_earning_expires_only_the_batches_due_and_never_lowers_th
     expiration = LedgerEntry.objects.get(kind=EntryKind.EXPIRATION)
     assert expiration.points == -600 and not expiration.counts_toward_lifetime
     assert expiration.idempotency_key == f"expire:{ann.pk}:{store_today().isoformat()}"
-    batch = PointsBatch.objects.get(entry=old)
-    assert (batch.remaining, batch.expired_points, batch.expiration_entry_id) == (0, 600, expiration.pk)
+    assert _remaining(ann) == [0, 40]
+    assert expiration.spent_through == 600 and batch_expired(old.pk) == 600  # all of the old batch, none of the new
+    assert batch_expired(LedgerEntry.objects.get(member=ann, points=40).pk) == 0
     assert ledger_differences() == []
 
 
@@ -148,8 +161,7 @@ def test_a_second_run_of_the_day_posts_nothing(tiers):
     _earn(ann, 100)
     later = store_today() + timedelta(days=11)
     assert points_expire(as_of=later).posted == 1
-    _earn(ann, 5)
-    PointsBatch.objects.filter(member=ann, remaining=5).update(earned_at=timezone.now() - timedelta(days=30))
+    _age(_earn(ann, 5), 30)
     # The same day again: the member's key for the day is used, nothing more is posted.
     again = points_expire(as_of=later)
     assert (again.posted, again.already_applied) == (0, 1)
@@ -305,19 +317,21 @@ def test_the_bulk_reversal_of_a_partly_expired_earning_matches_the_single_one(ti
 
 
 @pytest.mark.django_db
-def test_reconcile_holds_a_batchs_member_and_expiring_entry_to_the_ledger(tiers):
-    """The batch table keeps no foreign key for its member or its expiring entry: reconcile_ledger checks both."""
+def test_reconcile_holds_a_batchs_member_and_its_line_to_the_ledger(tiers):
+    """The batch table keeps no foreign key for its member, and its line is a copy of the ledger's credits:
+    reconcile_ledger checks both."""
     ann = member_create(email="ann@example.com")
     bob = member_create(email="bob@example.com")
     earning = _earn(ann, 100)
-    other = _earn(bob, 50)
+    _earn(ann, 20)
+    _earn(bob, 50)
     assert ledger_differences() == []
     batch = PointsBatch.objects.get(entry=earning)
     PointsBatch.objects.filter(pk=batch.pk).update(member_id=bob.pk)
     found = ledger_differences()
     assert any(d.figure == "batch's member" and d.cached == bob.pk and d.ledger == ann.pk for d in found)
-    PointsBatch.objects.filter(pk=batch.pk).update(member_id=ann.pk, expiration_entry_id=other.pk)
-    found = ledger_differences()
-    assert [(d.member_id, d.figure, d.cached) for d in found] == [(ann.pk, "batch's expiring entry", other.pk)]
-    PointsBatch.objects.filter(pk=batch.pk).update(expiration_entry_id=None)
+    PointsBatch.objects.filter(pk=batch.pk).update(member_id=ann.pk, through=95, points=95)
+    found = {(d.member_id, d.figure, d.cached, d.ledger) for d in ledger_differences()}
+    assert found == {(ann.pk, "batches", 115, 120), (ann.pk, "line of batches", 100, 95)}
+    PointsBatch.objects.filter(pk=batch.pk).update(through=100, points=100)
     assert ledger_differences() == []

@@ -97,10 +97,13 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps(figures))
 
     def _history(self, lo: int, hi: int, per_member: int) -> None:
-        """K-1 earnings per member spread over 630 days (about a third older than a year), then one debit."""
+        """K-1 earnings per member spread over 30-630 days ago (about 45% older than a year), then one debit. A
+        history load posts each member's rows in the order they happened (the order batches are spent in): the
+        earnings go from the oldest, 600 days spread evenly over them, each moved by a member's own 0-59 days."""
         now = timezone.now()
         at = connection.ops.adapt_datetimefield_value(now)
-        earned_days = "CAST(30 + ((m.id * 31 + g.n * 97) %% 600) AS integer)"
+        step = 600 // max(per_member - 1, 1)
+        earned_days = f"CAST(30 + ((m.id * 31) %% {step}) + ({per_member - 1} - g.n) * {step} AS integer)"
         for start in range(lo, hi + 1, CHUNK):
             stop = min(start + CHUNK - 1, hi)
             earnings = PostingsQuery(
