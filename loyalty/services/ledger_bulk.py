@@ -242,7 +242,8 @@ def _stage_query(query: PostingsQuery) -> None:
             SELECT p.seq, '{_POST}', p.member_id, p.points, '{RELATIVE}', '{query.kind}', p.status, {counts},
                    SUBSTR(p.reason, 1, {MAX_REASON}), p.idempotency_key, {hold_until}, CAST(p.earn_rule_id AS bigint),
                    {at}
-            FROM ({query.sql}) p""",
+            FROM ({query.sql}) p
+            ORDER BY p.seq""",  # rows draw their entry ids as they are loaded: in posting order, none to deal again
         query.params,
     )
 

@@ -335,3 +335,27 @@ def test_reconcile_holds_a_batchs_member_and_its_line_to_the_ledger(tiers):
     assert found == {(ann.pk, "batches", 115, 120), (ann.pk, "line of batches", 100, 95)}
     PointsBatch.objects.filter(pk=batch.pk).update(through=100, points=100)
     assert ledger_differences() == []
+
+
+@pytest.mark.django_db
+def test_an_expiration_among_other_rows_of_a_bulk_call_ends_where_spending_has_reached(tiers):
+    """The bulk path places an expiration on the line after the debits before it in the same call, as the single
+    path would one by one: 30 spent by the adjustment, then 40 more by the expiration (the credit between moves
+    nothing), so its span is (30, 70]: 40 of the first batch, none of the credit's."""
+    ann = member_create(email="mixed@example.com")
+    first = _earn(ann, 100)
+    entries_post_bulk(
+        postings=[
+            Posting(ann.pk, -30, "spent"),
+            Posting(ann.pk, 50, "credit"),
+            Posting(ann.pk, -40, "expired", kind=EntryKind.EXPIRATION),
+        ],
+        actor=SYSTEM,
+        source="schedule",
+    )
+    expiration = LedgerEntry.objects.get(kind=EntryKind.EXPIRATION)
+    assert expiration.spent_through == 70
+    assert batch_expired(first.pk) == 40
+    assert batch_expired(LedgerEntry.objects.get(member=ann, points=50).pk) == 0
+    assert _remaining(ann) == [30, 50]
+    assert ledger_differences() == []
