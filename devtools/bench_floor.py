@@ -15,8 +15,9 @@ other indexes serve the admin's lists and the jobs' lookups. Even that leaner ta
 With with_batches, each floor entry (all are credits) also opens its ready-made batch in a copy of the batch table
 (loyalty.models.PointsBatch: its columns, checks, indexes and foreign keys, the entry's pointing at the ledger's
 copy), in the same transaction: since points expire by batch, every active credit the ledger takes writes both, so
-this is the floor of a bulk post of credits. Its required guards keep the batch's primary key, its one-to-one link
-to the entry and the spending-order index; the open-batches index serves the expiry runs.
+this is the floor of a bulk post of credits (each batch's place on its member's line is a running sum of the floor's
+credits). Its required guards keep the batch's primary key, its one-to-one link to the entry and the member's line
+(unique member and place, the spending order); the (member, available since) index serves the expiry runs.
 """
 
 import re

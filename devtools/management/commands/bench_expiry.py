@@ -1,16 +1,17 @@
 """Measure expiry at scale: the run (and its dry run) against the ledger's write floor for the same number of
 expiration entries, the liability report and the dashboard. JSON on the last line.
 
-It makes `--members` members with `--entries-per-member` entries each (K-1 earnings spread over the last 630 days,
-then one debit), through the ledger's bulk path with dated postings (set-based SQL, no Python row per entry), sets
+It makes `--members` members with `--entries-per-member` entries each (K-1 earnings spread over the last 630 days, in
+the order they happened, then one debit), through the ledger's bulk path with dated postings (set-based SQL, no Python row per entry), sets
 the policy "12 months after earning", and then measures, in one run:
 * dry_run_s: `expire_points --dry-run` (what would expire, counted);
-* run_s: `expire_points` (one expiration entry per member through the bulk path, batches spent);
+* run_s: `expire_points` (one expiration entry per member through the bulk path; spending moves each member's
+  spent points along their line of batches, so no batch is written);
 * run_floor_s: the ledger floor (devtools/bench_floor.py) for as many ready-made entries as the run posted;
 * report_ms / dashboard_ms: the liability report's and the dashboard's server time (their queries and, for the
   dashboard, the SVG charts), the median of three, after what the nightly job does once a run posted
-  (daily_totals_s: the batch table vacuumed, the daily totals summed to their new mark);
-* reconciles: reconcile_ledger's check (figures and open batches) after the run.
+  (daily_totals_s: the daily totals summed to their new mark);
+* reconciles: reconcile_ledger's check (figures and the line of batches) after the run.
 It writes real members and entries (the ledger is append-only): point it at a database made for benchmarks.
 """
 
@@ -69,7 +70,7 @@ class Command(BaseCommand):
         self.stdout.write(f"run:     {run.summary()} in {run_s:.2f}s")
         member_ids = list(range(lo, hi + 1))
         floor_s = ledger_write_floor_s(member_ids, max(run.posted, 1))
-        # What the nightly job does after a run: the batch table vacuumed, the daily totals brought up to date.
+        # What the nightly job does after a run: the daily totals brought up to date.
         daily_totals_s, _days = _timed(after_expiry_run)
         report_ms = _median_ms(liability_on)
         dashboard_ms = _median_ms(_dashboard)
@@ -88,7 +89,7 @@ class Command(BaseCommand):
             "dashboard_ms": dashboard_ms,
             "daily_totals_s": round(daily_totals_s, 3),
             "reconciles": reconciles,
-            # Seconds by step of the run (loyalty/profiling.py): the bulk path's steps, batch_* the batches it spends.
+            # Seconds by step of the run (loyalty/profiling.py): the bulk path's steps.
             "profile_run_s": rounded(steps, run_s),
             "goal_run_vs_floor": 2.0,
             "goal_page_ms": 500,
