@@ -53,8 +53,7 @@ def spent_after_sql(*, stage: str, new_state: int, active_rows: str) -> str:
                           + SUM({debits}) OVER (PARTITION BY s.member_id ORDER BY s.seq ROWS UNBOUNDED PRECEDING)
                           AS spent_through
                    FROM {stage} s JOIN loyalty_member m ON m.id = s.member_id
-                   WHERE s.state = {new_state} AND s.member_id IN (
-                       SELECT member_id FROM {stage} WHERE state = {new_state} AND kind = '{EntryKind.EXPIRATION}')
+                   WHERE s.state = {new_state}
                ) x WHERE x.kind = '{EntryKind.EXPIRATION}'"""
 
 
