@@ -5,7 +5,7 @@ its member's line of batches (loyalty.rules: BATCH_ORDER, batch_spent, batch_rem
 when they become active, so their expiry clock starts then. A debit writes nothing here: it moves the member's spent
 points, which the available balance and the batched points already say. An expiration records where its span of the
 line ends (LedgerEntry.spent_through). The single path (ledger.py) calls `batch_open` and `expiration_spent_through`;
-the bulk path (ledger_bulk.py) calls `stage_batches` and `spent_after_sql`, which are the same rules in SQL over the
+the bulk path (ledger_bulk.py) calls `stage_batches` and `spent_through_sql`, which are the same rules in SQL over the
 stage in posting order. Both write in the transaction of the entries.
 """
 
@@ -13,6 +13,7 @@ from .. import rules
 from ..models import EntryKind, EntryStatus, LedgerEntry, Member, PointsBatch
 from ..profiling import step
 from .tables import execute as _exec
+from .tables import rows as _rows
 
 
 def batch_open(member: Member, *, entry_id: int, points: int, at) -> None:
@@ -43,18 +44,35 @@ def open_batches(member: Member, *, limit: int | None = None) -> list[tuple[Poin
 # The bulk path
 
 
-def spent_after_sql(*, stage: str, new_state: int, active_rows: str) -> str:
-    """A SELECT of (seq, spent_through) for the stage's expiration rows: the member's spent points after the row, as
-    expiration_spent_through gives them one by one (the spent points before the batch, plus the points of every
-    debit the batch makes active up to the row, in posting order)."""
-    debits = f"CASE WHEN s.points < 0 AND {active_rows} THEN -s.points ELSE 0 END"
-    return f"""SELECT x.seq, x.spent_through FROM (
-                   SELECT s.seq, s.kind, {rules.batch_spent_sql("m")}
-                          + SUM({debits}) OVER (PARTITION BY s.member_id ORDER BY s.seq ROWS UNBOUNDED PRECEDING)
-                          AS spent_through
-                   FROM {stage} s JOIN loyalty_member m ON m.id = s.member_id
-                   WHERE s.state = {new_state}
-               ) x WHERE x.kind = '{EntryKind.EXPIRATION}'"""
+def spent_through_sql(*, stage: str, new_state: int, active_rows: str) -> tuple[str, str]:
+    """(expression, joins) for an INSERT ... SELECT over the stage aliased `s`: each expiration row's spent_through,
+    the member's spent points after the row, as expiration_spent_through gives them one by one (the spent points
+    before the call, plus the points of every debit the call makes active up to the row, in posting order)."""
+    debit = f"CASE WHEN s.points < 0 AND {active_rows} THEN -s.points ELSE 0 END"
+    expiration = f"s.kind = '{EntryKind.EXPIRATION}'"
+    if not _several_rows_for_a_member(stage, new_state):
+        # One row per member (an expiry run): the running sum of the debits is the row's own.
+        spent = rules.batch_spent_sql("spent_m")
+        return (
+            f"CASE WHEN {expiration} THEN {spent} + {debit} END",
+            f"LEFT JOIN loyalty_member spent_m ON {expiration} AND spent_m.id = s.member_id",
+        )
+    running = f"SUM({debit}) OVER (PARTITION BY s.member_id ORDER BY s.seq ROWS UNBOUNDED PRECEDING)"
+    window = f"""SELECT x.seq, x.spent_through FROM (
+                     SELECT s.seq, s.kind, {rules.batch_spent_sql("m")} + {running} AS spent_through
+                     FROM {stage} s JOIN loyalty_member m ON m.id = s.member_id
+                     WHERE s.state = {new_state}) x
+                 WHERE x.kind = '{EntryKind.EXPIRATION}'"""
+    return "spent_x.spent_through", f"LEFT JOIN ({window}) spent_x ON spent_x.seq = s.seq"
+
+
+def _several_rows_for_a_member(stage: str, new_state: int) -> bool:
+    """Whether a member has more than one row of the call (one pass over the stage's (member, seq) index)."""
+    return _rows(
+        f"""SELECT EXISTS (SELECT 1 FROM (
+                SELECT member_id, LAG(member_id) OVER (ORDER BY member_id, seq) AS before
+                FROM {stage} WHERE state = {new_state}) x WHERE x.before = x.member_id)"""
+    )[0][0]
 
 
 def stage_batches(*, stage: str, new_state: int, now, active_rows: str) -> None:

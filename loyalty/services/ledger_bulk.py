@@ -32,7 +32,7 @@ from ..models import EntryKind, EntryStatus, NegativeBalancePolicy
 from ..profiling import add as profile_add
 from ..profiling import profiling, step
 from ..rules import RELATIVE, SET_TO
-from .batches import batch_expired_sql, batched_delta_sql, spent_after_sql, stage_batches
+from .batches import batch_expired_sql, batched_delta_sql, spent_through_sql, stage_batches
 from .ledger import policy_or_default
 from .staff import StaffPolicy, staff_policy
 from .tables import execute as _exec
@@ -346,6 +346,9 @@ def _plan_for_cached_indexes() -> None:
         # each one takes about half a second, more than running most of them (measured: 3.6 s of JIT in a 7.8 s
         # SELECT over 280,000 orders); the transaction runs them without, its stage included.
         _exec("SET LOCAL jit = off")
+        # A big batch sorts and hashes its stage (by member, by posting order) several times; at the default 4 MB
+        # of work memory each of those over 200,000 rows spills to disk. One backend per batch: more is safe.
+        _exec("SET LOCAL work_mem = '64MB'")
 
 
 def _apply(*, actor, source, source_ref, policy, action, keys_new_unless_prefix=None, dry_run=False) -> BulkResult:
@@ -728,10 +731,7 @@ def _insert_entries(*, actor, source: str, source_ref: int | None, now) -> None:
     # An expiration records where it ends on its member's line of batches (loyalty.services.batches).
     spent, spent_join = "NULL", ""
     if _rows(f"SELECT 1 FROM {_STAGE} WHERE state = {_NEW} AND kind = '{EntryKind.EXPIRATION}' LIMIT 1"):
-        spent = "x.spent_through"
-        spent_join = (
-            f"LEFT JOIN ({spent_after_sql(stage=_STAGE, new_state=_NEW, active_rows=_ACTIVE_ROWS)}) x ON x.seq = s.seq"
-        )
+        spent, spent_join = spent_through_sql(stage=_STAGE, new_state=_NEW, active_rows=_ACTIVE_ROWS)
     _exec(
         f"""INSERT INTO loyalty_ledgerentry (id, member_id, points, kind, status, counts_toward_lifetime, reason,
                 actor_user_id, actor_system, source, source_ref, earn_rule_id, reverses_id, idempotency_key,
