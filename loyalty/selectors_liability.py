@@ -292,7 +292,7 @@ EXPIRING_WINDOWS = (7, 30, 90)
 
 
 def expiring_members_sql(days: int) -> tuple[str, list] | None:
-    """A SELECT of (member_id, points, batches): the points that will have expired by the run `days` days from today
+    """A SELECT of (member_id, points): the points that will have expired by the run `days` days from today
     (what is due already included), under the policy in force. None when points never expire."""
     from .services.expiry import due_sql
 

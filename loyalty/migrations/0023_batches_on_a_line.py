@@ -77,12 +77,6 @@ def lay_out(apps, schema_editor):
             cur.execute(_trigger([*FROZEN, "spent_through"]))
 
 
-def back(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        with schema_editor.connection.cursor() as cur:
-            cur.execute(_trigger(FROZEN))
-
-
 class Migration(migrations.Migration):
     dependencies = [("loyalty", "0022_ledger_days_mark_zone")]
 
@@ -102,7 +96,9 @@ class Migration(migrations.Migration):
             name="through",
             field=models.BigIntegerField(null=True, verbose_name="batched through"),
         ),
-        migrations.RunPython(lay_out, back),
+        # Not reversible: the remainders it drops are the line's to compute now, and a column of them could not come
+        # back without a default.
+        migrations.RunPython(lay_out),
         migrations.RemoveConstraint(model_name="pointsbatch", name="batch_remaining_not_negative"),
         migrations.RemoveConstraint(model_name="pointsbatch", name="batch_remaining_le"),
         migrations.RemoveIndex(model_name="pointsbatch", name="batch_open_earned"),

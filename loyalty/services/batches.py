@@ -49,7 +49,8 @@ def spent_through_sql(*, stage: str, new_state: int, active_rows: str) -> tuple[
     the member's spent points after the row, as expiration_spent_through gives them one by one (the spent points
     before the call, plus the points of every debit the call makes active up to the row, in posting order)."""
     debit = f"CASE WHEN s.points < 0 AND {active_rows} THEN -s.points ELSE 0 END"
-    expiration = f"s.kind = '{EntryKind.EXPIRATION}'"
+    # A pending expiration spends nothing (yet): no span, as on the single path.
+    expiration = f"s.kind = '{EntryKind.EXPIRATION}' AND {active_rows}"
     if not _several_rows_for_a_member(stage, new_state):
         # One row per member (an expiry run): the running sum of the debits is the row's own.
         spent = rules.batch_spent_sql("spent_m")
@@ -58,11 +59,12 @@ def spent_through_sql(*, stage: str, new_state: int, active_rows: str) -> tuple[
             f"LEFT JOIN loyalty_member spent_m ON {expiration} AND spent_m.id = s.member_id",
         )
     running = f"SUM({debit}) OVER (PARTITION BY s.member_id ORDER BY s.seq ROWS UNBOUNDED PRECEDING)"
+    spent = f"{rules.batch_spent_sql('m')} + {running}"
     window = f"""SELECT x.seq, x.spent_through FROM (
-                     SELECT s.seq, s.kind, {rules.batch_spent_sql("m")} + {running} AS spent_through
+                     SELECT s.seq, {expiration} AS is_expiration, {spent} AS spent_through
                      FROM {stage} s JOIN loyalty_member m ON m.id = s.member_id
                      WHERE s.state = {new_state}) x
-                 WHERE x.kind = '{EntryKind.EXPIRATION}'"""
+                 WHERE x.is_expiration"""
     return "spent_x.spent_through", f"LEFT JOIN ({window}) spent_x ON spent_x.seq = s.seq"
 
 
@@ -88,7 +90,9 @@ def stage_batches(*, stage: str, new_state: int, now, active_rows: str) -> None:
                                                               ROWS UNBOUNDED PRECEDING)
                 FROM {stage} s JOIN loyalty_member m ON m.id = s.member_id
                 WHERE s.state = {new_state} AND s.points > 0 AND {active_rows}
-                ORDER BY s.seq""",
+                -- In the window's (member, posting) order: batch ids rise along each member's line, as on the single
+                -- path, without a second sort of the stage.
+                """,
             [now],
         )
 

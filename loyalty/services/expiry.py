@@ -1,8 +1,9 @@
 """Points that expire: the runs (daily from beat, or `manage.py expire_points`) and their previews.
 
-What expires is the rulebook's (loyalty.rules: expires_on, last_clock_day): under "after earning", every open batch
-whose expiry day has come; under "inactivity", every open batch of a member whose last activity (the latest batch
-opened, or the latest redemption) is the period old. A run posts one `expiration` entry per member through the
+What expires is the rulebook's (loyalty.rules: expires_on, last_clock_day, batch_spent): under "after earning", the
+start of each member's line of batches up to the first batch whose expiry day has not come; under "inactivity", all
+of a member's open points once their last activity (the latest batch opened, or the latest redemption) is the period
+old. A run posts one `expiration` entry per member through the
 ledger's bulk path, keyed by member and day (loyalty.keys.expiration_key), so a second run of the day posts nothing;
 the bulk path spends the member's earliest batches first, which are exactly the expired ones, and records on the
 entry where its span of the member's line of batches ends (what expired of each batch is its overlap with it). An
@@ -12,12 +13,13 @@ expiration never counts toward lifetime, so it never lowers a tier.
 from dataclasses import dataclass
 from datetime import date
 
-from django.db import connection
+from django.db import connection, transaction
 
 from .. import rules
 from ..actors import EXPIRY_JOB
 from ..keys import expiration_key_sql
 from ..models import EntryKind, NegativeBalancePolicy, ProgramSettings
+from ..profiling import step
 from ..timezones import day_after, store_today
 from .ledger_bulk import PostingsQuery, entries_post_bulk
 
@@ -91,6 +93,15 @@ def due_sql(policy: Policy, as_of: date) -> tuple[str, list] | None:
     )
 
 
+def _lock_members_with_points() -> None:
+    """Lock every member with points available (a superset of those due), in id order as the bulk path does."""
+    if connection.vendor == "postgresql":
+        with step("lock"), connection.cursor() as cur:
+            cur.execute("SELECT id FROM loyalty_member WHERE available_points > 0 ORDER BY id FOR UPDATE")
+            while cur.fetchmany(10_000):
+                pass
+
+
 RUN_AT = (1, 15)  # the daily run's hour and minute in the store's time zone (services/schedules.py)
 
 
@@ -162,7 +173,17 @@ def points_expire(*, as_of: date | None = None, dry_run: bool = False, actor=EXP
     )
     # An expiration never exceeds the open batches, which never exceed the available balance: no debit crosses
     # zero, so "allow" only spares the bulk path the running-balance check.
-    result = entries_post_bulk(queries=[postings], actor=actor, source="schedule", policy=NegativeBalancePolicy.ALLOW)
+    # What is due is read from the members' figures: under their locks, so a redemption or a credit committed while
+    # the run stages cannot make it expire points that are no longer there or not yet due.
+    with transaction.atomic():
+        _lock_members_with_points()
+        result = entries_post_bulk(
+            queries=[postings],
+            actor=actor,
+            source="schedule",
+            policy=NegativeBalancePolicy.ALLOW,
+            members_locked=True,
+        )
     run.members = result.posted
     run.points = result.points_debited
     run.posted = result.posted

@@ -298,6 +298,7 @@ def entries_post_bulk(
     policy: str | None = None,
     keys_new_unless_prefix: str | None = None,
     dry_run: bool = False,
+    members_locked: bool = False,
 ) -> BulkResult:
     """Post many entries at once: the same rules, keys, limits and tiers as posting them one by one, in order.
 
@@ -309,6 +310,9 @@ def entries_post_bulk(
     keys before any of its chunks committed), which saves a million index lookups; were it wrong, the ledger's
     unique key would fail the transaction, so nothing can apply twice either way.
     dry_run: compute everything and write nothing (a preview), with `members` filled.
+    members_locked: the caller's transaction already holds the row locks of every member of the call, taken in id
+    order before its queries read the figures they post from (the expiry run, whose amounts are what is due under
+    those figures); the call does not lock them again.
     """
     policy = policy_or_default(policy)
     commits = not connection.in_atomic_block  # the caller's transaction otherwise: its commit is the caller's step
@@ -325,6 +329,7 @@ def entries_post_bulk(
                 action=action,
                 keys_new_unless_prefix=keys_new_unless_prefix,
                 dry_run=dry_run,
+                members_locked=members_locked,
             )
         committing = time.perf_counter() if commits and profiling() else None
     if committing is not None:
@@ -351,8 +356,9 @@ def _plan_for_cached_indexes() -> None:
         _exec("SET LOCAL work_mem = '64MB'")
 
 
-def _apply(*, actor, source, source_ref, policy, action, keys_new_unless_prefix=None, dry_run=False) -> BulkResult:
-    now = timezone.now()
+def _apply(
+    *, actor, source, source_ref, policy, action, keys_new_unless_prefix=None, dry_run=False, members_locked=False
+) -> BulkResult:
     with step("stage"):
         if _is_postgres():
             _exec("SET LOCAL jit = off")  # as set at the transaction's start (a caller's transaction too)
@@ -366,9 +372,12 @@ def _apply(*, actor, source, source_ref, policy, action, keys_new_unless_prefix=
         _use_live_keys()
         _mark_unknown_members()
         _mark_already_applied(keys_new_unless_prefix)
-    if not dry_run:
+    if not dry_run and not members_locked:
         with step("lock"):
             _lock_members()
+    # Taken under the members' locks: a batch opened now starts its clock after every batch of these members that
+    # committed before (their lines stay in the order their batches became available).
+    now = timezone.now()
     with step("resolve"):
         staff = staff_policy(actor, action)
         _mark_moves_no_longer_pending()

@@ -359,3 +359,40 @@ def test_an_expiration_among_other_rows_of_a_bulk_call_ends_where_spending_has_r
     assert batch_expired(LedgerEntry.objects.get(member=ann, points=50).pk) == 0
     assert _remaining(ann) == [30, 50]
     assert ledger_differences() == []
+
+
+@pytest.mark.postgres  # row locks: SQLite has one writer at a time
+@pytest.mark.django_db(transaction=True)
+def test_a_debit_committed_while_the_run_waits_for_its_member_is_not_expired_again(tiers):
+    """The run reads what is due under the members' locks: a write-off that holds the member while the run starts,
+    and spends the due batch, leaves nothing to expire (read before the lock, the run posted the stale 100 and took
+    the member to -50, expiring 50 points that were not due)."""
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    _policy("after_earning", 30, "days")
+    ann = member_create(email="race@example.com")
+    _age(_earn(ann, 100), 31)
+    _earn(ann, 50)
+    holding = threading.Event()
+
+    def write_off():
+        try:
+            with transaction.atomic():
+                points_adjust(member=ann, points=-100, reason="write-off", actor=SYSTEM)
+                holding.set()
+                time.sleep(1.5)
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=write_off)
+    other.start()
+    assert holding.wait(10)
+    run = points_expire()
+    other.join()
+    ann.refresh_from_db()
+    assert (run.points, ann.available_points) == (0, 50)
+    assert _remaining(ann) == [0, 50]
+    assert ledger_differences() == []
