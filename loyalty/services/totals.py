@@ -18,12 +18,22 @@ from datetime import date, datetime, timedelta
 
 from django.db import connection, transaction
 from django.db.models import Case, F, IntegerField, Q, Sum, Value, When
-from django.db.models.functions import Least, TruncDate
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from .. import rules
-from ..models import EntryKind, EntryStatus, ExpiryClockDay, LedgerDay, LedgerDaysMark, LedgerEntry, PointsBatch
+from ..models import (
+    EntryKind,
+    EntryStatus,
+    ExpiryClockDay,
+    LedgerDay,
+    LedgerDaysMark,
+    LedgerEntry,
+    Member,
+    PointsBatch,
+)
 from ..timezones import day_after, day_start, store_timezone
 from .expiry import Policy
 
@@ -200,12 +210,18 @@ def open_points_by_clock_day_now(policy: Policy) -> list[tuple[date, int]]:
         return []
     zone = store_timezone()
     if policy.policy == rules.EXPIRY_AFTER_EARNING:
-        spent = F("member__batched_points") - F("member__available_points")  # rules.batch_spent
+        # The rulebook's SQL over the batch and its member (the join the member filter makes, under its table name).
+        batch, member = PointsBatch._meta.db_table, Member._meta.db_table
+        left = rules.batch_remaining_sql(
+            through=f"{batch}.through", points=f"{batch}.points", spent=rules.batch_spent_sql(member)
+        )
         rows = (
-            PointsBatch.objects.filter(member__available_points__gt=0, through__gt=spent)
+            PointsBatch.objects.filter(member__available_points__gt=0)
+            .alias(left=RawSQL(left, []))
+            .filter(left__gt=0)
             .annotate(day=TruncDate("earned_at", tzinfo=zone))
             .values("day")
-            .annotate(points=Sum(Least(F("points"), F("through") - spent)))  # rules.batch_remaining, above 0 here
+            .annotate(points=Sum(RawSQL(left, [])))
             .order_by()
         )
         return [(r["day"], int(r["points"])) for r in rows]
