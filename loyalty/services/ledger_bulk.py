@@ -796,7 +796,7 @@ def _balance_deltas() -> str:
     """Per member of the batch: the change of available, pending and lifetime, and whether lifetime moved."""
     return f"""
         SELECT member_id,
-            SUM(CASE WHEN (op = '{_POST}' AND status = 'active') OR op = '{ACTIVATE}' THEN points ELSE 0 END)
+            SUM(CASE WHEN {_ACTIVE_ROWS} THEN points ELSE 0 END)
                 AS available,
             SUM(CASE WHEN op = '{_POST}' AND status = 'pending' THEN points
                      WHEN op <> '{_POST}' THEN -points ELSE 0 END) AS pending,
