@@ -44,14 +44,15 @@ def open_batches(member: Member, *, limit: int | None = None) -> list[tuple[Poin
 # The bulk path
 
 
-def spent_through_sql(*, stage: str, new_state: int, active_rows: str) -> tuple[str, str]:
+def spent_through_sql(*, stage: str, new_state: int, active_rows: str, one_row: bool) -> tuple[str, str]:
     """(expression, joins) for an INSERT ... SELECT over the stage aliased `s`: each expiration row's spent_through,
     the member's spent points after the row, as expiration_spent_through gives them one by one (the spent points
-    before the call, plus the points of every debit the call makes active up to the row, in posting order)."""
+    before the call, plus the points of every debit the call makes active up to the row, in posting order).
+    one_row: no member has more than one row of the call (several_rows_for_a_member)."""
     debit = f"CASE WHEN s.points < 0 AND {active_rows} THEN -s.points ELSE 0 END"
     # A pending expiration spends nothing (yet): no span, as on the single path.
     expiration = f"s.kind = '{EntryKind.EXPIRATION}' AND {active_rows}"
-    if not _several_rows_for_a_member(stage, new_state):
+    if one_row:
         # One row per member (an expiry run): the running sum of the debits is the row's own.
         spent = rules.batch_spent_sql("spent_m")
         return (
@@ -68,7 +69,7 @@ def spent_through_sql(*, stage: str, new_state: int, active_rows: str) -> tuple[
     return "spent_x.spent_through", f"LEFT JOIN ({window}) spent_x ON spent_x.seq = s.seq"
 
 
-def _several_rows_for_a_member(stage: str, new_state: int) -> bool:
+def several_rows_for_a_member(stage: str, new_state: int) -> bool:
     """Whether a member has more than one row of the call (one pass over the stage's (member, seq) index)."""
     return _rows(
         f"""SELECT EXISTS (SELECT 1 FROM (
@@ -97,9 +98,11 @@ def stage_batches(*, stage: str, new_state: int, now, active_rows: str) -> None:
         )
 
 
-def batched_delta_sql(active_rows: str) -> str:
-    """The SQL sum, over a member's rows of the stage, of what their batched points grow by."""
-    return f"SUM(CASE WHEN points > 0 AND {active_rows} THEN points ELSE 0 END)"
+def batched_delta_sql(active_rows: str, summed: bool = True) -> str:
+    """The SQL sum, over a member's rows of the stage, of what their batched points grow by (summed=False: what one
+    row adds)."""
+    grows = f"CASE WHEN points > 0 AND {active_rows} THEN points ELSE 0 END"
+    return f"SUM({grows})" if summed else grows
 
 
 # ---------------------------------------------------------------------------------------------------------------

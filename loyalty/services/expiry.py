@@ -53,6 +53,15 @@ class Policy:
             return f"all points expire {self.period} {unit} after the last earning or redemption"
         return f"points expire {self.period} {unit} after they become available"
 
+    def entry_reason(self, as_of: date) -> str:
+        """The reason an expiration entry of `as_of`'s run carries, e.g. "Expired 2026-12-01: 12 months after
+        earning". Kept short: a run writes it on every expiration, and at 200,000 members the 85 characters of the
+        policy's whole description cost 0.5 s of a 6.5 s run (wider stage and ledger rows)."""
+        unit = rules.expiry_unit(self.policy, self.unit)
+        unit = unit.removesuffix("s") if self.period == 1 else unit
+        after = "inactive" if self.policy == rules.EXPIRY_INACTIVITY else "after earning"
+        return f"Expired {as_of.isoformat()}: {self.period} {unit} {after}"
+
     def cutoff(self, as_of: date):
         """The moment before which a clock start has expired by `as_of`'s run (None: nothing expires)."""
         day = rules.last_clock_day(as_of=as_of, policy=self.policy, period=self.period, unit=self.unit)
@@ -73,15 +82,12 @@ def due_sql(policy: Policy, as_of: date) -> tuple[str, list] | None:
         return None
     spent = rules.batch_spent_sql("m")
     if policy.policy == rules.EXPIRY_AFTER_EARNING:
-        # Batches stand in the order they became available; the first one still fresh ends what is due. One pass
-        # over the fresh batches (a join the planner can hash), not a lookup per member: 0.2 s against 0.5 s at
-        # 50,000 members.
+        join, first_fresh = _first_fresh_batch_join("m")
+        start = f"COALESCE({first_fresh}, m.batched_points)"
         return (
-            f"""SELECT m.id AS member_id, COALESCE(f.start, m.batched_points) - {spent} AS points
-                FROM loyalty_member m LEFT JOIN (
-                    SELECT member_id, MIN(through - points) AS start FROM loyalty_pointsbatch
-                    WHERE earned_at >= %s GROUP BY member_id) f ON f.member_id = m.id
-                WHERE m.available_points > 0 AND COALESCE(f.start, m.batched_points) > {spent}""",
+            f"""SELECT m.id AS member_id, {start} - {spent} AS points
+                FROM loyalty_member m {join}
+                WHERE m.available_points > 0 AND {start} > {spent}""",
             [cutoff],
         )
     # Inactivity: nothing opened a batch and nothing was redeemed since the cutoff.
@@ -93,6 +99,22 @@ def due_sql(policy: Policy, as_of: date) -> tuple[str, list] | None:
                               AND r.kind = '{EntryKind.REDEMPTION}' AND r.status = 'active' AND r.created_at >= %s)""",
         [cutoff, cutoff],
     )
+
+
+def _first_fresh_batch_join(member: str) -> tuple[str, str]:
+    """(join, start): a join on each row of loyalty_member aliased `member`, and where on its line the first of its
+    batches whose clock has not run out (available since the cutoff, the join's one parameter) starts (NULL: none).
+
+    Batches stand in the order they became available, so that is the lowest one available since the cutoff: one
+    probe of the member's line (index batch_member_through) that passes over the expired batches and stops at the
+    first fresh one. Rows come out in the members' order, so the run's stage needs no sort: at 200,000 members
+    0.45 s, against 0.77 s for a hashed pass over every fresh batch and its sort. SQLite has no LATERAL: there the
+    probe finds the batch's id and the batch is joined by it."""
+    probe = f"""SELECT b.{{column}} FROM loyalty_pointsbatch b
+                WHERE b.member_id = {member}.id AND b.earned_at >= %s ORDER BY b.through LIMIT 1"""
+    if connection.vendor == "postgresql":
+        return f"LEFT JOIN LATERAL ({probe.format(column='through - b.points AS start')}) f ON TRUE", "f.start"
+    return f"LEFT JOIN loyalty_pointsbatch f ON f.id = ({probe.format(column='id')})", "(f.through - f.points)"
 
 
 def _lock_members_with_points() -> None:
@@ -163,7 +185,7 @@ def points_expire(*, as_of: date | None = None, dry_run: bool = False, actor=EXP
         run.members, run.points = expiry_impact(policy, as_of)
         return run
     sql, params = query
-    reason = f"Points expired on {as_of.isoformat()} ({policy.describe()})"
+    reason = policy.entry_reason(as_of)
     postings = PostingsQuery(
         sql=f"""SELECT d.member_id AS seq, d.member_id, -d.points AS points,
                        %s AS reason,
@@ -172,6 +194,7 @@ def points_expire(*, as_of: date | None = None, dry_run: bool = False, actor=EXP
                 FROM ({sql}) d""",
         params=[reason, *params],
         kind=EntryKind.EXPIRATION,
+        keys_unique=True,  # one row per member, keyed by member and day
     )
     # An expiration never exceeds the open batches, which never exceed the available balance: no debit crosses
     # zero, so "allow" only spares the bulk path the running-balance check.
