@@ -325,6 +325,7 @@ def entries_post_bulk(
     those figures); the call does not lock them again.
     """
     policy = policy_or_default(policy)
+    postings, queries = list(postings), list(queries)
     commits = not connection.in_atomic_block  # the caller's transaction otherwise: its commit is the caller's step
     with transaction.atomic():
         _plan_for_cached_indexes()
@@ -333,6 +334,8 @@ def entries_post_bulk(
                 _fill(postings, queries)
             result = _apply(
                 keys_may_repeat=bool(postings) or len(queries) != 1 or not queries[0].keys_unique,
+                # Each source loads its posts in posting order (_stage_query, fill_table); two could interleave.
+                ids_in_order=(1 if postings else 0) + len(queries) <= 1,
                 actor=actor,
                 source=source,
                 source_ref=source_ref,
@@ -378,6 +381,7 @@ def _apply(
     dry_run=False,
     members_locked=False,
     keys_may_repeat=True,
+    ids_in_order=False,
 ) -> BulkResult:
     with step("stage"):
         if _is_postgres():
@@ -415,7 +419,7 @@ def _apply(
             result.members = _members_after(table)
         return result
     with step("entries"):
-        _assign_entry_ids()
+        _assign_entry_ids(ids_in_order)
         # Whether a member has several rows: if not, an expiration's span and the members' figures need no running
         # sum or grouping (the expiry run's case).
         one_row = not several_rows_for_a_member(_STAGE, _NEW)
@@ -614,8 +618,9 @@ def _decide_row(balance, row, seen_keys, moved, policy, staff, with_earning=Fals
     return _NEW, decision.posted, decision.shortfall, None
 
 
-def _assign_entry_ids() -> None:
-    """Give every new entry its id in posting order, so the ledger reads as if posted one by one."""
+def _assign_entry_ids(ids_in_order: bool) -> None:
+    """Give every new entry its id in posting order, so the ledger reads as if posted one by one. ids_in_order: one
+    source staged every post, in posting order, so the ids it drew follow it (no pass over the stage to check)."""
     if _is_postgres():
         # Rows loaded with an explicit NULL entry id did not get the default: draw theirs now, in posting order.
         sequence = _rows("SELECT pg_get_serial_sequence('loyalty_ledgerentry', 'id')")[0][0]
@@ -625,7 +630,8 @@ def _assign_entry_ids() -> None:
                         SELECT seq FROM {_STAGE} WHERE op = '{_POST}' AND entry_id IS NULL ORDER BY seq) o) x
                 WHERE {_STAGE}.seq = x.seq"""
         )
-        _entry_ids_in_posting_order()
+        if not ids_in_order:
+            _entry_ids_in_posting_order()
         return
     # SQLite: the transaction holds the database's write lock, so the next ids are ours to take.
     top = _rows(
@@ -642,9 +648,9 @@ def _assign_entry_ids() -> None:
 
 
 def _entry_ids_in_posting_order() -> None:
-    """Rows staged by INSERT ... SELECT draw their ids in the order the SELECT yields them, which need not be posting
-    order (a reversal batch read the ledger in the order of its pages): found by one pass over the stage, such ids
-    are dealt out again, the smallest to the earliest posting, so the new entries keep the single path's order."""
+    """Rows draw their ids as each source loads them, in its own posting order; two sources of one call (a list of
+    postings and queries, or several queries) may interleave: found by one pass over the stage, such ids are dealt
+    out again, the smallest to the earliest posting, so the new entries keep the single path's order."""
     post = f"op = '{_POST}' AND entry_id IS NOT NULL"
     disordered = _rows(
         f"""SELECT EXISTS (SELECT 1 FROM (SELECT entry_id, LAG(entry_id) OVER (ORDER BY seq) AS before
@@ -986,7 +992,13 @@ def entries_reverse_bulk(
         with _staging():
             _stage_reversals(reason)
             result = _apply(
-                actor=actor, source=source, source_ref=source_ref, policy=policy, action=action, dry_run=dry_run
+                actor=actor,
+                source=source,
+                source_ref=source_ref,
+                policy=policy,
+                action=action,
+                dry_run=dry_run,
+                ids_in_order=True,  # one INSERT staged every reversal, in entry order
             )
             if free_keys and not dry_run:
                 _free_keys()
@@ -1027,7 +1039,8 @@ def _stage_reversals(reason: str) -> None:
                    -{remaining}, '{RELATIVE}', '{EntryKind.REVERSAL}', 'active', e.counts_toward_lifetime, %s, e.id,
                    CASE WHEN refusal IS NULL THEN {_NEW} ELSE {_REFUSED} END, refusal
             FROM (SELECT e.*, {refusal} AS refusal FROM loyalty_ledgerentry e
-                  WHERE {chosen} AND (e.status <> 'pending' OR e.kind = '{EntryKind.REVERSAL}')) e""",
+                  WHERE {chosen} AND (e.status <> 'pending' OR e.kind = '{EntryKind.REVERSAL}')) e
+            ORDER BY e.id""",  # the reversals draw their entry ids in posting order (_entry_id_default)
         [reason[:MAX_REASON]],
     )
 

@@ -38,6 +38,7 @@ from loyalty.services import (
     REJECT,
     Move,
     Posting,
+    PostingsQuery,
     entries_post_bulk,
     entries_reverse_bulk,
     entry_approve,
@@ -521,3 +522,28 @@ def test_an_earning_rejected_twice_in_one_batch_takes_its_pending_take_back_once
     assert take_back.status == EntryStatus.REJECTED
     ann.refresh_from_db()
     assert (ann.available_points, ann.pending_points) == (0, 0)
+
+
+@pytest.mark.django_db
+def test_postings_of_two_queries_whose_order_interleaves_get_ids_in_posting_order(tiers):
+    """Each source of a call draws ids as it loads; a second query whose postings fall between the first's must not
+    keep the later ids: the ledger reads in posting order, as if posted one by one."""
+    ann = member_create(email="interleaved@eq.example")
+
+    def query(seqs):
+        rows = " UNION ALL ".join(
+            f"SELECT {seq} AS seq, {ann.pk} AS member_id, {seq} AS points, 'row {seq}' AS reason, "
+            "NULL AS idempotency_key, 'active' AS status, NULL AS hold_until, NULL AS earn_rule_id"
+            for seq in seqs
+        )
+        return PostingsQuery(sql=rows, params=[], kind=EntryKind.ADJUSTMENT)
+
+    result = entries_post_bulk(queries=[query([1, 3]), query([2, 4])], actor=SYSTEM, source="import")
+    assert result.posted == 4
+    assert list(LedgerEntry.objects.order_by("id").values_list("reason", flat=True)) == [
+        "row 1",
+        "row 2",
+        "row 3",
+        "row 4",
+    ]
+    assert [b.through for b in PointsBatch.objects.filter(member=ann).order_by("id")] == [1, 3, 6, 10]
