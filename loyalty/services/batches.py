@@ -13,7 +13,6 @@ from .. import rules
 from ..models import EntryKind, EntryStatus, LedgerEntry, Member, PointsBatch
 from ..profiling import step
 from .tables import execute as _exec
-from .tables import rows as _rows
 
 
 def batch_open(member: Member, *, entry_id: int, points: int, at) -> None:
@@ -48,7 +47,7 @@ def spent_through_sql(*, stage: str, new_state: int, active_rows: str, one_row: 
     """(expression, joins) for an INSERT ... SELECT over the stage aliased `s`: each expiration row's spent_through,
     the member's spent points after the row, as expiration_spent_through gives them one by one (the spent points
     before the call, plus the points of every debit the call makes active up to the row, in posting order).
-    one_row: no member has more than one row of the call (several_rows_for_a_member)."""
+    one_row: no member has more than one row of the call."""
     debit = f"CASE WHEN s.points < 0 AND {active_rows} THEN -s.points ELSE 0 END"
     # A pending expiration spends nothing (yet): no span, as on the single path.
     expiration = f"s.kind = '{EntryKind.EXPIRATION}' AND {active_rows}"
@@ -67,15 +66,6 @@ def spent_through_sql(*, stage: str, new_state: int, active_rows: str, one_row: 
                      WHERE s.state = {new_state}) x
                  WHERE x.is_expiration"""
     return "spent_x.spent_through", f"LEFT JOIN ({window}) spent_x ON spent_x.seq = s.seq"
-
-
-def several_rows_for_a_member(stage: str, new_state: int) -> bool:
-    """Whether a member has more than one row of the call (one pass over the stage's (member, seq) index)."""
-    return _rows(
-        f"""SELECT EXISTS (SELECT 1 FROM (
-                SELECT member_id, LAG(member_id) OVER (ORDER BY member_id, seq) AS before
-                FROM {stage} WHERE state = {new_state}) x WHERE x.before = x.member_id)"""
-    )[0][0]
 
 
 def stage_batches(*, stage: str, new_state: int, now, active_rows: str) -> None:

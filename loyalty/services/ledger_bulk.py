@@ -35,7 +35,6 @@ from ..rules import RELATIVE, SET_TO
 from .batches import (
     batch_expired_sql,
     batched_delta_sql,
-    several_rows_for_a_member,
     spent_through_sql,
     stage_batches,
 )
@@ -386,7 +385,7 @@ def _apply(
     with step("stage"):
         if _is_postgres():
             _exec("SET LOCAL jit = off")  # as set at the transaction's start (a caller's transaction too)
-        if not _is_postgres():
+        else:
             # SQLite groups the keys by it (a repeated key); PostgreSQL hashes them, and a big stage's index cost
             # more to build (0.18 s at 200,000 rows) than anything read through it.
             _exec(f"CREATE INDEX IF NOT EXISTS {_STAGE}_key ON {_STAGE} (idem_key)")
@@ -408,9 +407,13 @@ def _apply(
     now = timezone.now()
     with step("resolve"):
         staff = staff_policy(actor, action)
-        _mark_moves_no_longer_pending()
-        _resolve_sequentially(_members_needing_order(policy, staff, keys_may_repeat), policy, staff)
-        _keep_take_backs_of_rejected_earnings()
+        moves, sets = _staged_moves_and_sets()
+        if moves:
+            _mark_moves_no_longer_pending()
+        needing_order = _members_needing_order(policy, staff, keys_may_repeat=keys_may_repeat, moves=moves, sets=sets)
+        _resolve_sequentially(needing_order, policy, staff)
+        if moves:
+            _keep_take_backs_of_rejected_earnings()
         table = tier_table()
     if dry_run:
         with step("preview"):
@@ -420,26 +423,74 @@ def _apply(
         return result
     with step("entries"):
         _assign_entry_ids(ids_in_order)
-        # Whether a member has several rows: if not, an expiration's span and the members' figures need no running
-        # sum or grouping (the expiry run's case).
-        one_row = not several_rows_for_a_member(_STAGE, _NEW)
+        written = _Written.count()
     with step("tiers"):
-        tier_changes = _write_tier_changes(now, table)
+        tier_changes = _write_tier_changes(now, table) if written.lifetime_rows else 0
     with step("entries"):
         with _streamed_groups():
-            _insert_entries(actor=actor, source=source, source_ref=source_ref, now=now, one_row=one_row)
-        _move_statuses(actor=actor, now=now)
-    stage_batches(stage=_STAGE, new_state=_NEW, now=now, active_rows=_ACTIVE_ROWS)
+            _insert_entries(actor=actor, source=source, source_ref=source_ref, now=now, one_row=written.one_row)
+        if written.moves:
+            _move_statuses(actor=actor, now=now)
+    if written.credits:
+        stage_batches(stage=_STAGE, new_state=_NEW, now=now, active_rows=_ACTIVE_ROWS)
     with step("entries"):
-        _insert_shortfalls(now)
-        _disable_reversed_coupons(now)
+        if written.shortfalls:
+            _insert_shortfalls(now)
+        if written.reversals:
+            _disable_reversed_coupons(now)
     with step("balances"):
-        _update_balances_and_tiers(table, one_row)
+        _update_balances_and_tiers(table, written.one_row)
     with step("summary"):
         staff.record()
-        result = _summarise()
+        result = _summarise(members_touched=written.members)
     result.tier_changes = tier_changes
     return result
+
+
+def _staged_moves_and_sets() -> tuple[bool, bool]:
+    """Whether the stage holds status moves, and "set to" rows (one pass): the checks that only they need are
+    skipped when there are none (each is a pass over a big stage)."""
+    moves, sets = _rows(
+        f"""SELECT COALESCE(MAX(CASE WHEN op <> '{_POST}' THEN 1 ELSE 0 END), 0),
+                   COALESCE(MAX(CASE WHEN apply_type = '{SET_TO}' THEN 1 ELSE 0 END), 0)
+            FROM {_STAGE} WHERE state = {_NEW}"""
+    )[0]
+    return bool(moves), bool(sets)
+
+
+@dataclass(frozen=True)
+class _Written:
+    """What the resolved stage will write, counted in one pass, so a write step with nothing to write is skipped
+    (each is a pass over the stage: 30 ms at 200,000 rows)."""
+
+    rows: int  # new rows
+    members: int  # members with new rows
+    moves: int  # status moves
+    lifetime_rows: int  # rows that move lifetime (and may move a tier)
+    credits: int  # rows that open a batch
+    shortfalls: int  # rows that record a shortfall (new, or a shortfall alone)
+    reversals: int  # rows that reverse an entry (new, or a shortfall alone): a redemption's coupon goes
+
+    @property
+    def one_row(self) -> bool:
+        """No member has more than one new row: an expiration's span and the members' figures need no running sum
+        or grouping (the expiry run's case)."""
+        return self.rows == self.members
+
+    @classmethod
+    def count(cls) -> "_Written":
+        new = f"state = {_NEW}"
+        figures = _rows(
+            f"""SELECT SUM(CASE WHEN {new} THEN 1 ELSE 0 END),
+                       COUNT(DISTINCT CASE WHEN {new} THEN member_id END),
+                       SUM(CASE WHEN {new} AND op <> '{_POST}' THEN 1 ELSE 0 END),
+                       SUM(CASE WHEN {_lifetime_rows_filter(_STAGE)} THEN 1 ELSE 0 END),
+                       SUM(CASE WHEN {new} AND points > 0 AND {_ACTIVE_ROWS} THEN 1 ELSE 0 END),
+                       SUM(CASE WHEN shortfall > 0 THEN 1 ELSE 0 END),
+                       SUM(CASE WHEN reverses_id IS NOT NULL THEN 1 ELSE 0 END)
+                FROM {_STAGE} WHERE state IN ({_NEW}, {_SHORT_ONLY})"""
+        )[0]
+        return cls(*(int(f or 0) for f in figures))
 
 
 def _use_live_keys() -> None:
@@ -498,10 +549,13 @@ def _mark_moves_no_longer_pending() -> None:
     )
 
 
-def _members_needing_order(policy: str, staff: StaffPolicy, keys_may_repeat: bool = True) -> list[int]:
-    """Members whose rows cannot all be accepted as they stand: "set to", a debit crossing zero, a repeated key
-    (unless the caller's keys cannot repeat), an entry moved twice; all of them when a support agent's limits hold
-    (each row counts toward a running total).
+def _members_needing_order(
+    policy: str, staff: StaffPolicy, *, keys_may_repeat: bool = True, moves: bool = True, sets: bool = True
+) -> list[int]:
+    """Members whose rows cannot all be accepted as they stand: "set to", a debit crossing zero, a repeated key, an
+    entry moved twice; all of them when a support agent's limits hold (each row counts toward a running total).
+    keys_may_repeat, moves, sets: False where the call's keys cannot repeat, or the stage holds no status moves or
+    no "set to" rows (nothing to look for).
 
     The running-balance window only looks at members with a debit in the batch: credits alone never cross zero.
     """
@@ -528,15 +582,19 @@ def _members_needing_order(policy: str, staff: StaffPolicy, keys_may_repeat: boo
             SELECT member_id FROM {_STAGE} WHERE state = {_NEW} AND idem_key IN (
                 SELECT idem_key FROM {_STAGE} WHERE state = {_NEW} AND idem_key IS NOT NULL
                 GROUP BY idem_key HAVING COUNT(*) > 1)"""
-    rows = _rows(
-        f"""SELECT member_id FROM {_STAGE} WHERE state = {_NEW} AND apply_type = '{SET_TO}'
-            {crossing}
-            {repeated}
+    moved_twice = ""
+    if moves:
+        moved_twice = f"""
             UNION
             SELECT member_id FROM {_STAGE} WHERE state = {_NEW} AND op <> '{_POST}' AND entry_id IN (
                 SELECT entry_id FROM {_STAGE} WHERE state = {_NEW} AND op <> '{_POST}'
                 GROUP BY entry_id HAVING COUNT(*) > 1)"""
-    )
+    set_to = f"SELECT member_id FROM {_STAGE} WHERE state = {_NEW} AND apply_type = '{SET_TO}'"
+    parts = [set_to] if sets else []
+    parts += [part.strip().removeprefix("UNION").strip() for part in (crossing, repeated, moved_twice) if part]
+    if not parts:
+        return []
+    rows = _rows(" UNION ".join(parts))
     return sorted(r[0] for r in rows)
 
 
@@ -797,10 +855,8 @@ def _insert_entries(*, actor, source: str, source_ref: int | None, now, one_row:
 
 def _move_statuses(*, actor, now) -> None:
     """The one permitted change of entries: pending -> active (activate) or rejected (reject)."""
-    # Most batches move nothing; skipping then matters: with a ledger's pending entries on one side and a large
-    # staging table on the other, PostgreSQL chose to scan the staging table once per pending entry (minutes).
-    if not _rows(f"SELECT 1 FROM {_STAGE} WHERE state = {_NEW} AND op <> '{_POST}' LIMIT 1"):
-        return
+    # Called only when the batch moves something (_Written.moves): with a ledger's pending entries on one side and
+    # a large staging table on the other, PostgreSQL chose to scan the staging table once per pending entry (minutes).
     by = None if isinstance(actor, SystemActor) else actor.pk
     _exec(
         f"""UPDATE loyalty_ledgerentry SET status = x.new_status, status_changed_at = %s, status_changed_by_id = %s
@@ -836,7 +892,7 @@ def _disable_reversed_coupons(now) -> None:
 
 def _balance_deltas(one_row: bool = False) -> str:
     """Per member of the batch: the change of available, pending and lifetime, and whether lifetime moved.
-    one_row: no member has more than one row (several_rows_for_a_member): each row is its member's change as it
+    one_row: no member has more than one row (_Written.one_row): each row is its member's change as it
     stands, with no grouping (a big batch's grouping held five sums for every member: 0.3 s at 200,000)."""
 
     def total(expression: str, how: str = "SUM") -> str:
@@ -889,7 +945,8 @@ def _streamed_groups():
     _exec("SELECT set_config('enable_hashagg', %s, true), set_config('enable_hashjoin', %s, true)", list(before))
 
 
-def _summarise() -> BulkResult:
+def _summarise(members_touched: int | None = None) -> BulkResult:
+    """The call's figures; members_touched where the caller counted them already (_Written)."""
     result = BulkResult()
     # One pass counts everything; the rows behind a count are read only where there are some (a big batch's
     # every other pass over the stage costs as much as this one).
@@ -916,7 +973,9 @@ def _summarise() -> BulkResult:
             refused += count
     if refused:
         result.refused = _rows(f"SELECT seq, refusal FROM {_STAGE} WHERE state = {_REFUSED} ORDER BY seq")
-    result.members_touched = _rows(f"SELECT COUNT(DISTINCT member_id) FROM {_STAGE} WHERE state = {_NEW}")[0][0]
+    if members_touched is None:
+        members_touched = _rows(f"SELECT COUNT(DISTINCT member_id) FROM {_STAGE} WHERE state = {_NEW}")[0][0]
+    result.members_touched = members_touched
     if by_rule:
         result.posted_by_rule = dict(
             _rows(
