@@ -538,7 +538,7 @@ def test_postings_of_two_queries_whose_order_interleaves_get_ids_in_posting_orde
         )
         return PostingsQuery(sql=rows, params=[], kind=EntryKind.ADJUSTMENT)
 
-    result = entries_post_bulk(queries=[query([1, 3]), query([2, 4])], actor=SYSTEM, source="import")
+    result = entries_post_bulk(queries=[query([3, 1]), query([4, 2])], actor=SYSTEM, source="import")
     assert result.posted == 4
     assert list(LedgerEntry.objects.order_by("id").values_list("reason", flat=True)) == [
         "row 1",
@@ -547,3 +547,20 @@ def test_postings_of_two_queries_whose_order_interleaves_get_ids_in_posting_orde
         "row 4",
     ]
     assert [b.through for b in PointsBatch.objects.filter(member=ann).order_by("id")] == [1, 3, 6, 10]
+
+
+@pytest.mark.django_db
+def test_a_query_whose_rows_come_out_of_order_posts_them_in_posting_order(tiers):
+    """One source: its rows load sorted by seq and draw their ids so (no check follows), whatever order the SELECT
+    yields them in."""
+    ann = member_create(email="one-source@eq.example")
+    rows = " UNION ALL ".join(
+        f"SELECT {seq} AS seq, {ann.pk} AS member_id, {seq} AS points, 'row {seq}' AS reason, "
+        "NULL AS idempotency_key, 'active' AS status, NULL AS hold_until, NULL AS earn_rule_id"
+        for seq in (5, 2, 4, 1, 3)
+    )
+    query = PostingsQuery(sql=rows, params=[], kind=EntryKind.ADJUSTMENT)
+    assert entries_post_bulk(queries=[query], actor=SYSTEM, source="import").posted == 5
+    reasons = list(LedgerEntry.objects.order_by("id").values_list("reason", flat=True))
+    assert reasons == [f"row {seq}" for seq in range(1, 6)]
+    assert [b.through for b in PointsBatch.objects.filter(member=ann).order_by("id")] == [1, 3, 6, 10, 15]
