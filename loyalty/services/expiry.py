@@ -107,7 +107,8 @@ def _first_fresh_batch_join(member: str) -> tuple[str, str]:
 
     Batches stand in the order they became available, so that is the lowest one available since the cutoff: one
     probe of the member's line (index batch_member_through) that passes over the expired batches and stops at the
-    first fresh one. Rows come out in the members' order, so the run's stage needs no sort: at 200,000 members
+    first fresh one. Rows come out in the members' order (the plan reads members by their key), so the run's stage
+    needs no sort: at 200,000 members
     0.45 s, against 0.77 s for a hashed pass over every fresh batch and its sort. SQLite has no LATERAL: there the
     probe finds the batch's id and the batch is joined by it."""
     probe = f"""SELECT b.{{column}} FROM loyalty_pointsbatch b
