@@ -32,12 +32,7 @@ from ..models import EntryKind, EntryStatus, NegativeBalancePolicy
 from ..profiling import add as profile_add
 from ..profiling import profiling, step
 from ..rules import RELATIVE, SET_TO
-from .batches import (
-    batch_expired_sql,
-    batched_delta_sql,
-    spent_through_sql,
-    stage_batches,
-)
+from .batches import batch_expired_sql, batched_delta_sql, spent_through_sql, stage_batches
 from .ledger import policy_or_default
 from .staff import StaffPolicy, staff_policy
 from .tables import execute as _exec
@@ -431,7 +426,7 @@ def _apply(
         tier_changes = _write_tier_changes(now, table) if written.lifetime_rows else 0
     with step("entries"):
         with _streamed_groups():
-            _insert_entries(actor=actor, source=source, source_ref=source_ref, now=now, one_row=written.one_row)
+            _insert_entries(actor=actor, source=source, source_ref=source_ref, now=now, written=written)
         if written.moves:
             _move_statuses(actor=actor, now=now)
     if written.credits:
@@ -473,6 +468,7 @@ class _Written:
     credits: int  # rows that open a batch
     shortfalls: int  # rows that record a shortfall (new, or a shortfall alone)
     reversals: int  # rows that reverse an entry (new, or a shortfall alone): a redemption's coupon goes
+    expirations: int  # new expirations (each records its span of the member's line)
 
     @property
     def one_row(self) -> bool:
@@ -490,7 +486,8 @@ class _Written:
                        SUM(CASE WHEN {_lifetime_rows_filter(_STAGE)} THEN 1 ELSE 0 END),
                        SUM(CASE WHEN {new} AND points > 0 AND {_ACTIVE_ROWS} THEN 1 ELSE 0 END),
                        SUM(CASE WHEN shortfall > 0 THEN 1 ELSE 0 END),
-                       SUM(CASE WHEN reverses_id IS NOT NULL THEN 1 ELSE 0 END)
+                       SUM(CASE WHEN reverses_id IS NOT NULL THEN 1 ELSE 0 END),
+                       SUM(CASE WHEN {new} AND kind = '{EntryKind.EXPIRATION}' THEN 1 ELSE 0 END)
                 FROM {_STAGE} WHERE state IN ({_NEW}, {_SHORT_ONLY})"""
         )[0]
         return cls(*(int(f or 0) for f in figures))
@@ -533,12 +530,16 @@ def _mark_already_applied(keys_new_unless_prefix: str | None) -> None:
         )
 
 
-def _lock_members() -> None:
+def members_lock(where: str) -> None:
+    """Lock the members matching `where` (an SQL condition over loyalty_member's columns) in id order, the one order
+    every bulk caller takes them in, so two callers never wait on each other in a circle. Counted where they are
+    locked: no id travels to Python. SQLite's transaction holds the whole database instead."""
     if _is_postgres():
-        _rows(
-            f"""SELECT id FROM loyalty_member WHERE id IN (SELECT member_id FROM {_STAGE} WHERE state = {_NEW})
-                ORDER BY id FOR UPDATE"""
-        )
+        _rows(f"SELECT COUNT(*) FROM (SELECT id FROM loyalty_member WHERE {where} ORDER BY id FOR UPDATE) locked")
+
+
+def _lock_members() -> None:
+    members_lock(f"id IN (SELECT member_id FROM {_STAGE} WHERE state = {_NEW})")
 
 
 def _mark_moves_no_longer_pending() -> None:
@@ -564,10 +565,12 @@ def _members_needing_order(
     """
     if staff.limited:
         return [r[0] for r in _rows(f"SELECT DISTINCT member_id FROM {_STAGE} WHERE state = {_NEW} ORDER BY 1")]
-    crossing = ""
+    # Each part is a SELECT of member ids; a part with nothing to look for is left out.
+    parts = []
+    if sets:
+        parts.append(f"SELECT member_id FROM {_STAGE} WHERE state = {_NEW} AND apply_type = '{SET_TO}'")
     if policy != NegativeBalancePolicy.ALLOW:
-        crossing = f"""
-            UNION
+        parts.append(f"""
             SELECT member_id FROM (
                 SELECT s.member_id, s.op, s.status, s.points,
                        m.available_points + SUM(CASE WHEN s.status = 'active' OR s.op = '{ACTIVATE}'
@@ -577,24 +580,17 @@ def _members_needing_order(
                 WHERE s.state = {_NEW} AND s.member_id IN (
                     SELECT member_id FROM {_STAGE}
                     WHERE state = {_NEW} AND op = '{_POST}' AND status = 'active' AND points < 0)) x
-            WHERE op = '{_POST}' AND status = 'active' AND points < 0 AND balance_after < 0"""
-    repeated = ""
+            WHERE op = '{_POST}' AND status = 'active' AND points < 0 AND balance_after < 0""")
     if keys_may_repeat:
-        repeated = f"""
-            UNION
+        parts.append(f"""
             SELECT member_id FROM {_STAGE} WHERE state = {_NEW} AND idem_key IN (
                 SELECT idem_key FROM {_STAGE} WHERE state = {_NEW} AND idem_key IS NOT NULL
-                GROUP BY idem_key HAVING COUNT(*) > 1)"""
-    moved_twice = ""
+                GROUP BY idem_key HAVING COUNT(*) > 1)""")
     if moves:
-        moved_twice = f"""
-            UNION
+        parts.append(f"""
             SELECT member_id FROM {_STAGE} WHERE state = {_NEW} AND op <> '{_POST}' AND entry_id IN (
                 SELECT entry_id FROM {_STAGE} WHERE state = {_NEW} AND op <> '{_POST}'
-                GROUP BY entry_id HAVING COUNT(*) > 1)"""
-    set_to = f"SELECT member_id FROM {_STAGE} WHERE state = {_NEW} AND apply_type = '{SET_TO}'"
-    parts = [set_to] if sets else []
-    parts += [part.strip().removeprefix("UNION").strip() for part in (crossing, repeated, moved_twice) if part]
+                GROUP BY entry_id HAVING COUNT(*) > 1)""")
     if not parts:
         return []
     rows = _rows(" UNION ".join(parts))
@@ -832,12 +828,14 @@ def _members_after(table, limit: int = 200) -> list[MemberAfter]:
     return list(members.values())
 
 
-def _insert_entries(*, actor, source: str, source_ref: int | None, now, one_row: bool) -> None:
+def _insert_entries(*, actor, source: str, source_ref: int | None, now, written: "_Written") -> None:
     who = actor_fields(actor)
     # An expiration records where it ends on its member's line of batches (loyalty.services.batches).
     spent, spent_join = "NULL", ""
-    if _rows(f"SELECT 1 FROM {_STAGE} WHERE state = {_NEW} AND kind = '{EntryKind.EXPIRATION}' LIMIT 1"):
-        spent, spent_join = spent_through_sql(stage=_STAGE, new_state=_NEW, active_rows=_ACTIVE_ROWS, one_row=one_row)
+    if written.expirations:
+        spent, spent_join = spent_through_sql(
+            stage=_STAGE, new_state=_NEW, active_rows=_ACTIVE_ROWS, one_row=written.one_row
+        )
     _exec(
         f"""INSERT INTO loyalty_ledgerentry (id, member_id, points, kind, status, counts_toward_lifetime, reason,
                 actor_user_id, actor_system, source, source_ref, earn_rule_id, reverses_id, idempotency_key,
